@@ -1,0 +1,119 @@
+"""The command line: parse, call the library, pick a renderer, set the exit code.
+
+``archlint TARGET...`` is short for ``archlint check TARGET...``. Exit codes (DESIGN
+decision 9): 0 nothing at or above ``--fail-on``; 1 findings at or above it; 2 usage
+error; 3 a target could not be resolved or built.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from .errors import UsageError
+from .findings import Severity
+
+FORMATS = ("text", "json")
+FAIL_ON = ("error", "warning", "info", "never")
+
+
+class _DefaultToCheck(click.Group):
+    """Route ``archlint TARGET`` to the ``check`` command."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["check", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultToCheck, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="archlint", prog_name="archlint")
+def main() -> None:
+    """Lint model architectures before you download the weights.
+
+    \b
+    archlint google/gemma-4-E2B-it          a Hub id (config.json only)
+    archlint ./model-dir  |  ./config.json  a local folder or config
+    archlint gemma4                         a transformers model type (its default config)
+    archlint train/model.py:build           a Python factory or nn.Module class
+    archlint rules  |  archlint explain LORA001
+    """
+
+
+def _codes(value: tuple[str, ...]) -> list[str]:
+    return [c.strip() for v in value for c in v.split(",") if c.strip()]
+
+
+@main.command()
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True, help="Output format.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write the report to FILE.")
+@click.option("--select", multiple=True, help="Only these codes or prefixes (comma-separated, repeatable).")
+@click.option("--ignore", multiple=True, help="Skip these codes or prefixes (comma-separated, repeatable).")
+@click.option("--fail-on", type=click.Choice(FAIL_ON), default="warning", show_default=True,
+              help="Lowest severity that makes the exit code 1.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow a config's own Python code (auto_map) to run.")
+@click.option("--offline", is_flag=True, help="Use only the local Hugging Face cache.")
+@click.option("--tree", is_flag=True, help="Also print the collapsed module tree with findings marked.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only findings at or above --fail-on, and errors.")
+@click.option("--no-color", is_flag=True, help="Plain text (also: NO_COLOR).")
+@click.option("--debug", is_flag=True, help="Tracebacks and timings on stderr.")
+def check(targets, fmt, output, select, ignore, fail_on, trust_remote_code, offline, tree, quiet, no_color, debug):
+    """Lint TARGETS and report the findings."""
+    from .api import lint_many
+    from .render import RenderOptions, render
+
+    fail_level = None if fail_on == "never" else Severity.parse(fail_on)
+    try:
+        report = lint_many(list(targets), select=_codes(select), ignore=_codes(ignore),
+                           trust_remote_code=trust_remote_code, offline=offline, debug=debug)
+    except UsageError as e:
+        raise click.UsageError(str(e)) from e
+    for result in report.errors:
+        click.echo(f"archlint: error: {result.error.message}", err=True)
+    if debug:
+        for result in report.results:
+            times = ", ".join(f"{k} {v:.3f}s" for k, v in result.timings.items())
+            click.echo(f"archlint: debug: {result.target}: {times}", err=True)
+    to_terminal = output is None and sys.stdout.isatty()
+    color = to_terminal and not no_color and "NO_COLOR" not in os.environ
+    options = RenderOptions(color=color, width=None if to_terminal else 100, tree=tree, quiet=quiet, fail_on=fail_level)
+    text = render(report, fmt, options)
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        click.echo(text, nl=False)
+    sys.exit(report.exit_code(fail_level))
+
+
+@main.command("rules")
+def list_rules():
+    """List every rule: code, name, default severity, summary."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .rules import all_rules
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("code", "name", "severity", "origin", "what it flags"):
+        table.add_column(column)
+    for rule in all_rules():
+        table.add_row(rule.code, rule.name, str(rule.severity), rule.origin, rule.summary())
+    Console(width=160).print(table)
+
+
+@main.command()
+@click.argument("rule")
+def explain(rule):
+    """Show the documentation of RULE (a code or a name)."""
+    from .docs import rule_markdown
+    from .rules import get_rule
+
+    try:
+        found = get_rule(rule)
+    except UsageError as e:
+        raise click.UsageError(str(e)) from e
+    click.echo(rule_markdown(found))

@@ -1,0 +1,66 @@
+"""The rule reference: one Markdown page per rule, generated from its docstring.
+
+``python -m archlint.docs rules/`` rewrites the pages; ``tests/test_rule_docs.py`` fails
+when a page is stale or missing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .rules import all_rules
+from .rules.base import Rule
+
+
+def rule_markdown(rule: type[Rule]) -> str:
+    sections = rule.sections()
+    lines = [
+        f"# {rule.code} {rule.name}",
+        "",
+        rule.summary(),
+        "",
+        f"- Default severity: **{rule.severity}**",
+        f"- Confidence: {rule.confidence}",
+        f"- Protects: {', '.join(rule.tools) or '—'}",
+        f"- Origin: {rule.origin}",
+        "",
+    ]
+    for heading, body in sections.items():
+        lines += [f"## {heading}", "", _unindent(body), ""]
+    if rule.INVALID or rule.VALID:
+        lines += ["## Tested on", ""]
+        for ex in rule.INVALID:
+            lines.append(f"- flags `{ex.target}`" + (f" at {', '.join(f'`{p or '(model)'}`' for p in ex.paths)}" if ex.paths else ""))
+        for ex in rule.VALID:
+            lines.append(f"- passes `{ex.target}`" + (f" ({ex.note})" if ex.note else ""))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _unindent(text: str) -> str:
+    import textwrap
+
+    return textwrap.dedent(text).strip()
+
+
+def page_name(rule: type[Rule]) -> str:
+    return f"{rule.code}-{rule.name}.md"
+
+
+def write_pages(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for rule in all_rules():
+        path = directory / page_name(rule)
+        path.write_text(rule_markdown(rule), encoding="utf-8")
+        written.append(path)
+    index = ["# archlint rules", "", "| code | name | severity | what it flags |", "|---|---|---|---|"]
+    index += [f"| [{r.code}]({page_name(r)}) | {r.name} | {r.severity} | {r.summary()} |" for r in all_rules()]
+    (directory / "README.md").write_text("\n".join(index) + "\n", encoding="utf-8")
+    return written
+
+
+if __name__ == "__main__":
+    for p in write_pages(Path(sys.argv[1] if len(sys.argv) > 1 else "rules")):
+        print(p)

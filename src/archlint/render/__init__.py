@@ -1,0 +1,28 @@
+"""Renderers: one module per output format, the same signature, chosen from a table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..findings import Severity
+from ..report import Report
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    color: bool = False
+    width: int | None = None
+    tree: bool = False
+    quiet: bool = False
+    fail_on: Severity | None = Severity.WARNING
+    max_patterns: int = 8  # per code in text output; JSON always lists everything
+
+
+def renderers():
+    from . import json_format, text
+
+    return {"text": text.render, "json": json_format.render}
+
+
+def render(report: Report, fmt: str, options: RenderOptions) -> str:
+    return renderers()[fmt](report, options)

@@ -1,0 +1,111 @@
+"""The result of a lint: per-target results and the summary every renderer reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import TargetError
+from .findings import Finding, Severity
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    class_name: str
+    model_type: str | None
+    parameters: int
+    modules: int
+    head: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "class": self.class_name,
+            "model_type": self.model_type,
+            "parameters": self.parameters,
+            "modules": self.modules,
+            "head": self.head,
+        }
+
+
+@dataclass
+class TargetResult:
+    """One target: its model, its findings, or the error that stopped it."""
+
+    target: str
+    model: ModelSummary | None = None
+    findings: list[Finding] = field(default_factory=list)
+    error: TargetError | None = None
+    rule_errors: list[dict[str, str]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds; shown with --debug, never in JSON
+    graph: Any = None  # the ModuleGraph, for the tree view; not serialised
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "model": self.model.to_dict() if self.model else None,
+            "findings": [f.to_dict() for f in self.findings],
+            "rule_errors": self.rule_errors,
+            "error": self.error.to_dict() if self.error else None,
+        }
+
+
+@dataclass
+class Report:
+    """Everything one run of archlint found."""
+
+    results: list[TargetResult]
+    archlint_version: str
+    versions: dict[str, str | None]
+    rules: list[str]
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for r in self.results for f in r.findings]
+
+    @property
+    def errors(self) -> list[TargetResult]:
+        return [r for r in self.results if r.error]
+
+    def worst(self) -> Severity | None:
+        return max((f.severity for f in self.findings), default=None)
+
+    def counts(self) -> dict[str, int]:
+        """Findings (grouped) and module occurrences per severity."""
+        out = {str(s): 0 for s in sorted(Severity, reverse=True)}
+        for f in self.findings:
+            out[str(f.severity)] += 1
+        return out
+
+    def exit_code(self, fail_on: Severity | None) -> int:
+        """0 clean, 1 findings at or above ``fail_on``, 3 a target failed (DESIGN decision 9)."""
+        if self.errors:
+            return 3
+        worst = self.worst()
+        if fail_on is not None and worst is not None and worst >= fail_on:
+            return 1
+        return 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "archlint_version": self.archlint_version,
+            "versions": self.versions,
+            "rules": self.rules,
+            "results": [r.to_dict() for r in self.results],
+            "summary": {
+                "targets": len(self.results),
+                "failed_targets": len(self.errors),
+                "findings": len(self.findings),
+                "by_severity": self.counts(),
+                "by_code": _by_code(self.findings),
+            },
+        }
+
+
+def _by_code(findings: list[Finding]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for f in sorted(findings, key=lambda f: f.code):
+        out[f.code] = out.get(f.code, 0) + f.count
+    return out

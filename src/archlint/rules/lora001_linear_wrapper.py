@@ -1,0 +1,100 @@
+"""LORA001 linear-wrapper."""
+
+from __future__ import annotations
+
+from ..findings import Fix, Severity
+from ..peft_support import is_linear_like
+from ..structure import alternation, anchored_regex, broken_recipes, inner_linear_name, linear_wrappers, name_matches
+from .base import Example, Rule
+
+
+class LinearWrapper(Rule):
+    """A module that is not a PEFT layer type but only wraps one `nn.Linear`.
+
+    What it does:
+        Flags modules that own no parameters of their own and hold exactly one
+        `nn.Linear` (or transformers `Conv1D`) as their only submodule, such as
+        `Gemma4ClippableLinear` in Gemma-4's vision and audio towers. Buffers
+        (clip bounds) and element-wise ops around the inner Linear are allowed.
+
+    Why is this bad:
+        PEFT dispatches on the module's type, not on what it contains. When a
+        `target_modules` name such as `q_proj` reaches the wrapper, `get_peft_model`
+        raises `ValueError: Target module Gemma4ClippableLinear(...) is not supported`,
+        after the weights were downloaded. Tools keyed on names (export, PTQ configs,
+        serving stacks) see the weight nested one level down as `<name>.linear.weight`.
+
+    Example:
+        LoraConfig(target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]) on
+        google/gemma-4-E2B-it reaches 16 vision and 12 audio wrappers named `q_proj`.
+
+    Use instead:
+        Scope the targets to the tower whose projections are plain Linears with an
+        anchored regex (PEFT full-matches a string `target_modules`), or target the
+        inner `.linear` of each wrapper: the wrapper's forward still runs around the
+        LoRA-augmented Linear, so its clamps are kept. Do not replace the wrapper by its
+        inner Linear unless its extra behaviour is a no-op.
+
+    References:
+        https://github.com/huggingface/peft/issues/3129 (G4-01),
+        https://github.com/huggingface/peft/pull/3154
+    """
+
+    code = "LORA001"
+    name = "linear-wrapper"
+    severity = Severity.ERROR
+    tools = ("peft", "trl", "export")
+
+    VALID = (
+        Example("fixtures/zoo/towers.py:PlainTowers", note="every projection is a plain nn.Linear"),
+        Example("fixtures/zoo/subclasses.py:TaggedLinearModel", note="an nn.Linear subclass is a Linear to PEFT"),
+    )
+    INVALID = (
+        Example(
+            "fixtures/zoo/towers.py:WrappedVisionTower",
+            paths=("vision.layers.0.attn.q_proj", "vision.layers.0.attn.v_proj",
+                   "vision.layers.1.attn.q_proj", "vision.layers.1.attn.v_proj"),
+            fix=r"language\.layers\..*\.(?:q_proj|v_proj)",
+        ),
+    )
+
+    def check(self, ctx):
+        groups = linear_wrappers(ctx)
+        if not groups:
+            return
+        fix = self._fix(ctx, groups)
+        for group in groups:
+            info = group.info
+            inner = inner_linear_name(ctx, info)
+            recipes = broken_recipes(ctx, group.paths)
+            breaks = f"; breaks the {', '.join(recipes)} recipe{'s' if len(recipes) > 1 else ''}" if recipes else ""
+            yield self.finding(
+                group.paths,
+                f"{info.class_name} is not a PEFT layer type; it wraps the nn.Linear `.{inner}`{breaks}",
+                module_class=info.class_name,
+                fix=fix,
+                details={"inner": inner, "breaks_recipes": recipes, "buffers": sorted(info.buffers)},
+            )
+
+    def _fix(self, ctx, groups) -> Fix:
+        wrapper_paths = {p for g in groups for p in g.paths}
+        names = sorted({p.rsplit(".", 1)[-1] for p in wrapper_paths})
+        inner = sorted({inner_linear_name(ctx, g.info) for g in groups})
+        # Plain Linears sharing the wrappers' names: what a bare-name recipe was meant for.
+        plain = [
+            g for g in ctx.graph.distinct(lambda i: is_linear_like(i.module) and i.path not in wrapper_paths)
+            if name_matches(g.info.path, names) and not _inside(g.info.path, wrapper_paths)
+        ]
+        inner_regex = rf".*\.{alternation(names)}\.{alternation(inner)}"
+        lines = []
+        if plain:
+            scoped = anchored_regex(g.pattern for g in plain)
+            lines.append(f'target_modules=r"{scoped}"  # only the plain-Linear projections')
+            lines.append(f'target_modules=r"{scoped}|{inner_regex}"  # also the wrapped ones, through their inner Linear')
+        else:
+            lines.append(f'target_modules=r"{inner_regex}"  # the inner Linear of each wrapper')
+        return Fix("Target plain Linears only: anchor the regex, or reach the wrapped Linear through its child", "\n".join(lines))
+
+
+def _inside(path: str, containers: set[str]) -> bool:
+    return any(path.startswith(c + ".") for c in containers)

@@ -1,0 +1,97 @@
+"""LORA003 linear-subclass-forward."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..findings import Confidence, Fix, Severity
+from ..source import overrides_forward
+from .base import Example, Rule
+
+
+class LinearSubclassForward(Rule):
+    """An `nn.Linear` or `nn.Embedding` subclass that replaces `forward`.
+
+    What it does:
+        Flags subclasses of `nn.Linear`/`nn.Embedding` whose class overrides `forward`
+        (routers with input jitter such as `PhimoeRouter` and `Llama4Router`, grouped
+        linears). A subclass that only adds attributes keeps `nn.Linear.forward` and is
+        not flagged; nor is an embedding whose only extra is a scalar `embed_scale`,
+        which PEFT applies to the adapter output itself.
+
+    Why is this bad:
+        PEFT accepts the module because it *is* an `nn.Linear`, then calls the custom
+        forward for the base output and adds a plain `x @ A @ B` delta that bypasses the
+        extra logic; merging bakes the delta in with different semantics. bitsandbytes
+        swaps the class for `Linear4bit` and the custom forward is lost or crashes.
+
+    Example:
+        `class JitterRouter(nn.Linear): def forward(self, x): return super().forward(x * noise)`
+
+    Use instead:
+        Keep the module out of adapters and quantization: `exclude_modules=[...]` in the
+        LoraConfig and `llm_int8_skip_modules=[...]` in the BitsAndBytesConfig.
+
+    References:
+        MOE-03 (PhimoeRouter, Llama4Router), GM-03 (scaled embeddings)
+    """
+
+    code = "LORA003"
+    name = "linear-subclass-forward"
+    severity = Severity.WARNING
+    confidence = Confidence.LOW  # the override is structural; what it adds is read by probes (#3)
+    tools = ("peft", "bitsandbytes")
+
+    VALID = (
+        Example("fixtures/zoo/subclasses.py:TaggedLinearModel", note="subclass adds an attribute only"),
+        Example("fixtures/zoo/subclasses.py:ScaledEmbeddingModel", note="scalar embed_scale, which PEFT handles"),
+    )
+    INVALID = (
+        Example("fixtures/zoo/subclasses.py:JitterRouterModel", paths=("layers.0.router", "layers.1.router"),
+                fix="exclude_modules"),
+    )
+
+    def check(self, ctx):
+        for group in ctx.graph.distinct(_custom_forward):
+            info = group.info
+            base = "nn.Embedding" if isinstance(info.module, nn.Embedding) else "nn.Linear"
+            leaf = info.leaf_name
+            yield self.finding(
+                group.paths,
+                f"{info.class_name} subclasses {base} but overrides forward; a LoRA delta or a "
+                f"4-bit swap bypasses what the override adds",
+                module_class=info.class_name,
+                fix=Fix(
+                    "Keep it out of adapters and quantization",
+                    f'LoraConfig(exclude_modules=["{leaf}"], ...)\n'
+                    f'BitsAndBytesConfig(llm_int8_skip_modules=["{leaf}"], ...)',
+                ),
+                details={"base": base},
+            )
+
+
+def _custom_forward(info) -> bool:
+    module = info.module
+    if isinstance(module, nn.Linear) and type(module) is not nn.Linear:
+        return overrides_forward(type(module), nn.Linear)
+    if isinstance(module, nn.Embedding) and type(module) is not nn.Embedding:
+        if _scalar_embed_scale(module) and _peft_scales_embeddings():
+            return False
+        return overrides_forward(type(module), nn.Embedding)
+    return False
+
+
+def _scalar_embed_scale(module) -> bool:
+    scale = getattr(module, "embed_scale", None)
+    if isinstance(scale, (int, float)):
+        return True
+    return getattr(scale, "numel", lambda: 0)() == 1
+
+
+def _peft_scales_embeddings() -> bool:
+    """PEFT applies a scalar ``embed_scale`` to the LoRA embedding output (``_get_embed_scale``)."""
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:
+        return False
+    return hasattr(BaseTunerLayer, "_get_embed_scale")

@@ -1,0 +1,108 @@
+"""LORA004 target-name-collision."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..findings import Fix, Severity
+from ..peft_support import is_linear_like, is_lora_layer
+from ..structure import anchored_regex, linear_wrappers, recipes, tower_label
+from .base import Example, Rule
+
+
+class TargetNameCollision(Rule):
+    """One leaf name names modules of different classes or in different towers.
+
+    What it does:
+        Groups the adaptable projections (Linears and linear wrappers) by their last
+        path segment, the name a `target_modules` list matches, and flags names shared
+        by different classes or by different sub-models (`language_model`,
+        `vision_tower`, `audio_tower`, encoder/decoder).
+
+    Why is this bad:
+        A bare name reaches every tower. When one of the modules it reaches is not a
+        PEFT layer type, `get_peft_model` crashes (the Gemma-4 `q_proj` case: error).
+        When all are Linears, the adapter silently covers towers you did not mean to
+        train, and serving stacks that only expect language-model adapters reject it
+        (info).
+
+    Example:
+        On Gemma-4, `q_proj` is an `nn.Linear` in `model.language_model` and a
+        `Gemma4ClippableLinear` in `model.vision_tower` and `model.audio_tower`.
+
+    Use instead:
+        One anchored regex per intended tower, as printed in the fix, or
+        `exclude_modules` for the towers to leave alone.
+
+    References:
+        https://github.com/huggingface/peft/issues/3129 (G4-01), G4-02
+    """
+
+    code = "LORA004"
+    name = "target-name-collision"
+    severity = Severity.ERROR
+    tools = ("peft", "vllm", "sglang")
+
+    VALID = (Example("fixtures/zoo/towers.py:SingleTower"),)
+    INVALID = (
+        Example(
+            "fixtures/zoo/towers.py:WrappedVisionTower",
+            paths=("language.layers.0.attn.q_proj", "language.layers.1.attn.q_proj",
+                   "vision.layers.0.attn.q_proj", "vision.layers.1.attn.q_proj"),
+            fix=r"language\.layers\.\d+\.attn\.q_proj",
+        ),
+    )
+
+    def check(self, ctx):
+        wrappers = {p for g in linear_wrappers(ctx) for p in g.paths}
+        inner = {c for p in wrappers for c in ctx.graph.info(p).children.values()}
+        by_name = defaultdict(list)
+        for info in ctx.graph:
+            if info.path in inner or not (is_linear_like(info.module) or info.path in wrappers):
+                continue
+            by_name[info.leaf_name].append(info)
+        recipe_names = {n for names in recipes(ctx).values() for n in names}
+        colliding = {
+            name: infos for name, infos in sorted(by_name.items())
+            if len({i.tower for i in infos}) > 1 or len({i.class_name for i in infos}) > 1
+        }
+        fix = _fix([i for infos in colliding.values() for i in infos])
+        for name, infos in colliding.items():
+            unsupported = sorted({i.class_name for i in infos if not is_lora_layer(i.module)})
+            if unsupported and name in recipe_names:
+                severity, effect = Severity.ERROR, f"PEFT raises on {', '.join(unsupported)}"
+            elif unsupported:
+                severity, effect = Severity.WARNING, f"PEFT raises on {', '.join(unsupported)} if targeted"
+            else:
+                severity, effect = Severity.INFO, "a bare-name target adapts every tower listed"
+            yield self._finding(name, infos, severity, effect, fix)
+
+    def _finding(self, name, infos, severity, effect, fix):
+        by_tower = defaultdict(lambda: defaultdict(int))
+        for i in infos:
+            by_tower[tower_label(i.tower)][i.class_name] += 1
+        where = "; ".join(
+            f"{tower}: " + ", ".join(f"{n} {cls}" for cls, n in sorted(classes.items()))
+            for tower, classes in sorted(by_tower.items())
+        )
+        return self.finding(
+            [i.path for i in infos],
+            f"`{name}` names {len(infos)} modules across {len(by_tower)} tower(s) ({where}); {effect}",
+            module_class=", ".join(sorted({i.class_name for i in infos})),
+            severity=severity,
+            pattern=name,
+            fix=fix,
+            details={"name": name, "towers": {t: dict(c) for t, c in sorted(by_tower.items())}},
+        )
+
+
+def _fix(infos) -> Fix | None:
+    """One anchored regex per tower, over the plain-Linear modules of every colliding name."""
+    lines = []
+    for tower in sorted({i.tower for i in infos}):
+        plain = sorted({i.pattern for i in infos if i.tower == tower and is_lora_layer(i.module)})
+        if plain:
+            lines.append(f'target_modules=r"{anchored_regex(plain)}"  # {tower_label(tower)} only')
+    if not lines:
+        return None
+    return Fix("Anchor the names to the tower you mean to adapt (one regex per tower)", "\n".join(lines))

@@ -1,0 +1,205 @@
+"""A fake Hugging Face Hub for offline tests: the ``/resolve/`` file protocol, stdlib only.
+
+It answers what ``huggingface_hub.hf_hub_download`` asks for (``HEAD`` then ``GET`` on
+``{endpoint}/{repo_id}/resolve/{revision}/{filename}``) the way the real Hub does:
+
+* ``200`` with ``X-Repo-Commit``, ``ETag`` and ``Content-Length`` (and the body on ``GET``);
+* ``404`` + ``X-Error-Code: RepoNotFound`` for an unknown repository;
+* ``401`` (no ``Authorization``) or ``403`` (wrong token) + ``X-Error-Code: GatedRepo`` for a
+  gated repository, unless ``Authorization: Bearer <token>`` carries the configured token;
+* ``404`` + ``X-Error-Code: RevisionNotFound`` for an unknown branch, tag or commit;
+* ``404`` + ``X-Error-Code: EntryNotFound`` (with ``X-Repo-Commit``) for a missing file.
+
+Every request is recorded (method, path, whether it was authenticated), so a test can assert
+that only ``config.json`` was ever asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlsplit
+
+Repos = dict[str, dict[str, dict[str, bytes]]]  # {repo_id: {revision: {filename: content}}}
+
+_RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<filename>.+)$")
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str  # the decoded URL path, e.g. /meta-llama/Llama-3.1-8B/resolve/main/config.json
+    authorization: str | None
+    status: int
+
+    @property
+    def filename(self) -> str | None:
+        m = _RESOLVE.match(self.path)
+        return unquote(m["filename"]) if m else None
+
+
+def commit_hash(repo_id: str, revision: str) -> str:
+    """A stable, 40-hex commit id for one revision of one fake repository."""
+    return hashlib.sha1(f"{repo_id}@{revision}".encode()).hexdigest()
+
+
+def git_blob_sha(content: bytes) -> str:
+    """The git blob id the Hub uses as ETag for non-LFS files."""
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+class FakeHub:
+    """A threaded HTTP server on 127.0.0.1 speaking the Hub's ``/resolve/`` protocol."""
+
+    def __init__(self, repos: Repos, *, gated: set[str] | frozenset[str] = frozenset(), token: str = "hf_fake_token"):
+        self.repos = repos
+        self.gated = set(gated)
+        self.token = token
+        self._requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.url: str | None = None
+
+    # -- life cycle ------------------------------------------------------------------
+
+    def start(self) -> FakeHub:
+        handler = type("_BoundHandler", (_Handler,), {"hub": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        host, port = self._server.server_address[:2]
+        self.url = f"http://{host}:{port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-hub", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and free the port: later requests get 'connection refused'."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def __enter__(self) -> FakeHub:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- what was asked --------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def paths(self) -> list[str]:
+        return [r.path for r in self.requests]
+
+    @property
+    def filenames(self) -> set[str | None]:
+        """The file names asked for (``None`` for a request outside ``/resolve/``)."""
+        return {r.filename for r in self.requests}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    # -- the protocol ----------------------------------------------------------------
+
+    def answer(self, path: str, authorization: str | None) -> tuple[int, dict[str, str], bytes]:
+        """Status, headers and body for one request path (the body is dropped for HEAD)."""
+        m = _RESOLVE.match(path)
+        if m is None:
+            return _error(404, None, "Not Found")
+        repo_id, revision, filename = m["repo"], unquote(m["revision"]), unquote(m["filename"])
+        revisions = self.repos.get(repo_id)
+        if revisions is None:
+            return _error(404, "RepoNotFound", "Repository not found")
+        if repo_id in self.gated and authorization != f"Bearer {self.token}":
+            if authorization is None:
+                return _error(
+                    401, "GatedRepo",
+                    f"Access to model {repo_id} is restricted. You must have access to it and be authenticated to access it. Please log in.",
+                )
+            return _error(
+                403, "GatedRepo",
+                f"Access to model {repo_id} is restricted and you are not in the authorized list. Visit https://huggingface.co/{repo_id} to ask for access.",
+            )
+        ref = self._find_revision(repo_id, revisions, revision)
+        if ref is None:
+            return _error(404, "RevisionNotFound", "Invalid rev id: " + revision)
+        files = revisions[ref]
+        commit = commit_hash(repo_id, ref)
+        if filename not in files:
+            status, headers, body = _error(404, "EntryNotFound", f"{filename} does not exist on \"{revision}\"")
+            headers["X-Repo-Commit"] = commit
+            return status, headers, body
+        content = files[filename]
+        headers = {
+            "Content-Type": "application/octet-stream" if not filename.endswith(".json") else "application/json",
+            "Content-Length": str(len(content)),
+            "ETag": f'"{git_blob_sha(content)}"',
+            "X-Repo-Commit": commit,
+            "Accept-Ranges": "bytes",
+        }
+        return 200, headers, content
+
+    @staticmethod
+    def _find_revision(repo_id: str, revisions: dict[str, dict[str, bytes]], revision: str) -> str | None:
+        if revision in revisions:
+            return revision
+        for ref in revisions:  # a full commit id of one of the refs
+            if commit_hash(repo_id, ref) == revision:
+                return ref
+        return None
+
+
+def _error(status: int, code: str | None, message: str) -> tuple[int, dict[str, str], bytes]:
+    body = ('{"error": "%s"}' % message.replace('"', "'")).encode()
+    headers = {"Content-Type": "application/json", "Content-Length": str(len(body)), "X-Error-Message": message}
+    if code is not None:
+        headers["X-Error-Code"] = code
+    return status, headers, body
+
+
+class _Handler(BaseHTTPRequestHandler):
+    hub: FakeHub  # set on the per-server subclass
+    protocol_version = "HTTP/1.0"  # one request per connection: no pooled sockets survive stop()
+
+    def do_HEAD(self) -> None:
+        self._serve(send_body=False)
+
+    def do_GET(self) -> None:
+        self._serve(send_body=True)
+
+    def _serve(self, send_body: bool) -> None:
+        path = urlsplit(self.path).path
+        authorization = self.headers.get("Authorization")
+        status, headers, body = self.hub.answer(path, authorization)
+        self.hub._record(RecordedRequest(self.command, unquote(path), authorization, status))
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:  # keep pytest output clean
+        pass
