@@ -121,6 +121,8 @@ def _call_factory(spec: ModelSpec) -> nn.Module:
     try:
         result = spec.factory()
     except Exception as e:
+        if _is_meta_unsafe(e):
+            raise  # let _with_fallback retry with small factories on the CPU
         raise TargetError("factory-failed", f"{spec.target}: the factory raised {_one_line(e)}") from e
     if not isinstance(result, nn.Module):
         raise TargetError("factory-not-module", f"{spec.target}: the factory returned a {type(result).__name__}, not an nn.Module")

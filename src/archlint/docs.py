@@ -31,7 +31,8 @@ def rule_markdown(rule: type[Rule]) -> str:
     if rule.INVALID or rule.VALID:
         lines += ["## Tested on", ""]
         for ex in rule.INVALID:
-            lines.append(f"- flags `{ex.target}`" + (f" at {', '.join(f'`{p or '(model)'}`' for p in ex.paths)}" if ex.paths else ""))
+            where = ", ".join(f"`{p or '(model)'}`" for p in ex.paths)
+            lines.append(f"- flags `{ex.target}`" + (f" at {where}" if where else ""))
         for ex in rule.VALID:
             lines.append(f"- passes `{ex.target}`" + (f" ({ex.note})" if ex.note else ""))
         lines.append("")

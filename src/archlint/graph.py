@@ -44,7 +44,7 @@ class TensorInfo:
         return len(self.shape)
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: one object per module, hashable
 class ModuleInfo:
     """Everything archlint knows about one module of the tree."""
 

@@ -184,14 +184,15 @@ def _resolve_hub(target: str, repo: str, revision: str | None, trust_remote_code
         raise TargetError("revision-not-found", f"{target}: revision {revision!r} does not exist in {repo}") from e
     except hub_errors.RepositoryNotFoundError as e:
         raise TargetError("repo-not-found", f"{target}: no such repository on the Hub (or it is private: set HF_TOKEN)") from e
-    except (hub_errors.EntryNotFoundError, hub_errors.RemoteEntryNotFoundError) as e:
-        raise TargetError("no-config", f"{target}: the repository has no config.json; it is not a transformers model") from e
     except (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled) as e:
+        # Before EntryNotFoundError: LocalEntryNotFoundError is a subclass of it.
         raise TargetError(
             "offline",
             f"{target}: config.json is not in the local cache and the Hub cannot be reached "
             f"(offline or no network); connect once, or lint a local copy of the config",
         ) from e
+    except (hub_errors.EntryNotFoundError, hub_errors.RemoteEntryNotFoundError) as e:
+        raise TargetError("no-config", f"{target}: the repository has no config.json; it is not a transformers model") from e
     except hub_errors.HfHubHTTPError as e:
         raise TargetError("hub-error", f"{target}: the Hub answered {_one_line(e)}") from e
     except OSError as e:

@@ -121,7 +121,8 @@ def unique_suffix(full_paths: list[str], universe: Iterable[str]) -> str:
     ``universe`` under PEFT's suffix matching (``key.endswith('.' + suffix)``)."""
     segments = [p.split(".") for p in full_paths]
     others = [u for u in universe if u not in set(full_paths)]
-    for k in range(1, min(len(s) for s in segments) + 1):
+    # Two segments at least: a bare `weight` would be right today and wrong after any change.
+    for k in range(min(2, min(len(s) for s in segments)), min(len(s) for s in segments) + 1):
         tails = {".".join(s[-k:]) for s in segments}
         if len(tails) != 1:
             break

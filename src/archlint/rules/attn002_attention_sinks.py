@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..findings import Fix, Severity
+from ..structure import attention_modules
 from .base import Example, Rule
 
 
@@ -59,10 +60,22 @@ class AttentionSinks(Rule):
                 details={"sinks_shape": shape},
             )
         root = ctx.graph.root
-        if not found and getattr(type(root), "_supports_sdpa", True) is False:
+        if not found and _declares_no_sdpa(root) and attention_modules(ctx):
+            flash = getattr(type(root), "_supports_flash_attn", False)
             yield self.finding(
                 [""],
-                f"{type(root).__name__} declares _supports_sdpa = False; transformers will use eager attention",
+                f"{type(root).__name__} declares _supports_sdpa = False; transformers runs eager attention, "
+                f"whose memory grows with the square of the sequence length",
                 module_class=type(root).__name__,
-                fix=fix,
+                fix=Fix(
+                    "Plan memory for eager attention" + (", or use FlashAttention-2" if flash else ""),
+                    'from_pretrained(..., attn_implementation="flash_attention_2")' if flash
+                    else 'from_pretrained(..., attn_implementation="eager")  # the only supported backend',
+                ),
             )
+
+
+def _declares_no_sdpa(root) -> bool:
+    from transformers import PreTrainedModel
+
+    return isinstance(root, PreTrainedModel) and not getattr(type(root), "_supports_sdpa", False)

@@ -35,7 +35,7 @@ class LogitSoftcapping(Rule):
 
     VALID = (Example("fixtures/zoo/hf_tiny.py:tiny_llama"),)
     INVALID = (
-        Example("fixtures/zoo/hf_tiny.py:tiny_gemma2", paths=("model.layers.0.self_attn", "model.layers.1.self_attn"),
+        Example("fixtures/zoo/hf_tiny.py:tiny_gemma2", paths=("model.layers.0.self_attn", "model.layers.1.self_attn", "lm_head"),
                 fix="flash-attn >= 2.6"),
     )
 

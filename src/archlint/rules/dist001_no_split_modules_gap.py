@@ -16,10 +16,12 @@ class NoSplitModulesGap(Rule):
         and repeated block classes the list does not name.
 
     Why is this bad:
-        FSDP's transformer auto-wrap (PEFT's `fsdp_auto_wrap_policy`, the Trainer)
-        raises "Could not find the transformer layer class to wrap in the model" or
-        wraps the wrong unit; `device_map="auto"` splits a residual block across
-        devices ("Expected all tensors to be on the same device").
+        FSDP's transformer auto-wrap (accelerate's FSDP plugin, PEFT's
+        `fsdp_auto_wrap_policy`) reads the list and raises "Could not find the
+        transformer layer class ... in the model" for a missing list or an absent class
+        (error). A block class the list misses is wrapped with its neighbours and
+        `device_map="auto"` may split it across devices ("Expected all tensors to be on
+        the same device") (warning).
 
     Example:
         A subclassed decoder layer whose class is not in the parent's list.
@@ -34,7 +36,7 @@ class NoSplitModulesGap(Rule):
 
     code = "DIST001"
     name = "no-split-modules-gap"
-    severity = Severity.WARNING
+    severity = Severity.ERROR
     tools = ("fsdp", "accelerate")
 
     VALID = (Example("fixtures/zoo/hf_tiny.py:tiny_llama"),)
@@ -63,10 +65,13 @@ class NoSplitModulesGap(Rule):
         if not problems:
             return
         wanted = sorted((declared & present) | set(blocks))
+        # FSDP's transformer auto-wrap raises on a missing list or an absent class name.
+        severity = Severity.ERROR if (absent or not declared) else Severity.WARNING
         yield self.finding(
             [""],
             f"{type(root).__name__}._no_split_modules " + "; ".join(problems),
             module_class=type(root).__name__,
+            severity=severity,
             fix=Fix("Name the repeated blocks",
                     f"{type(root).__name__}._no_split_modules = {wanted!r}\n"
                     f"# FSDP: fsdp_config={{'transformer_layer_cls_to_wrap': {wanted!r}}}"),

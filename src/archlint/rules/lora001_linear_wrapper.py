@@ -54,7 +54,7 @@ class LinearWrapper(Rule):
             "fixtures/zoo/towers.py:WrappedVisionTower",
             paths=("vision.layers.0.attn.q_proj", "vision.layers.0.attn.v_proj",
                    "vision.layers.1.attn.q_proj", "vision.layers.1.attn.v_proj"),
-            fix=r"language\.layers\..*\.(?:q_proj|v_proj)",
+            fix=r"language\.layers\.\d+\.attn\.(?:q_proj|v_proj)",
         ),
     )
 

@@ -47,9 +47,9 @@ class TargetNameCollision(Rule):
     INVALID = (
         Example(
             "fixtures/zoo/towers.py:WrappedVisionTower",
-            paths=("language.layers.0.attn.q_proj", "language.layers.1.attn.q_proj",
-                   "vision.layers.0.attn.q_proj", "vision.layers.1.attn.q_proj"),
-            fix=r"language\.layers\.\d+\.attn\.q_proj",
+            paths=tuple(f"{tower}.layers.{i}.attn.{name}" for tower in ("language", "vision")
+                        for i in (0, 1) for name in ("q_proj", "v_proj")),
+            fix=r"language\.layers\.\d+\.attn\.(?:q_proj|v_proj)",
         ),
     )
 

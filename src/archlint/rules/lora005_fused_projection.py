@@ -63,9 +63,10 @@ class FusedProjection(Rule):
         if not fused:
             return
         native = sorted({g.info.leaf_name for g, _ in fused})
+        present = {i.leaf_name for i in ctx.graph if is_linear_like(i.module)}
+        names = [n for n in STANDARD_NAMES if n in present] + native
         for group, parts in fused:
             siblings = {c.leaf_name for c in ctx.graph.children(ctx.graph.parent(group.info.path).path)}
-            names = [n for n in STANDARD_NAMES if n in siblings] + native
             missing = [n for n in STANDARD_NAMES if n not in siblings and _fused_into(n, parts)]
             yield self.finding(
                 group.paths,
