@@ -17,10 +17,12 @@ that only ``config.json`` was ever asked for.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 Repos = dict[str, dict[str, dict[str, bytes]]]  # {repo_id: {revision: {filename: content}}}
@@ -31,7 +33,7 @@ _RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<
 @dataclass(frozen=True)
 class RecordedRequest:
     method: str
-    path: str  # the decoded URL path, e.g. /meta-llama/Llama-3.1-8B/resolve/main/config.json
+    path: str  # the URL path as sent, e.g. /meta-llama/Llama-3.1-8B/resolve/main/config.json
     authorization: str | None
     status: int
 
@@ -193,7 +195,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         authorization = self.headers.get("Authorization")
         status, headers, body = self.hub.answer(path, authorization)
-        self.hub._record(RecordedRequest(self.command, unquote(path), authorization, status))
+        self.hub._record(RecordedRequest(self.command, path, authorization, status))
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -203,3 +205,30 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:  # keep pytest output clean
         pass
+
+
+# -- the repositories the `fake_hub` fixture serves ---------------------------------
+
+FIXTURE_CONFIGS = Path(__file__).resolve().parents[1] / "fixtures" / "configs"
+
+LLAMA = "meta-llama/Llama-3.1-8B"
+GEMMA = "google/gemma-4-E2B-it"  # gated
+NO_CONFIG = "acme/weights-only"
+HUB_TOKEN = "hf_fake_token_for_tests"
+LLAMA_V1_LAYERS = 3  # the `v1` tag of LLAMA differs from `main` by its depth
+
+
+def fake_hub_repos() -> dict[str, dict[str, dict[str, bytes]]]:
+    llama = (FIXTURE_CONFIGS / "meta-llama__Llama-3.1-8B" / "config.json").read_bytes()
+    llama_v1 = json.loads(llama)
+    llama_v1["num_hidden_layers"] = LLAMA_V1_LAYERS
+    gemma = (FIXTURE_CONFIGS / "google__gemma-4-E2B-it" / "config.json").read_bytes()
+    weights = b"NOT-REAL-WEIGHTS" * 64  # served, so a test can tell it was never asked for
+    return {
+        LLAMA: {
+            "main": {"config.json": llama, "model.safetensors": weights, "README.md": b"# Llama\n"},
+            "v1": {"config.json": json.dumps(llama_v1, indent=2).encode(), "model.safetensors": weights},
+        },
+        GEMMA: {"main": {"config.json": gemma, "model.safetensors": weights}},
+        NO_CONFIG: {"main": {"model.safetensors": weights, "README.md": b"# weights only\n"}},
+    }

@@ -67,7 +67,10 @@ def _code_block(console: Console, code: str, findings: list[Finding], options) -
     for f in findings:
         by_message[f.message].append(f)
     budget = options.max_patterns
-    for message, group in by_message.items():
+    # Messages naming the recipes they break come first: that is what a user acts on.
+    ordered = sorted(by_message.items(), key=lambda kv: (
+        -max(len(f.details.get("breaks_recipes", ())) for f in kv[1]), -sum(f.count for f in kv[1])))
+    for message, group in ordered:
         if budget <= 0:
             break
         console.print(f"          {escape(message)}")

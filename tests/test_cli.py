@@ -1,0 +1,113 @@
+"""The command line: target forms, selection, exit codes, formats."""
+
+from __future__ import annotations
+
+import json
+
+from support import REPO, config, run_cli
+
+from archlint.rules import all_rules
+
+LLAMA = config("meta-llama__Llama-3.1-8B")
+GEMMA4 = config("google__gemma-4-E2B-it")
+
+
+def test_rules_lists_every_rule():
+    out = run_cli("rules")
+    assert out.returncode == 0
+    for rule in all_rules():
+        assert rule.code in out.stdout and rule.name in out.stdout
+
+
+def test_explain_prints_the_docstring_sections():
+    out = run_cli("explain", "LORA001")
+    assert out.returncode == 0
+    assert "# LORA001 linear-wrapper" in out.stdout
+    assert "## Why is this bad" in out.stdout
+    assert run_cli("explain", "linear-wrapper").stdout == out.stdout
+    assert run_cli("explain", "NOPE999").returncode == 2
+
+
+def test_exit_codes_follow_fail_on():
+    assert run_cli(LLAMA).returncode == 0
+    assert run_cli(GEMMA4, "--format", "json").returncode == 1
+    assert run_cli(GEMMA4, "--fail-on", "never", "--format", "json").returncode == 0
+    assert run_cli(LLAMA, "--fail-on", "info", "--format", "json").returncode == 1  # NORM001 is info
+
+
+def test_unknown_selector_is_a_usage_error():
+    out = run_cli(LLAMA, "--select", "NOPE")
+    assert out.returncode == 2
+    assert "NOPE" in out.stderr
+
+
+def test_select_and_ignore_by_code_and_prefix():
+    report = json.loads(run_cli(GEMMA4, "--format", "json", "--select", "LORA", "--ignore", "LORA004").stdout)
+    codes = {f["code"] for f in report["results"][0]["findings"]}
+    assert codes and all(c.startswith("LORA") for c in codes) and "LORA004" not in codes
+    assert "NORM001" not in report["rules"]
+
+
+def test_json_is_byte_identical_across_runs_and_has_the_contract_shape():
+    first, second = run_cli(GEMMA4, "--format", "json"), run_cli(GEMMA4, "--format", "json")
+    assert first.stdout == second.stdout
+    report = json.loads(first.stdout)
+    assert report["schema_version"] == 1 and report["archlint_version"]
+    assert set(report["versions"]) >= {"torch", "transformers", "peft", "huggingface_hub"}
+    result = report["results"][0]
+    assert result["error"] is None
+    assert result["model"]["class"] == "Gemma4ForConditionalGeneration"
+    assert result["model"]["model_type"] == "gemma4"
+    finding = result["findings"][0]
+    assert set(finding) >= {"code", "name", "severity", "confidence", "message", "module_class", "pattern",
+                            "paths", "count", "fix", "details"}
+    assert finding["count"] == len(finding["paths"])
+    assert report["summary"]["by_code"]["LORA001"] == 232
+
+
+def test_several_targets_make_one_report(tmp_path):
+    out = run_cli(LLAMA, GEMMA4, "--format", "json", "--output", str(tmp_path / "r.json"))
+    assert out.returncode == 1 and out.stdout == ""
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [r["target"] for r in report["results"]] == [LLAMA, GEMMA4]
+
+
+def test_config_json_path_and_folder_agree():
+    a = json.loads(run_cli(GEMMA4, "--format", "json").stdout)["results"][0]["findings"]
+    b = json.loads(run_cli(GEMMA4 + "/config.json", "--format", "json").stdout)["results"][0]["findings"]
+    assert a == b
+
+
+def test_model_type_fills_optional_towers():
+    """`archlint gemma4` must build the vision and audio towers, or the wrapper problem is invisible."""
+    report = json.loads(run_cli("gemma4", "--format", "json", "--select", "LORA001").stdout)
+    flagged = {p for f in report["results"][0]["findings"] for p in f["paths"]}
+    assert any(".vision_tower." in p for p in flagged) and any(".audio_tower." in p for p in flagged)
+
+
+def test_factory_targets_file_and_module_forms():
+    by_file = run_cli("fixtures/zoo/towers.py:WrappedVisionTower", "--format", "json", "--select", "LORA001")
+    assert by_file.returncode == 1
+    report = json.loads(by_file.stdout)
+    assert report["results"][0]["model"]["class"] == "WrappedVisionTower"
+    by_module = run_cli("fixtures.zoo.towers:WrappedVisionTower", "--format", "json", "--select", "LORA001")
+    assert json.loads(by_module.stdout)["results"][0]["findings"] == report["results"][0]["findings"]
+
+
+def test_text_output_groups_and_collapses():
+    out = run_cli(GEMMA4, "--no-color")
+    assert "LORA001 linear-wrapper ×232" in out.stdout
+    assert "model.vision_tower.encoder.layers.*.self_attn.q_proj ×16" in out.stdout
+    assert "fix:" in out.stdout
+    assert "\x1b[" not in out.stdout
+
+
+def test_tree_marks_findings_on_collapsed_layers():
+    out = run_cli(GEMMA4, "--tree", "--select", "LORA001")
+    assert "◀ LORA001" in out.stdout
+    assert "×16" in out.stdout  # vision layers collapsed
+
+
+def test_quiet_prints_only_findings_at_or_above_fail_on():
+    out = run_cli(LLAMA, "--quiet")
+    assert out.returncode == 0 and "NORM001" not in out.stdout
