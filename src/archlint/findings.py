@@ -90,6 +90,7 @@ class Finding:
 
 
 _INDEX = re.compile(r"^\d+$")
+_INDICES = re.compile(r"(?<=\.)\d+(?=\.|$)|^\d+(?=\.|$)")
 
 
 def collapse_paths(paths: Iterable[str]) -> str:
@@ -129,14 +130,20 @@ def merge_findings(findings: Iterable[Finding]) -> list[Finding]:
     """
     merged: dict[tuple, Finding] = {}
     for f in findings:
-        key = (f.code, f.pattern, f.message, f.fix, f.module_class)
+        key = (f.code, star_indices(f.pattern), f.message, f.fix, f.module_class)
         if key in merged:
             old = merged[key]
             paths = tuple(sorted(set(old.paths) | set(f.paths), key=path_sort_key))
-            merged[key] = dataclasses.replace(old, paths=paths)
+            derived = old.pattern == collapse_paths(old.paths)
+            merged[key] = dataclasses.replace(old, paths=paths, pattern="" if derived else old.pattern)
         else:
             merged[key] = f
     return sorted(merged.values(), key=lambda f: (-f.severity, f.code, path_sort_key(f.paths[0]) if f.paths else ()))
+
+
+def star_indices(path: str) -> str:
+    """``model.layers.3.mlp`` -> ``model.layers.*.mlp``."""
+    return _INDICES.sub("*", path)
 
 
 def path_sort_key(path: str) -> tuple:

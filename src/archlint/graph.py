@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
-import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,9 +23,8 @@ from dataclasses import dataclass, field
 import networkx as nx
 from torch import nn
 
-from .findings import path_sort_key
+from .findings import path_sort_key, star_indices
 
-_INDEX_SEGMENT = re.compile(r"(?<=\.)\d+(?=\.|$)|^\d+(?=\.|$)")
 
 
 @dataclass(frozen=True)
@@ -215,11 +213,6 @@ class ModuleGraph:
                 seen.add(id(p))
                 total += p.numel()
         return total
-
-
-def star_indices(path: str) -> str:
-    """``model.layers.3.mlp`` -> ``model.layers.*.mlp``."""
-    return _INDEX_SEGMENT.sub("*", path)
 
 
 def _tensor_info(name, tensor, tied_paths, owner) -> TensorInfo:

@@ -88,11 +88,12 @@ def _code_block(console: Console, code: str, findings: list[Finding], options) -
 
 def _summary(console: Console, report: Report, options) -> None:
     counts = report.counts()
-    parts = [f"[{STYLE[s]}]{counts[str(s)]} {s}[/]" for s in sorted(Severity, reverse=True)]
+    modules = {str(s): sum(f.count for f in report.findings if f.severity == s) for s in Severity}
+    parts = [f"[{STYLE[s]}]{counts[str(s)]} {s}[/] [dim]({modules[str(s)]} modules)[/]" for s in sorted(Severity, reverse=True)]
     failed = f", [bold red]{len(report.errors)} failed[/]" if report.errors else ""
     fail_on = str(options.fail_on) if options.fail_on else "never"
     console.print(
-        f"{', '.join(parts)} in {len(report.results)} target{'s' if len(report.results) != 1 else ''}{failed} "
+        f"findings: {', '.join(parts)} in {len(report.results)} target{'s' if len(report.results) != 1 else ''}{failed} "
         f"[dim](fail-on: {fail_on}; versions: "
         + ", ".join(f"{k} {v}" for k, v in report.versions.items() if v) + ")[/]"
     )
