@@ -72,9 +72,6 @@ class ModuleInfo:
     def is_leaf(self) -> bool:
         return not self.children
 
-    def isinstance(self, *types: type) -> bool:
-        return isinstance(self.module, types)
-
 
 @dataclass(frozen=True)
 class Group:
@@ -173,9 +170,6 @@ class ModuleGraph:
     def children(self, path: str) -> list[ModuleInfo]:
         return [self.info(c) for c in self.nx.successors(path)]
 
-    def descendants(self, path: str) -> list[ModuleInfo]:
-        return [self.info(p) for p in nx.descendants(self.nx, path)]
-
     @property
     def groups(self) -> list[Group]:
         """Every distinct (pattern, structure) group, each with all its paths."""
@@ -196,13 +190,6 @@ class ModuleGraph:
         for group in self.groups:
             if predicate(group.info):
                 yield group
-
-    def by_leaf_name(self) -> dict[str, list[ModuleInfo]]:
-        names: dict[str, list[ModuleInfo]] = defaultdict(list)
-        for info in self:
-            if info.path:
-                names[info.leaf_name].append(info)
-        return names
 
     def parameter_count(self) -> int:
         """Unique parameters (tied tensors counted once)."""

@@ -31,12 +31,3 @@ def is_linear_like(module: nn.Module) -> bool:
     from transformers.pytorch_utils import Conv1D
 
     return isinstance(module, (nn.Linear, Conv1D))
-
-
-def installed_version() -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version("peft")
-    except Exception:  # not installed: archlint answers from its own table
-        return None

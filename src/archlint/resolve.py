@@ -219,7 +219,7 @@ def _resolve_factory(target: str, module_ref: str, name: str) -> ModelSpec:
         obj = getattr(obj, attr)
     if not callable(obj):
         raise TargetError("factory-not-callable", f"{target}: {name} is a {type(obj).__name__}, not an nn.Module class or a function returning one")
-    return ModelSpec(target, "factory", factory=obj, config_file=_file_of(module))
+    return ModelSpec(target, "factory", factory=obj, config_file=getattr(module, "__file__", None))
 
 
 def _import(module_ref: str):
@@ -240,7 +240,3 @@ def _import(module_ref: str):
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     return importlib.import_module(module_ref)
-
-
-def _file_of(module) -> str | None:
-    return getattr(module, "__file__", None)

@@ -73,3 +73,14 @@ def _self_attributes(node: ast.AST) -> set[str]:
 def overrides_forward(cls: type, base: type) -> bool:
     """True when ``cls`` (a subclass of ``base``) replaces ``base.forward``."""
     return getattr(cls, "forward", None) is not getattr(base, "forward", None)
+
+
+@cache
+def forward_computes_rms(cls: type) -> bool:
+    """``forward`` divides by a root mean square (``rsqrt``, or ``pow(2)`` and ``mean``)
+    without subtracting a mean -- once per class, however many modules share it."""
+    tree = forward_tree(cls)
+    if tree is None:
+        return False
+    text = ast.unparse(tree)
+    return "rsqrt" in text or ("pow(2)" in text and "mean" in text and "- " not in text)

@@ -14,6 +14,7 @@ from torch import nn
 
 from .graph import Group, ModuleInfo, TensorInfo
 from .peft_support import is_linear_like, is_lora_layer
+from .source import forward_computes_rms
 from .rules.base import LintContext
 
 #: The seven projection names most LoRA recipes list (RULES.md "common recipes").
@@ -72,7 +73,7 @@ def _is_wrapper(ctx: LintContext, info: ModuleInfo) -> bool:
     return child.is_leaf and is_linear_like(child.module)
 
 
-def inner_linear_name(ctx: LintContext, info: ModuleInfo) -> str:
+def inner_linear_name(info: ModuleInfo) -> str:
     return next(iter(info.children))
 
 
@@ -190,15 +191,7 @@ def is_rms_norm(info: ModuleInfo) -> bool:
         return False
     if "rmsnorm" in info.class_name.lower():
         return True
-    from .source import forward_tree
-
-    tree = forward_tree(info.cls)
-    if tree is None:
-        return False
-    import ast
-
-    text = ast.unparse(tree)
-    return "norm" in info.class_name.lower() and ("rsqrt" in text or ("pow(2)" in text and "mean" in text and "- " not in text))
+    return "norm" in info.class_name.lower() and forward_computes_rms(info.cls)
 
 
 def is_norm(info: ModuleInfo) -> bool:

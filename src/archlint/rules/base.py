@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -19,7 +19,7 @@ from ..findings import Confidence, Finding, Fix, Severity
 
 if TYPE_CHECKING:
     from ..build import BuiltModel
-    from ..graph import Group, ModuleGraph
+    from ..graph import ModuleGraph
 
 DOC_HEADINGS = ("What it does", "Why is this bad", "Example", "Use instead", "References")
 CODE_PATTERN = re.compile(r"^[A-Z]{2,5}[0-9]{3}$")
@@ -132,10 +132,6 @@ class Rule:
             details=details or {},
             pattern=pattern,
         )
-
-    def for_groups(self, groups: Iterable[Group], message, **kwargs) -> Iterator[Finding]:
-        for group in groups:
-            yield self.finding(group.paths, message, module_class=group.info.class_name, **kwargs)
 
 
 def _walk_configs(config, prefix: str = "", seen=None):

@@ -65,7 +65,7 @@ class LinearWrapper(Rule):
         fix = self._fix(ctx, groups)
         for group in groups:
             info = group.info
-            inner = inner_linear_name(ctx, info)
+            inner = inner_linear_name(info)
             recipes = broken_recipes(ctx, group.paths)
             breaks = f"; breaks the {', '.join(recipes)} recipe{'s' if len(recipes) > 1 else ''}" if recipes else ""
             yield self.finding(
@@ -79,7 +79,7 @@ class LinearWrapper(Rule):
     def _fix(self, ctx, groups) -> Fix:
         wrapper_paths = {p for g in groups for p in g.paths}
         names = sorted({p.rsplit(".", 1)[-1] for p in wrapper_paths})
-        inner = sorted({inner_linear_name(ctx, g.info) for g in groups})
+        inner = sorted({inner_linear_name(g.info) for g in groups})
         # Plain Linears sharing the wrappers' names: what a bare-name recipe was meant for.
         plain = [
             g for g in ctx.graph.distinct(lambda i: is_linear_like(i.module) and i.path not in wrapper_paths)
