@@ -79,6 +79,7 @@ def _lint_one(target: str, rules: Sequence[type[Rule]], *, trust_remote_code: bo
                 raise
             result.rule_errors.append({"code": rule.code, "message": one_line(e)})
     result.timings["rules"] = time.perf_counter() - clock
+    result.timings.update(ctx.timings)  # phases inside the rules (probes, forwards), already counted in "rules"
     result.findings = merge_findings(findings)
     return result
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -49,6 +51,7 @@ class LintContext:
     built: BuiltModel
     config: Any = None  # transformers.PretrainedConfig, or None for a plain nn.Module
     cache: dict[str, Any] = field(default_factory=dict)  # shared analyses, computed once
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per costly phase (--debug)
 
     def config_values(self, *keys: str) -> list[tuple[str, Any]]:
         """``(dotted.key, value)`` for each key set in the config or any sub-config."""
@@ -59,6 +62,15 @@ class LintContext:
                 if value is not None:
                     found.append((f"{prefix}{key}", value))
         return found
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Add the time spent inside the block to ``timings[phase]`` (e.g. ``"probe"``)."""
+        clock = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - clock
 
     def memo(self, key: str, compute):
         """An analysis several rules share, computed once per lint."""
