@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from importlib.metadata import PackageNotFoundError, version
 
 from .build import build
-from .errors import TargetError, one_line
+from .config import Config, load_config
+from .errors import TargetError, UsageError, one_line
 from .findings import Finding, merge_findings
 from .graph import ModuleGraph
 from .report import ModelSummary, Report, TargetResult
 from .resolve import resolve
-from .rules import LintContext, Rule, select_rules, validate_selectors
+from .rules import LintContext, Rule, all_rules, validate_selectors
+from .selection import Layer, selected_codes
+from .suppress import suppress
+from .targets import target_identity
 
 __all__ = ["lint", "lint_many"]
 
@@ -21,45 +29,89 @@ def lint(
     target: str,
     *,
     select: Sequence[str] | None = None,
+    extend_select: Sequence[str] | None = None,
     ignore: Sequence[str] | None = None,
     trust_remote_code: bool = False,
     offline: bool = False,
     debug: bool = False,
+    config: Config | str | os.PathLike | None = None,
 ) -> Report:
-    """Lint one target (Hub id, folder, config.json, model type or ``FILE.py:NAME``)."""
-    return lint_many([target], select=select, ignore=ignore, trust_remote_code=trust_remote_code,
-                     offline=offline, debug=debug)
+    """Lint one target (Hub id, folder, config.json, model type or ``FILE.py:NAME``).
+
+    ``config`` is a configuration file (or a loaded :class:`Config`) whose selection,
+    severities, per-module-ignores and per-model settings apply; the keyword options
+    beat it, as the command line does. Inline ``# archlint: ignore[...]`` pragmas in
+    the model's own source always apply.
+    """
+    return lint_many([target], select=select, extend_select=extend_select, ignore=ignore,
+                     trust_remote_code=trust_remote_code, offline=offline, debug=debug, config=config)
 
 
 def lint_many(
-    targets: Sequence[str],
+    targets: Sequence[str] | None = None,
     *,
     select: Sequence[str] | None = None,
+    extend_select: Sequence[str] | None = None,
     ignore: Sequence[str] | None = None,
     trust_remote_code: bool = False,
     offline: bool = False,
     debug: bool = False,
+    config: Config | str | os.PathLike | None = None,
 ) -> Report:
-    """Lint several targets into one report; a target that fails does not stop the others."""
-    validate_selectors([*(select or ()), *(ignore or ())])
-    rules = select_rules(select, ignore)
-    results = [
-        _lint_one(t, rules, trust_remote_code=trust_remote_code, offline=offline, debug=debug) for t in targets
-    ]
-    return Report(results=results, archlint_version=archlint_version(), versions=versions(),
-                  rules=[r.code for r in rules])
+    """Lint several targets into one report; a target that fails does not stop the others.
+
+    With no ``targets``, the ``models`` of ``config`` are linted.
+    """
+    cfg = config if isinstance(config, Config) else load_config(config) if config is not None else Config()
+    validate_selectors([*(select or ()), *(extend_select or ()), *(ignore or ())])
+    codes = selected_codes([
+        Layer(cfg.select, cfg.extend_select, cfg.ignore),
+        Layer(select or None, extend_select or (), ignore or ()),
+    ])
+    rules = [r for r in all_rules() if r.code in codes]
+    results = []
+    for label, location in _targets(targets, cfg):
+        entry = cfg.model_entry(location)
+        options = _Options(
+            rules=rules, codes=codes, offline=offline, debug=debug, config=cfg,
+            trust_remote_code=trust_remote_code or bool(entry and entry.trust_remote_code),
+        )
+        result = _lint_one(location, options)
+        result.target = label
+        results.append(result)
+    return Report(results=results, archlint_version=archlint_version(), versions=versions(), rules=codes)
 
 
-def _lint_one(target: str, rules: Sequence[type[Rule]], *, trust_remote_code: bool, offline: bool, debug: bool) -> TargetResult:
+def _targets(targets: Sequence[str] | None, cfg: Config) -> list[tuple[str, str]]:
+    """``(label, location)`` pairs: as the user wrote the target, and what resolve() gets."""
+    if targets:
+        return [(t, target_identity(t, Path.cwd())) for t in targets]
+    if not cfg.models:
+        where = f"{cfg.file} declares no `models`" if cfg.file else "no configuration file declares `models`"
+        raise UsageError(f"no target given and {where}; name a target or add `models = [...]` to [tool.archlint]")
+    return [(m.target, m.location) for m in cfg.models]
+
+
+@dataclass(frozen=True)
+class _Options:
+    rules: Sequence[type[Rule]]
+    codes: Sequence[str]
+    config: Config
+    trust_remote_code: bool
+    offline: bool
+    debug: bool
+
+
+def _lint_one(target: str, options: _Options) -> TargetResult:
     result = TargetResult(target)
     clock = time.perf_counter()
     try:
-        spec = resolve(target, trust_remote_code=trust_remote_code, offline=offline)
+        spec = resolve(target, trust_remote_code=options.trust_remote_code, offline=options.offline)
         result.timings["resolve"] = time.perf_counter() - clock
         built = build(spec)
         result.timings["build"] = built.seconds
     except TargetError as e:
-        if debug:
+        if options.debug:
             raise
         result.error = e
         return result
@@ -71,16 +123,20 @@ def _lint_one(target: str, rules: Sequence[type[Rule]], *, trust_remote_code: bo
     ctx = LintContext(graph=graph, built=built, config=spec.config or getattr(built.module, "config", None))
     findings: list[Finding] = []
     clock = time.perf_counter()
-    for rule in rules:
+    for rule in options.rules:
         try:
             findings.extend(rule().check(ctx))
         except Exception as e:  # one broken rule must not hide the others' findings
-            if debug:
+            if options.debug:
                 raise
             result.rule_errors.append({"code": rule.code, "message": one_line(e)})
     result.timings["rules"] = time.perf_counter() - clock
     result.timings.update(ctx.timings)  # phases inside the rules (probes, forwards), already counted in "rules"
-    result.findings = merge_findings(findings)
+    kept = suppress(merge_findings(findings), graph, options.config.ignores_for(target), options.codes)
+    cfg = options.config
+    if cfg.severity:
+        kept = [dataclasses.replace(f, severity=cfg.severity_for(f.code, f.severity)) for f in kept]
+    result.findings = merge_findings(kept)
     return result
 
 
