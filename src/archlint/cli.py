@@ -23,7 +23,7 @@ class _DefaultToCheck(click.Group):
     """Route ``archlint TARGET`` to the ``check`` command."""
 
     def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+        if not args or args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             args = ["check", *args]
         return super().parse_args(ctx, args)
 
@@ -47,30 +47,43 @@ def _codes(value: tuple[str, ...]) -> list[str]:
 
 
 @main.command()
-@click.argument("targets", nargs=-1, required=True)
+@click.argument("targets", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True, help="Output format.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write the report to FILE.")
 @click.option("--select", multiple=True, help="Only these codes or prefixes (comma-separated, repeatable).")
+@click.option("--extend-select", multiple=True, help="Add these codes or prefixes to the selection (comma-separated, repeatable).")
 @click.option("--ignore", multiple=True, help="Skip these codes or prefixes (comma-separated, repeatable).")
-@click.option("--fail-on", type=click.Choice(FAIL_ON), default="warning", show_default=True,
-              help="Lowest severity that makes the exit code 1.")
+@click.option("--fail-on", type=click.Choice(FAIL_ON), default=None,
+              help="Lowest severity that makes the exit code 1  [default: fail-on from the config, else warning]")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Read this archlint.toml or pyproject.toml instead of the nearest one.")
+@click.option("--baseline", type=click.Path(dir_okay=False), help="Report only findings not in this baseline file.")
+@click.option("--write-baseline", type=click.Path(dir_okay=False), help="Record today's findings in this baseline file.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a config's own Python code (auto_map) to run.")
 @click.option("--offline", is_flag=True, help="Use only the local Hugging Face cache.")
 @click.option("--tree", is_flag=True, help="Also print the collapsed module tree with findings marked.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only findings at or above --fail-on, and errors.")
 @click.option("--no-color", is_flag=True, help="Plain text (also: NO_COLOR).")
 @click.option("--debug", is_flag=True, help="Tracebacks and timings on stderr.")
-def check(targets, fmt, output, select, ignore, fail_on, trust_remote_code, offline, tree, quiet, no_color, debug):
-    """Lint TARGETS and report the findings."""
+def check(targets, fmt, output, select, extend_select, ignore, fail_on, config_file, baseline, write_baseline,
+          trust_remote_code, offline, tree, quiet, no_color, debug):
+    """Lint TARGETS (default: the `models` of [tool.archlint]) and report the findings."""
     from .api import lint_many
+    from .config import load_config
+    from .baseline import baseline_step
     from .render import RenderOptions, render
 
-    fail_level = None if fail_on == "never" else Severity.parse(fail_on)
     try:
-        report = lint_many(list(targets), select=_codes(select), ignore=_codes(ignore),
-                           trust_remote_code=trust_remote_code, offline=offline, debug=debug)
+        cfg = load_config(config_file)
+        report = lint_many(list(targets), select=_codes(select), extend_select=_codes(extend_select),
+                           ignore=_codes(ignore), trust_remote_code=trust_remote_code, offline=offline,
+                           debug=debug, config=cfg)
+        if baseline_step(report, baseline, write_baseline):
+            sys.exit(3 if report.errors else 0)
     except UsageError as e:
         raise click.UsageError(str(e)) from e
+    fail_on = fail_on or cfg.fail_on or "warning"
+    fail_level = None if fail_on == "never" else Severity.parse(fail_on)
     for result in report.errors:
         click.echo(f"archlint: error: {result.error.message}", err=True)
     if debug:

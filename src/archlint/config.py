@@ -217,7 +217,7 @@ class _Validator:
     def selectors(self, table: Mapping[str, Any], key: str, value: Any = None) -> list[str]:
         from .selection import selector_codes
 
-        items = self.strings(table[key] if value is None else value, key)
+        items = self.strings(table.get(key, []) if value is None else value, key)
         for s in items:
             if not selector_codes(s):
                 self.fail(key, f"unknown rule code, prefix or name {s!r}; `archlint rules` lists them")

@@ -59,6 +59,7 @@ class Report:
     archlint_version: str
     versions: dict[str, str | None]
     rules: list[str]
+    baseline: Any = None  # a baseline.BaselineResult when --baseline was given
 
     @property
     def findings(self) -> list[Finding]:
@@ -88,6 +89,12 @@ class Report:
         return 0
 
     def to_dict(self) -> dict[str, Any]:
+        out = self._to_dict()
+        if self.baseline is not None:
+            out["baseline"] = self.baseline.to_dict()
+        return out
+
+    def _to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
             "archlint_version": self.archlint_version,
