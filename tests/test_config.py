@@ -112,18 +112,6 @@ def test_config_errors_exit_2_naming_file_and_key(tmp_path):
     out = cli(tmp_path)
     assert out.returncode == 2, out.stderr
     assert f"{tmp_path / 'pyproject.toml'}: [tool.archlint] select: unknown rule code, prefix or name 'NOPE001'" in out.stderr
-    write(tmp_path / "pyproject.toml", """\
-        [tool.archlint]
-        models = ["gemma4"]
-        [[tool.archlint.per-module-ignores]]
-        model = "gemma4"
-        modules = "re:model\\\\.(vision"
-        codes = ["LORA001"]
-        reason = "frozen"
-        """)
-    out = cli(tmp_path, "--fail-on", "never")
-    assert out.returncode == 2
-    assert "pyproject.toml: [tool.archlint] per-module-ignores[0].modules: invalid regular expression" in out.stderr
 
 
 def test_module_patterns_match_like_peft_target_modules():
