@@ -70,26 +70,27 @@ def lint_many(
     ])
     rules = [r for r in all_rules() if r.code in codes]
     results = []
-    for label, location in _targets(targets, cfg):
-        entry = cfg.model_entry(location)
+    for label, where, identity in _targets(targets, cfg):
+        entry = cfg.model_entry(identity)
         options = _Options(
-            rules=rules, codes=codes, offline=offline, debug=debug, config=cfg,
+            rules=rules, codes=codes, offline=offline, debug=debug, config=cfg, identity=identity,
             trust_remote_code=trust_remote_code or bool(entry and entry.trust_remote_code),
         )
-        result = _lint_one(location, options)
+        result = _lint_one(where, options)
         result.target = label
         results.append(result)
     return Report(results=results, archlint_version=archlint_version(), versions=versions(), rules=codes)
 
 
-def _targets(targets: Sequence[str] | None, cfg: Config) -> list[tuple[str, str]]:
-    """``(label, location)`` pairs: as the user wrote the target, and what resolve() gets."""
+def _targets(targets: Sequence[str] | None, cfg: Config) -> list[tuple[str, str, str]]:
+    """``(label, what resolve() gets, identity)``: a command-line target resolves as typed
+    (relative to the current directory); a configured model through its file's directory."""
     if targets:
-        return [(t, target_identity(t, Path.cwd())) for t in targets]
+        return [(t, t, target_identity(t, Path.cwd())) for t in targets]
     if not cfg.models:
         where = f"{cfg.file} declares no `models`" if cfg.file else "no configuration file declares `models`"
         raise UsageError(f"no target given and {where}; name a target or add `models = [...]` to [tool.archlint]")
-    return [(m.target, m.location) for m in cfg.models]
+    return [(m.target, m.location, m.location) for m in cfg.models]
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class _Options:
     rules: Sequence[type[Rule]]
     codes: Sequence[str]
     config: Config
+    identity: str  # the target as targets.target_identity gives it: the key of per-model settings
     trust_remote_code: bool
     offline: bool
     debug: bool
@@ -132,7 +134,7 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
             result.rule_errors.append({"code": rule.code, "message": one_line(e)})
     result.timings["rules"] = time.perf_counter() - clock
     result.timings.update(ctx.timings)  # phases inside the rules (probes, forwards), already counted in "rules"
-    kept = suppress(merge_findings(findings), graph, options.config.ignores_for(target), options.codes)
+    kept = suppress(merge_findings(findings), graph, options.config.ignores_for(options.identity), options.codes)
     cfg = options.config
     if cfg.severity:
         kept = [dataclasses.replace(f, severity=cfg.severity_for(f.code, f.severity)) for f in kept]

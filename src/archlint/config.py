@@ -63,7 +63,8 @@ class ModuleIgnore:
     model: str
     location: str
     modules: tuple[str, ...]
-    codes: frozenset[str]
+    selectors: tuple[str, ...]  # as written
+    codes: frozenset[str]  # what they select
     reason: str
     key: str  # e.g. "per-module-ignores[0]", for messages
     file: str
@@ -87,10 +88,6 @@ class Config:
     fail_on: str | None = None
     severity: Mapping[str, Severity] = field(default_factory=dict)
     per_module_ignores: tuple[ModuleIgnore, ...] = ()
-
-    @property
-    def directory(self) -> Path:
-        return self.file.parent if self.file else Path.cwd()
 
     def model_entry(self, identity: str) -> ModelEntry | None:
         return next((m for m in self.models if m.location == identity), None)
@@ -236,7 +233,9 @@ class _Validator:
         for selector, level in table.items():
             self.selectors({}, f"severity.{selector}", [selector])
             try:
-                out[selector.strip()] = Severity.parse(level) if isinstance(level, str) else Severity.parse("?")
+                if not isinstance(level, str):
+                    raise ValueError(level)
+                out[selector.strip()] = Severity.parse(level)
             except ValueError:
                 self.fail(f"severity.{selector}", f"{level!r} is not error, warning or info")
         return out
@@ -300,5 +299,5 @@ class _Validator:
         if not selectors:
             self.fail(f"{key}.codes", "expected at least one rule code or prefix")
         codes = frozenset().union(*(selector_codes(s) for s in selectors))
-        return ModuleIgnore(model.strip(), target_identity(model.strip(), self.file.parent), modules, codes,
+        return ModuleIgnore(model.strip(), target_identity(model.strip(), self.file.parent), modules, tuple(selectors), codes,
                             reason.strip(), key, str(self.file), regexes)

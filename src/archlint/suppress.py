@@ -53,7 +53,13 @@ class Pragma:
 
     @property
     def where(self) -> str:
-        return f"{os.path.relpath(self.file)}:{self.line}"
+        return f"{display_path(self.file)}:{self.line}"
+
+
+def display_path(file: str) -> str:
+    """``file`` relative to the current directory when it is inside it, else absolute."""
+    relative = os.path.relpath(file)
+    return file if relative.startswith("..") else relative
 
 
 def apply(findings: Sequence[Finding], suppressors: Sequence) -> tuple[list[Finding], set[int]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..findings import Finding, Fix, Severity
+from ..suppress import display_path
 from .base import Example, LintContext, Rule
 
 
@@ -65,9 +66,9 @@ class UnusedSuppression(Rule):
     def for_ignore(self, entry) -> Finding:
         return self.finding(
             (),
-            f"{entry.key} ({', '.join(sorted(entry.codes))} on {', '.join(entry.modules)}) matched no finding of {entry.model}",
+            f"{entry.key} ({', '.join(entry.selectors)} on {', '.join(entry.modules)}) matched no finding of {entry.model}",
             module_class="",
-            fix=Fix(f"Delete {entry.key} from {entry.file}, or correct its modules or codes", entry.key),
+            fix=Fix("Delete the entry, or correct its modules or codes", f"{display_path(entry.file)}: {entry.key}"),
             details={"file": entry.file, "key": entry.key},
             pattern=" | ".join(entry.modules),
         )
