@@ -117,6 +117,11 @@ def apply_baseline(report: Report, baseline: Iterable[Entry], file: str | Path) 
     return BaselineResult(str(file), matched, tuple(stale))
 
 
+def check_baseline_options(baseline: str | None, write: str | None) -> None:
+    if baseline and write:
+        raise UsageError("--baseline and --write-baseline exclude each other: write a baseline, then use it")
+
+
 def baseline_step(report: Report, baseline: str | None, write: str | None) -> bool:
     """The command line's ``--baseline``/``--write-baseline``; True when the run ends after writing.
 
@@ -124,8 +129,7 @@ def baseline_step(report: Report, baseline: str | None, write: str | None) -> bo
     """
     import sys
 
-    if baseline and write:
-        raise UsageError("--baseline and --write-baseline exclude each other: write a baseline, then use it")
+    check_baseline_options(baseline, write)
     if write:
         if report.errors:
             print(f"archlint: warning: {len(report.errors)} target(s) failed; their findings are not in the baseline",

@@ -69,11 +69,12 @@ def check(targets, fmt, output, select, extend_select, ignore, fail_on, config_f
           trust_remote_code, offline, tree, quiet, no_color, debug):
     """Lint TARGETS (default: the `models` of [tool.archlint]) and report the findings."""
     from .api import lint_many
+    from .baseline import baseline_step, check_baseline_options
     from .config import load_config
-    from .baseline import baseline_step
     from .render import RenderOptions, render
 
     try:
+        check_baseline_options(baseline, write_baseline)
         cfg = load_config(config_file)
         report = lint_many(list(targets), select=_codes(select), extend_select=_codes(extend_select),
                            ignore=_codes(ignore), trust_remote_code=trust_remote_code, offline=offline,
