@@ -134,7 +134,8 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
             result.rule_errors.append({"code": rule.code, "message": one_line(e)})
     result.timings["rules"] = time.perf_counter() - clock
     result.timings.update(ctx.timings)  # phases inside the rules (probes, forwards), already counted in "rules"
-    kept = suppress(merge_findings(findings), graph, options.config.ignores_for(options.identity), options.codes)
+    ran = set(options.codes) - {e["code"] for e in result.rule_errors}  # a crashed rule's pragmas cannot be judged
+    kept = suppress(merge_findings(findings), graph, options.config.ignores_for(options.identity), ran)
     cfg = options.config
     if cfg.severity:
         kept = [dataclasses.replace(f, severity=cfg.severity_for(f.code, f.severity)) for f in kept]

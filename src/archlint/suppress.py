@@ -135,8 +135,9 @@ def _attach(file: str, line: int, text: str, anchor, keyed) -> Pragma | None:
         if attr is None:
             roots, cls_name = [i.path for i in infos], qualname.rsplit(".", 1)[-1]
         else:
-            roots = [i.children[attr] for i in infos if attr in i.children]
-            cls_name = type(infos[0].module.get_submodule(attr)).__name__ if roots else ""
+            owners = [i for i in infos if attr in i.children]
+            roots = [i.children[attr] for i in owners]
+            cls_name = type(owners[0].module.get_submodule(attr)).__name__ if owners else ""
         pragma = dataclasses.replace(pragma, roots=tuple(dict.fromkeys(roots)), module_class=cls_name)
     m = _IGNORE.match(_PRAGMA.match(text)["body"].strip())
     selectors = tuple(s.strip() for s in m["codes"].split(",") if s.strip()) if m else ()
