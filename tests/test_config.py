@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -102,16 +103,26 @@ def test_malformed_config_names_file_key_and_problem(tmp_path, body, key, proble
     assert problem in caught.value.problem
 
 
-def test_config_errors_exit_2_naming_file_and_key(tmp_path):
-    write(tmp_path / "pyproject.toml", """\
-        [tool.archlint]
-        models = ["gemma4"]
-        select = ["LORA", "NOPE001"]
-        """)
+@pytest.mark.parametrize(("table", "key", "problem"), [
+    ("models = ['gemma4']\nselct = ['LORA']", "[tool.archlint] selct", "unknown key (did you mean 'select'?)"),
+    ("select = ['LORA', 'NOPE001']", "[tool.archlint] select", "unknown rule code, prefix or name 'NOPE001'"),
+    ("[[tool.archlint.per-module-ignores]]\nmodel = 'gemma4'\nmodules = 're:model\\\\.(vision'\ncodes = ['LORA001']\nreason = 'x'",
+     "[tool.archlint] per-module-ignores[0].modules", "invalid regular expression"),
+    ("[[tool.archlint.per-module-ignores]]\nmodel = 'gemma4'\nmodules = 'q_proj'\ncodes = ['LORA001']",
+     "[tool.archlint] per-module-ignores[0].reason", "required key is missing"),
+])
+def test_config_errors_exit_2_naming_file_and_key(tmp_path, monkeypatch, table, key, problem):
+    from click.testing import CliRunner
+
+    from archlint.cli import main
+
+    body = table if table.startswith("[[") else f"[tool.archlint]\n{table}"
+    write(tmp_path / "pyproject.toml", f"[project]\nname = 'x'\n\n{body}\n")
     (tmp_path / ".git").mkdir()
-    out = cli(tmp_path)
-    assert out.returncode == 2, out.stderr
-    assert f"{tmp_path / 'pyproject.toml'}: [tool.archlint] select: unknown rule code, prefix or name 'NOPE001'" in out.stderr
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(main, [])  # a bare `archlint`: the configuration is discovered
+    assert out.exit_code == 2, out.output
+    assert f"{tmp_path / 'pyproject.toml'}: {key}: {problem}" in " ".join(out.output.split()), out.output
 
 
 def test_module_patterns_match_like_peft_target_modules():
@@ -166,9 +177,10 @@ def test_fail_on_from_the_file_and_the_command_line_beats_it(tmp_path):
         LORA001 = "warning"
         """)
     assert cli(tmp_path).returncode == 0
-    out = cli(tmp_path, "--fail-on", "warning", "--format", "json")
+    out = cli(tmp_path, "--fail-on", "warning", "--extend-select", "LORA004", "--format", "json")
     assert out.returncode == 1
-    assert '"severity": "warning"' in out.stdout and '"code": "LORA001"' in out.stdout
+    codes = {(f["code"], f["severity"]) for f in json.loads(out.stdout)["results"][0]["findings"]}
+    assert codes == {("LORA001", "warning"), ("LORA004", "error")}  # the command line adds to the file's select
 
 
 def test_per_module_ignores_remove_exactly_the_matched_paths(tmp_path):
