@@ -1,0 +1,149 @@
+"""One training-mode forward of the whole model under ``FakeTensorMode``, fed exactly
+what a text-only collator produces (``input_ids``, ``attention_mask``, ``labels``).
+
+Fake tensors carry shapes and dtypes but no memory, and transformers skips its
+data-dependent mask shortcuts while tracing (research/meta-build.md §3), so the real
+installed forward code runs end to end. What it raises tells whether text-only training
+works (TRAIN001): ``Molmo2Model.forward`` raises "`mm_token_type_ids` is required as a
+model input when training" in transformers 5.24; Gemma-4 did until transformers fixed it.
+
+To stay cheap it runs on a separate copy of a transformers model whose config is shrunk
+to one layer per distinct repeated-block structure (at least two), see :mod:`.shrink`.
+A forward that fails on the copy for any other reason is retried on the user's model.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import one_line
+
+#: What a text-only collator (TRL's, DataCollatorForLanguageModeling) hands the model.
+TEXT_INPUTS = ("input_ids", "attention_mask", "labels")
+BATCH, SEQ = 2, 8
+
+
+@dataclass(frozen=True)
+class ForwardOutcome:
+    """What the fake training forward did.
+
+    ``status`` is ``"ok"``, ``"missing-input"`` (``missing`` names the input; supplying it
+    made that error go away) or ``"failed"`` (any other exception: nothing is known).
+    """
+
+    status: str
+    model: str  # which model ran: "shrunk copy (…)" or "the model itself"
+    seconds: float
+    missing: str | None = None
+    error: str = ""  # "ValueError: …" of the failing forward
+    raised_in: str = ""  # module path whose forward raised ("" = root)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def training_forward(ctx) -> ForwardOutcome:
+    """The outcome for this lint, computed once (``ctx.memo``) and timed as ``forward``."""
+    return ctx.memo("train_forward", lambda: _compute(ctx))
+
+
+def _compute(ctx) -> ForwardOutcome:
+    from .shrink import shrunk_copy
+
+    start = time.perf_counter()
+    with ctx.timed("forward"):
+        copy = shrunk_copy(ctx)
+        if copy is not None:
+            outcome = run(copy.module, label=copy.description, path_map=copy.original_path)
+            if outcome.status != "failed":
+                return _with_seconds(outcome, start)
+        outcome = run(ctx.built.module, label="the model itself")
+        return _with_seconds(outcome, start)
+
+
+def _with_seconds(outcome: ForwardOutcome, start: float) -> ForwardOutcome:
+    return ForwardOutcome(**{**outcome.__dict__, "seconds": time.perf_counter() - start})
+
+
+def run(model: nn.Module, *, label: str, path_map=None) -> ForwardOutcome:
+    """Run ``model`` in training mode on the text inputs; if it raises naming a forward
+    parameter that was not passed, run again with that input supplied (zeros) to confirm
+    the input is what was missing."""
+    paths = {id(m): (path_map or _same)(p) for p, m in model.named_modules()}
+    error, raised_in = _forward(model, {}, paths)
+    if error is None:
+        return ForwardOutcome("ok", label, 0.0)
+    text = one_line(error)
+    for name in _named_missing_inputs(model, error):
+        again, _ = _forward(model, {name: "zeros"}, paths)
+        if again is None or _message(again) != _message(error):
+            return ForwardOutcome("missing-input", label, 0.0, missing=name, error=text, raised_in=raised_in,
+                                  details={"with_input": "ok" if again is None else one_line(again)})
+    return ForwardOutcome("failed", label, 0.0, error=text, raised_in=raised_in)
+
+
+def _same(path: str) -> str:
+    return path
+
+
+def _forward(model: nn.Module, extra: dict[str, str], paths: dict[int, str]) -> tuple[Exception | None, str]:
+    """One fake forward in training mode; the exception (if any) and the path of the
+    innermost module whose forward was running when it was raised."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    modes = [(m, m.training) for m in model.modules()]
+    model.train()
+    try:
+        # Inputs must be created on meta inside the mode, like the meta parameters
+        # (research/meta-build.md §3); allow_non_fake_inputs admits the parameters.
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            ids = torch.zeros(BATCH, SEQ, dtype=torch.long, device="meta")
+            inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+            inputs.update({name: torch.zeros_like(ids) for name in extra})
+            model(**inputs)
+        return None, ""
+    except Exception as e:  # any failure of the fake forward is data, never a crash
+        return e, _raising_module(e, paths)
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _raising_module(error: BaseException, paths: dict[int, str]) -> str:
+    tb, found = error.__traceback__, ""
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        if isinstance(owner, nn.Module) and id(owner) in paths:
+            found = paths[id(owner)]
+        tb = tb.tb_next
+    return found
+
+
+def _message(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _named_missing_inputs(model: nn.Module, error: BaseException) -> list[str]:
+    """Tensor parameters of ``model.forward`` that were not passed and that the error
+    message names as a whole word (`` `mm_token_type_ids` is required …``,
+    ``forward() missing 1 required positional argument: 'pixel_values'``)."""
+    text = str(error)
+    try:
+        parameters = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    names = []
+    for p in parameters:
+        if p.name in TEXT_INPUTS or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        annotation = "" if p.annotation is p.empty else str(p.annotation)
+        if annotation and "Tensor" not in annotation:
+            continue  # flags and caches (use_cache, cache) are not collator columns
+        if re.search(rf"(?<![\w.]){re.escape(p.name)}(?!\w)", text):
+            names.append(p.name)
+    return names
