@@ -5,8 +5,9 @@ Which layers to keep is read from the user's built model, not from a list of mod
 types: the decoder layers of a ``ModuleList`` are grouped by their structural key
 (graph.py), and the first layer of each structure is kept, plus the last layer. The
 config that owns the list is rewritten accordingly: ``num_hidden_layers``, every
-per-layer list and per-layer dict whose name says ``layer`` (``layer_types``,
-``per_layer_config``), and ``num_kv_shared_layers``, which counts the last layers.
+per-layer list, list of layer numbers and per-layer dict whose name says ``layer``
+(``layer_types``, ``cross_attention_layers``, ``per_layer_config``), and
+``num_kv_shared_layers``, which counts the last layers.
 Gemma-4 E2B's 35 text layers (own/shared K/V × sliding/full) become 4.
 
 The copy is kept only if it has exactly the module classes of the model and, for each
@@ -46,13 +47,21 @@ def shrunk_copy(ctx) -> ShrunkModel | None:
     root = ctx.built.module
     if not isinstance(root, PreTrainedModel) or ctx.built.strategy != "meta":
         return None  # factories and meta-unsafe classes: the caller runs the model itself
-    plans = _plans(ctx.graph, root.config)
-    # All configs at once first; a config whose other parts index another's layers
-    # (Molmo2's adapter `vision_feature_layer`) rejects that, so then one config at a
-    # time, the longest stack first (it dominates the forward's cost).
-    attempts = [plans] if len(plans) > 1 else []
-    attempts += [{k: v} for k, v in sorted(plans.items(), key=lambda kv: -kv[1][0])]
+    attempts = []
+    # Sparse layers first, then a prefix up to the last new structure: configs that
+    # place structures by index (DeepSeek's `first_k_dense_replace=3`) need the prefix.
+    for prefix in (False, True):
+        plans = _plans(ctx.graph, root.config, prefix=prefix)
+        # All configs at once; a config whose parts index another's layers (Molmo2's
+        # adapter `vision_feature_layer`) rejects that, so then one config at a time,
+        # the longest stack first (it dominates the forward's cost).
+        attempts += [plans] if len(plans) > 1 else []
+        attempts += [{k: v} for k, v in sorted(plans.items(), key=lambda kv: -kv[1][0])]
+    tried = []
     for attempt in attempts:
+        if attempt in tried:
+            continue
+        tried.append(attempt)
         copy = _attempt(ctx, root, attempt)
         if copy is not None:
             return copy
@@ -77,12 +86,14 @@ def _attempt(ctx, root: nn.Module, plans) -> ShrunkModel | None:
     return ShrunkModel(module, f"shrunk copy ({sizes})", lists)
 
 
-def _plans(graph, config) -> dict[tuple[str, ...], tuple[int, tuple[int, ...]]]:
+def _plans(graph, config, *, prefix: bool = False) -> dict[tuple[str, ...], tuple[int, tuple[int, ...]]]:
     """Config key path -> (original layer count, layer indices to keep)."""
     plans: dict[tuple[str, ...], tuple[int, set[int]]] = {}
     for list_path, keypath, count in _candidate_lists(graph, config):
         skeys = [graph.info(graph.info(list_path).children[str(i)]).skey for i in range(count)]
         keep = {skeys.index(s) for s in set(skeys) if s != skeys[-1]} | {count - 1}
+        if prefix:
+            keep = set(range(max(skeys.index(s) for s in set(skeys)) + 1)) | {count - 1}
         if len(keep) < 2:
             keep.add(0)
         old = plans.get(keypath, (count, set()))[1]
@@ -135,9 +146,15 @@ def _shrink_dict(sub: dict, count: int, keep: tuple[int, ...]) -> None:
             continue
         if isinstance(value, (list, tuple)) and len(value) == count:
             sub[key] = [value[i] for i in keep]
+        elif isinstance(value, (list, tuple)) and all(_is_index(v, count) for v in value):
+            sub[key] = [keep.index(v) for v in value if v in keep]  # layer numbers (`cross_attention_layers`)
         elif isinstance(value, dict) and value and all(str(k).isdigit() and int(k) < count for k in value):
             sub[key] = {new: value[k] for k in value for new, old in enumerate(keep) if int(k) == old}
     sub["num_hidden_layers"] = len(keep)
+
+
+def _is_index(value, count: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < count
 
 
 def _dtype(root: nn.Module) -> torch.dtype:

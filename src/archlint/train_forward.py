@@ -35,7 +35,8 @@ class ForwardOutcome:
     """What the fake training forward did.
 
     ``status`` is ``"ok"``, ``"missing-input"`` (``missing`` names the input; supplying it
-    made that error go away) or ``"failed"`` (any other exception: nothing is known).
+    made that error go away), ``"failed"`` (any other exception: nothing is known) or
+    ``"not-applicable"`` (the forward takes no ``input_ids``: not a text model).
     """
 
     status: str
@@ -56,6 +57,8 @@ def _compute(ctx) -> ForwardOutcome:
     from .shrink import shrunk_copy
 
     start = time.perf_counter()
+    if not _takes_token_ids(ctx.built.module):
+        return ForwardOutcome("not-applicable", "", 0.0)  # no forward, or not a token model
     with ctx.timed("forward"):
         copy = shrunk_copy(ctx)
         if copy is not None:
@@ -87,6 +90,20 @@ def run(model: nn.Module, *, label: str, path_map=None) -> ForwardOutcome:
     return ForwardOutcome("failed", label, 0.0, error=text, raised_in=raised_in)
 
 
+def _takes_token_ids(model: nn.Module) -> bool:
+    if type(model).forward is nn.Module.forward:
+        return False  # _forward_unimplemented: a container, nothing to run
+    parameters = _forward_parameters(model)
+    return parameters is not None and "input_ids" in parameters
+
+
+def _forward_parameters(model: nn.Module) -> dict[str, inspect.Parameter] | None:
+    try:
+        return dict(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return None
+
+
 def _same(path: str) -> str:
     return path
 
@@ -104,6 +121,7 @@ def _forward(model: nn.Module, extra: dict[str, str], paths: dict[int, str]) -> 
         with FakeTensorMode(allow_non_fake_inputs=True):
             ids = torch.zeros(BATCH, SEQ, dtype=torch.long, device="meta")
             inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+            inputs = {k: v for k, v in inputs.items() if _accepts(model, k)}  # headless models take no labels
             inputs.update({name: torch.zeros_like(ids) for name in extra})
             model(**inputs)
         return None, ""
@@ -112,6 +130,11 @@ def _forward(model: nn.Module, extra: dict[str, str], paths: dict[int, str]) -> 
     finally:
         for module, training in modes:
             module.training = training
+
+
+def _accepts(model: nn.Module, name: str) -> bool:
+    parameters = _forward_parameters(model) or {}
+    return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
 def _raising_module(error: BaseException, paths: dict[int, str]) -> str:
@@ -133,12 +156,8 @@ def _named_missing_inputs(model: nn.Module, error: BaseException) -> list[str]:
     message names as a whole word (`` `mm_token_type_ids` is required …``,
     ``forward() missing 1 required positional argument: 'pixel_values'``)."""
     text = str(error)
-    try:
-        parameters = inspect.signature(model.forward).parameters.values()
-    except (TypeError, ValueError):
-        return []
     names = []
-    for p in parameters:
+    for p in (_forward_parameters(model) or {}).values():
         if p.name in TEXT_INPUTS or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         annotation = "" if p.annotation is p.empty else str(p.annotation)
