@@ -14,9 +14,11 @@ A forward that fails on the copy for any other reason is retried on the user's m
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +61,7 @@ def _compute(ctx) -> ForwardOutcome:
     start = time.perf_counter()
     if not _takes_token_ids(ctx.built.module):
         return ForwardOutcome("not-applicable", "", 0.0)  # no forward, or not a token model
-    with ctx.timed("forward"):
+    with ctx.timed("forward"), _quiet():
         copy = shrunk_copy(ctx)
         if copy is not None:
             outcome = run(copy.module, label=copy.description, path_map=copy.original_path)
@@ -67,6 +69,22 @@ def _compute(ctx) -> ForwardOutcome:
                 return _with_seconds(outcome, start)
         outcome = run(ctx.built.module, label="the model itself")
         return _with_seconds(outcome, start)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Keep the warnings of archlint's own forward (transformers' loss and config
+    notices, e.g. "`loss_type=None` was set") out of the user's output."""
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.set_verbosity(level)
 
 
 def _with_seconds(outcome: ForwardOutcome, start: float) -> ForwardOutcome:
@@ -78,12 +96,12 @@ def run(model: nn.Module, *, label: str, path_map=None) -> ForwardOutcome:
     parameter that was not passed, run again with that input supplied (zeros) to confirm
     the input is what was missing."""
     paths = {id(m): (path_map or _same)(p) for p, m in model.named_modules()}
-    error, raised_in = _forward(model, {}, paths)
+    error, raised_in = _forward(model, paths)
     if error is None:
         return ForwardOutcome("ok", label, 0.0)
     text = one_line(error)
     for name in _named_missing_inputs(model, error):
-        again, _ = _forward(model, {name: "zeros"}, paths)
+        again, _ = _forward(model, paths, supplied=(name,))
         if again is None or _message(again) != _message(error):
             return ForwardOutcome("missing-input", label, 0.0, missing=name, error=text, raised_in=raised_in,
                                   details={"with_input": "ok" if again is None else one_line(again)})
@@ -108,9 +126,9 @@ def _same(path: str) -> str:
     return path
 
 
-def _forward(model: nn.Module, extra: dict[str, str], paths: dict[int, str]) -> tuple[Exception | None, str]:
-    """One fake forward in training mode; the exception (if any) and the path of the
-    innermost module whose forward was running when it was raised."""
+def _forward(model: nn.Module, paths: dict[int, str], *, supplied: tuple[str, ...] = ()) -> tuple[Exception | None, str]:
+    """One fake forward in training mode (plus all-zero ``supplied`` inputs); the
+    exception, if any, and the path of the innermost module whose forward raised it."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     modes = [(m, m.training) for m in model.modules()]
@@ -122,7 +140,7 @@ def _forward(model: nn.Module, extra: dict[str, str], paths: dict[int, str]) -> 
             ids = torch.zeros(BATCH, SEQ, dtype=torch.long, device="meta")
             inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
             inputs = {k: v for k, v in inputs.items() if _accepts(model, k)}  # headless models take no labels
-            inputs.update({name: torch.zeros_like(ids) for name in extra})
+            inputs.update({name: torch.zeros_like(ids) for name in supplied})
             model(**inputs)
         return None, ""
     except Exception as e:  # any failure of the fake forward is data, never a crash
