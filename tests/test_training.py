@@ -106,6 +106,15 @@ def test_a_shrink_that_breaks_the_config_falls_back_to_a_smaller_one():
     assert copy.kept == {"model.layers": (0, 1, 2, 3, 60)}
 
 
+def test_a_layer_count_under_another_name_is_shrunk():
+    """GPT-2 stores `num_hidden_layers` as `n_layer` (its config's attribute_map)."""
+    from archlint.shrink import shrunk_copy
+
+    copy = shrunk_copy(_context(config("openai-community__gpt2-xl")))
+    assert copy.kept == {"transformer.h": (0, 47)}
+    assert copy.module.config.n_layer == 2
+
+
 # -- TRAIN003 ------------------------------------------------------------------------------
 
 

@@ -74,7 +74,7 @@ def _attempt(ctx, root: nn.Module, plans) -> ShrunkModel | None:
         sub = data
         for key in keypath:
             sub = sub[key]
-        _shrink_dict(sub, count, keep)
+        _shrink_dict(sub, count, keep, _count_key(_sub_config(root.config, keypath)))
     try:
         module = _build(type(root), type(root.config).from_dict(data), _dtype(root))
     except Exception:  # the rewritten config is not valid for this class: no copy
@@ -125,8 +125,13 @@ def _candidate_lists(graph, config):
             owner = graph.parent(owner.path)
         if owner is None or id(owner.module.config) not in keypaths:
             continue
-        if owner.module.config.__dict__.get("num_hidden_layers") == len(info.children):
+        if owner.module.config.__dict__.get(_count_key(owner.module.config)) == len(info.children):
             yield info.path, keypaths[id(owner.module.config)], len(info.children)
+
+
+def _count_key(config) -> str:
+    """The config key holding the layer count (GPT-2 stores `num_hidden_layers` as `n_layer`)."""
+    return (getattr(type(config), "attribute_map", None) or {}).get("num_hidden_layers", "num_hidden_layers")
 
 
 def _config_keypaths(config, keypath=()):
@@ -137,7 +142,13 @@ def _config_keypaths(config, keypath=()):
             yield from _config_keypaths(sub, (*keypath, key))
 
 
-def _shrink_dict(sub: dict, count: int, keep: tuple[int, ...]) -> None:
+def _sub_config(config, keypath: tuple[str, ...]):
+    for key in keypath:
+        config = config.__dict__[key]
+    return config
+
+
+def _shrink_dict(sub: dict, count: int, keep: tuple[int, ...], count_key: str) -> None:
     shared = sub.get("num_kv_shared_layers")
     if isinstance(shared, int) and shared > 0:  # the last `shared` layers reuse K/V
         sub["num_kv_shared_layers"] = sum(1 for i in keep if i >= count - shared)
@@ -150,7 +161,7 @@ def _shrink_dict(sub: dict, count: int, keep: tuple[int, ...]) -> None:
             sub[key] = [keep.index(v) for v in value if v in keep]  # layer numbers (`cross_attention_layers`)
         elif isinstance(value, dict) and value and all(str(k).isdigit() and int(k) < count for k in value):
             sub[key] = {new: value[k] for k in value for new, old in enumerate(keep) if int(k) == old}
-    sub["num_hidden_layers"] = len(keep)
+    sub[count_key] = len(keep)
 
 
 def _is_index(value, count: int) -> bool:
