@@ -53,6 +53,26 @@ def test_no_required_input_when_the_forward_runs(target):
     assert result.timings["forward"] > 0  # it did run (and --debug shows its cost)
 
 
+def test_gemma4_as_it_was_before_the_fix_requires_mm_token_type_ids(monkeypatch):
+    """Gemma-4's model forward raised this in training until transformers #45200 was
+    fixed; put the check back and the fake forward finds it on the real class."""
+    from transformers.models.gemma4 import modeling_gemma4
+
+    from archlint import lint
+
+    original = modeling_gemma4.Gemma4Model.forward
+
+    def forward(self, *args, mm_token_type_ids=None, **kwargs):
+        if self.training and mm_token_type_ids is None:
+            raise ValueError("`mm_token_type_ids` is required as a model input when training")
+        return original(self, *args, mm_token_type_ids=mm_token_type_ids, **kwargs)
+
+    monkeypatch.setattr(modeling_gemma4.Gemma4Model, "forward", forward)
+    (finding,) = lint(GEMMA4_E2B, select=["TRAIN001"]).results[0].findings
+    assert (finding.paths, finding.details["input"]) == (("model",), "mm_token_type_ids")
+    assert finding.details["with_input"] == "ok"
+
+
 def test_an_error_naming_an_input_that_does_not_help_is_not_a_missing_input():
     (finding,) = findings("fixtures/zoo/training.py:NamesButNeedsNot", "TRAIN001")
     assert (finding.severity, finding.confidence) == (Severity.INFO, Confidence.LOW)
