@@ -53,7 +53,8 @@ def test_contract_codes_exist():
         "LORA004": "target-name-collision", "LORA005": "fused-projection", "LORA006": "stacked-expert-parameters",
         "LORA009": "untargetable-parameters", "NORM001": "custom-rmsnorm", "NORM002": "weightless-norm",
         "NORM003": "layernorm-among-rmsnorms", "ATTN001": "head-dim-over-256", "ATTN002": "attention-sinks",
-        "ATTN003": "logit-softcapping", "TRAIN002": "gradient-checkpointing-unsupported",
+        "ATTN003": "logit-softcapping", "TRAIN001": "required-training-input",
+        "TRAIN002": "gradient-checkpointing-unsupported", "TRAIN003": "cache-coupled-layers",
         "DIST001": "no-split-modules-gap",
     }
     assert {r.code: r.name for r in all_rules() if r.code in expected} == expected

@@ -1,0 +1,199 @@
+"""A separate copy of a transformers model with its repeated blocks cut down to one
+layer per distinct block structure (at least two), for whole-model forwards.
+
+Which layers to keep is read from the user's built model, not from a list of model
+types: the decoder layers of a ``ModuleList`` are grouped by their structural key
+(graph.py), and the first layer of each structure is kept, plus the last layer. The
+config that owns the list is rewritten accordingly: ``num_hidden_layers``, every
+per-layer list, list of layer numbers and per-layer dict whose name says ``layer``
+(``layer_types``, ``cross_attention_layers``, ``per_layer_config``), and
+``num_kv_shared_layers``, which counts the last layers.
+Gemma-4 E2B's 35 text layers (own/shared K/V × sliding/full) become 4.
+
+The copy is kept only if it has exactly the module classes of the model and, for each
+shrunk list, exactly its set of block structures; anything else returns ``None`` and
+the caller uses the model itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ShrunkModel:
+    module: nn.Module
+    description: str
+    kept: dict[str, tuple[int, ...]]  # ModuleList path -> indices of the original layers kept
+
+    def original_path(self, path: str) -> str:
+        """The user's model path for a path of the copy (``layers.3`` -> ``layers.34``)."""
+        for list_path, kept in self.kept.items():
+            prefix = f"{list_path}." if list_path else ""
+            if path.startswith(prefix):
+                head, _, rest = path[len(prefix):].partition(".")
+                if head.isdigit() and int(head) < len(kept):
+                    return f"{prefix}{kept[int(head)]}" + (f".{rest}" if rest else "")
+        return path
+
+
+def shrunk_copy(ctx) -> ShrunkModel | None:
+    """The shrunk copy of ``ctx.built.module``, or ``None`` when it cannot be made faithfully."""
+    from transformers import PreTrainedModel
+
+    root = ctx.built.module
+    if not isinstance(root, PreTrainedModel) or ctx.built.strategy != "meta":
+        return None  # factories and meta-unsafe classes: the caller runs the model itself
+    attempts = []
+    # Sparse layers first, then a prefix up to the last new structure: configs that
+    # place structures by index (DeepSeek's `first_k_dense_replace=3`) need the prefix.
+    for prefix in (False, True):
+        plans = _plans(ctx.graph, root.config, prefix=prefix)
+        # All configs at once; a config whose parts index another's layers (Molmo2's
+        # adapter `vision_feature_layer`) rejects that, so then one config at a time,
+        # the longest stack first (it dominates the forward's cost).
+        attempts += [plans] if len(plans) > 1 else []
+        attempts += [{k: v} for k, v in sorted(plans.items(), key=lambda kv: -kv[1][0])]
+    tried = []
+    for attempt in attempts:
+        if attempt in tried:
+            continue
+        tried.append(attempt)
+        copy = _attempt(ctx, root, attempt)
+        if copy is not None:
+            return copy
+    return None
+
+
+def _attempt(ctx, root: nn.Module, plans) -> ShrunkModel | None:
+    data = root.config.to_dict()
+    for keypath, (count, keep) in plans.items():
+        sub = data
+        for key in keypath:
+            sub = sub[key]
+        _shrink_dict(sub, count, keep, _count_key(_sub_config(root.config, keypath)))
+    try:
+        module = _build(type(root), type(root.config).from_dict(data), _dtype(root))
+    except Exception:  # the rewritten config is not valid for this class: no copy
+        return None
+    lists = dict(_lists(ctx.graph, root.config, plans))
+    if not _faithful(ctx.graph, module, lists):
+        return None
+    sizes = ", ".join(f"{p} {len(ctx.graph.info(p).children)}→{len(k)}" for p, k in lists.items())
+    return ShrunkModel(module, f"shrunk copy ({sizes})", lists)
+
+
+def _plans(graph, config, *, prefix: bool = False) -> dict[tuple[str, ...], tuple[int, tuple[int, ...]]]:
+    """Config key path -> (original layer count, layer indices to keep)."""
+    plans: dict[tuple[str, ...], tuple[int, set[int]]] = {}
+    for list_path, keypath, count in _candidate_lists(graph, config):
+        skeys = [graph.info(graph.info(list_path).children[str(i)]).skey for i in range(count)]
+        keep = {skeys.index(s) for s in set(skeys) if s != skeys[-1]} | {count - 1}
+        if prefix:
+            keep = set(range(max(skeys.index(s) for s in set(skeys)) + 1)) | {count - 1}
+        if len(keep) < 2:
+            keep.add(0)
+        old = plans.get(keypath, (count, set()))[1]
+        plans[keypath] = (count, old | keep)
+    return {k: (n, tuple(sorted(keep))) for k, (n, keep) in plans.items() if len(keep) < n}
+
+
+def _lists(graph, config, plans):
+    for list_path, keypath, _ in _candidate_lists(graph, config):
+        if keypath in plans:
+            yield list_path, plans[keypath][1]
+
+
+def _candidate_lists(graph, config):
+    """(ModuleList path, key path of the config owning it, length) for every list of
+    repeated blocks whose owning config says ``num_hidden_layers`` = its length."""
+    from transformers import PretrainedConfig
+
+    keypaths = dict(_config_keypaths(config))
+    for info in graph:
+        if not isinstance(info.module, nn.ModuleList) or len(info.children) < 2:
+            continue
+        if sorted(info.children) != sorted(str(i) for i in range(len(info.children))):
+            continue
+        if any(graph.info(c).is_leaf for c in info.children.values()):
+            continue
+        owner = graph.parent(info.path)
+        while owner is not None and not isinstance(getattr(owner.module, "config", None), PretrainedConfig):
+            owner = graph.parent(owner.path)
+        if owner is None or id(owner.module.config) not in keypaths:
+            continue
+        if owner.module.config.__dict__.get(_count_key(owner.module.config)) == len(info.children):
+            yield info.path, keypaths[id(owner.module.config)], len(info.children)
+
+
+def _count_key(config) -> str:
+    """The config key holding the layer count (GPT-2 stores `num_hidden_layers` as `n_layer`)."""
+    return (getattr(type(config), "attribute_map", None) or {}).get("num_hidden_layers", "num_hidden_layers")
+
+
+def _config_keypaths(config, keypath=()):
+    yield id(config), keypath
+    for key in getattr(type(config), "sub_configs", {}) or {}:
+        sub = config.__dict__.get(key)
+        if sub is not None and hasattr(sub, "to_dict"):
+            yield from _config_keypaths(sub, (*keypath, key))
+
+
+def _sub_config(config, keypath: tuple[str, ...]):
+    for key in keypath:
+        config = config.__dict__[key]
+    return config
+
+
+def _shrink_dict(sub: dict, count: int, keep: tuple[int, ...], count_key: str) -> None:
+    shared = sub.get("num_kv_shared_layers")
+    if isinstance(shared, int) and shared > 0:  # the last `shared` layers reuse K/V
+        sub["num_kv_shared_layers"] = sum(1 for i in keep if i >= count - shared)
+    for key, value in list(sub.items()):
+        if "layer" not in key:
+            continue
+        if isinstance(value, (list, tuple)) and len(value) == count:
+            sub[key] = [value[i] for i in keep]
+        elif isinstance(value, (list, tuple)) and all(_is_index(v, count) for v in value):
+            sub[key] = [keep.index(v) for v in value if v in keep]  # layer numbers (`cross_attention_layers`)
+        elif isinstance(value, dict) and value and all(str(k).isdigit() and int(k) < count for k in value):
+            sub[key] = {new: value[k] for k in value for new, old in enumerate(keep) if int(k) == old}
+    sub[count_key] = len(keep)
+
+
+def _is_index(value, count: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < count
+
+
+def _dtype(root: nn.Module) -> torch.dtype:
+    return next((p.dtype for p in root.parameters() if p.is_floating_point()), torch.bfloat16)
+
+
+def _build(cls: type, config, dtype: torch.dtype) -> nn.Module:
+    from transformers.initialization import meta_device_safe_creation_ops
+
+    from .build import assert_no_storage
+
+    with torch.device("meta"), meta_device_safe_creation_ops():
+        module = cls._from_config(config, dtype=dtype)
+    assert_no_storage(module, "shrunk copy")
+    return module
+
+
+def _faithful(graph, module: nn.Module, lists: dict[str, tuple[int, ...]]) -> bool:
+    from .graph import ModuleGraph
+
+    copy = ModuleGraph(module)
+    if {i.qualname for i in copy} != {i.qualname for i in graph}:
+        return False
+    for path, keep in lists.items():
+        if path not in copy.nx or len(copy.info(path).children) != len(keep):
+            return False
+        want = {graph.info(c).skey for c in graph.info(path).children.values()}
+        have = {copy.info(c).skey for c in copy.info(path).children.values()}
+        if want != have:
+            return False
+    return True

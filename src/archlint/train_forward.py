@@ -1,0 +1,186 @@
+"""One training-mode forward of the whole model under ``FakeTensorMode``, fed exactly
+what a text-only collator produces (``input_ids``, ``attention_mask``, ``labels``).
+
+Fake tensors carry shapes and dtypes but no memory, and transformers skips its
+data-dependent mask shortcuts while tracing (research/meta-build.md §3), so the real
+installed forward code runs end to end. What it raises tells whether text-only training
+works (TRAIN001): ``Molmo2Model.forward`` raises "`mm_token_type_ids` is required as a
+model input when training" in transformers 5.24; Gemma-4 did until transformers fixed it.
+
+To stay cheap it runs on a separate copy of a transformers model whose config is shrunk
+to one layer per distinct repeated-block structure (at least two), see :mod:`.shrink`.
+A forward that fails on the copy for any other reason is retried on the user's model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import one_line
+
+#: What a text-only collator (TRL's, DataCollatorForLanguageModeling) hands the model.
+TEXT_INPUTS = ("input_ids", "attention_mask", "labels")
+BATCH, SEQ = 2, 8
+
+
+@dataclass(frozen=True)
+class ForwardOutcome:
+    """What the fake training forward did.
+
+    ``status`` is ``"ok"``, ``"missing-input"`` (``missing`` names the input; supplying it
+    made that error go away), ``"failed"`` (any other exception: nothing is known) or
+    ``"not-applicable"`` (the forward takes no ``input_ids``: not a text model).
+    """
+
+    status: str
+    model: str  # which model ran: "shrunk copy (…)" or "the model itself"
+    seconds: float
+    missing: str | None = None
+    error: str = ""  # "ValueError: …" of the failing forward
+    raised_in: str = ""  # module path whose forward raised ("" = root)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def training_forward(ctx) -> ForwardOutcome:
+    """The outcome for this lint, computed once (``ctx.memo``) and timed as ``forward``."""
+    return ctx.memo("train_forward", lambda: _compute(ctx))
+
+
+def _compute(ctx) -> ForwardOutcome:
+    from .shrink import shrunk_copy
+
+    start = time.perf_counter()
+    if not _takes_token_ids(ctx.built.module):
+        return ForwardOutcome("not-applicable", "", 0.0)  # no forward, or not a token model
+    with ctx.timed("forward"), _quiet():
+        copy = shrunk_copy(ctx)
+        if copy is not None:
+            outcome = run(copy.module, label=copy.description, path_map=copy.original_path)
+            if outcome.status != "failed":
+                return _with_seconds(outcome, start)
+        outcome = run(ctx.built.module, label="the model itself")
+        return _with_seconds(outcome, start)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Keep the warnings of archlint's own forward (transformers' loss and config
+    notices, e.g. "`loss_type=None` was set") out of the user's output."""
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.set_verbosity(level)
+
+
+def _with_seconds(outcome: ForwardOutcome, start: float) -> ForwardOutcome:
+    return ForwardOutcome(**{**outcome.__dict__, "seconds": time.perf_counter() - start})
+
+
+def run(model: nn.Module, *, label: str, path_map=None) -> ForwardOutcome:
+    """Run ``model`` in training mode on the text inputs; if it raises naming a forward
+    parameter that was not passed, run again with that input supplied (zeros) to confirm
+    the input is what was missing."""
+    paths = {id(m): (path_map or _same)(p) for p, m in model.named_modules()}
+    error, raised_in = _forward(model, paths)
+    if error is None:
+        return ForwardOutcome("ok", label, 0.0)
+    text = one_line(error)
+    for name in _named_missing_inputs(model, error):
+        again, _ = _forward(model, paths, supplied=(name,))
+        if again is None or _message(again) != _message(error):
+            return ForwardOutcome("missing-input", label, 0.0, missing=name, error=text, raised_in=raised_in,
+                                  details={"with_input": "ok" if again is None else one_line(again)})
+    return ForwardOutcome("failed", label, 0.0, error=text, raised_in=raised_in)
+
+
+def _takes_token_ids(model: nn.Module) -> bool:
+    if type(model).forward is nn.Module.forward:
+        return False  # _forward_unimplemented: a container, nothing to run
+    parameters = _forward_parameters(model)
+    return parameters is not None and "input_ids" in parameters
+
+
+def _forward_parameters(model: nn.Module) -> dict[str, inspect.Parameter] | None:
+    try:
+        return dict(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return None
+
+
+def _same(path: str) -> str:
+    return path
+
+
+def _forward(model: nn.Module, paths: dict[int, str], *, supplied: tuple[str, ...] = ()) -> tuple[Exception | None, str]:
+    """One fake forward in training mode (plus all-zero ``supplied`` inputs); the
+    exception, if any, and the path of the innermost module whose forward raised it."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    modes = [(m, m.training) for m in model.modules()]
+    model.train()
+    try:
+        # Inputs must be created on meta inside the mode, like the meta parameters
+        # (research/meta-build.md §3); allow_non_fake_inputs admits the parameters.
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            ids = torch.zeros(BATCH, SEQ, dtype=torch.long, device="meta")
+            inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+            inputs = {k: v for k, v in inputs.items() if _accepts(model, k)}  # headless models take no labels
+            inputs.update({name: torch.zeros_like(ids) for name in supplied})
+            model(**inputs)
+        return None, ""
+    except Exception as e:  # any failure of the fake forward is data, never a crash
+        return e, _raising_module(e, paths)
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _accepts(model: nn.Module, name: str) -> bool:
+    parameters = _forward_parameters(model) or {}
+    return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
+def _raising_module(error: BaseException, paths: dict[int, str]) -> str:
+    tb, found = error.__traceback__, ""
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        if isinstance(owner, nn.Module) and id(owner) in paths:
+            found = paths[id(owner)]
+        tb = tb.tb_next
+    return found
+
+
+def _message(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _named_missing_inputs(model: nn.Module, error: BaseException) -> list[str]:
+    """Tensor parameters of ``model.forward`` that were not passed and that the error
+    message names as a whole word (`` `mm_token_type_ids` is required …``,
+    ``forward() missing 1 required positional argument: 'pixel_values'``)."""
+    text = str(error)
+    names = []
+    for p in (_forward_parameters(model) or {}).values():
+        if p.name in TEXT_INPUTS or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        annotation = "" if p.annotation is p.empty else str(p.annotation)
+        if annotation and "Tensor" not in annotation:
+            continue  # flags and caches (use_cache, cache) are not collator columns
+        if re.search(rf"(?<![\w.]){re.escape(p.name)}(?!\w)", text):
+            names.append(p.name)
+    return names

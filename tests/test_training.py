@@ -1,0 +1,165 @@
+"""TRAIN001 (fake training forward) and TRAIN003 (cache-coupled layers) on real configs,
+the zoo, and the shrunk copy the forward runs on."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from packaging.version import Version
+from support import REPO, config, findings, lint_cached
+
+from archlint.findings import Confidence, Severity
+
+GEMMA4_E2B = config("google__gemma-4-E2B-it")
+LLAMA = config("meta-llama__Llama-3.1-8B")
+
+
+def _context(target: str):
+    from archlint.build import build
+    from archlint.graph import ModuleGraph
+    from archlint.resolve import resolve
+    from archlint.rules.base import LintContext
+
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        spec = resolve(target)
+    finally:
+        os.chdir(cwd)
+    built = build(spec)
+    return LintContext(graph=ModuleGraph(built.module), built=built, config=spec.config)
+
+
+# -- TRAIN001 ------------------------------------------------------------------------------
+
+
+def test_molmo2_requires_mm_token_type_ids_in_training():
+    (finding,) = findings("molmo2", "TRAIN001")
+    assert finding.severity == Severity.ERROR
+    assert finding.paths == ("model",)  # Molmo2Model.forward raises
+    assert finding.details["input"] == "mm_token_type_ids"
+    assert finding.details["with_input"] == "ok"  # supplying it lets the forward through
+    assert "is required as a model input when training" in finding.details["error"]
+    assert 'batch["mm_token_type_ids"] = torch.zeros_like(batch["input_ids"])' in finding.fix.detail
+    assert finding.details["ran_on"].startswith("shrunk copy")
+
+
+@pytest.mark.parametrize("target", [LLAMA, GEMMA4_E2B], ids=["llama-3.1", "gemma-4-e2b"])
+def test_no_required_input_when_the_forward_runs(target):
+    """Gemma-4 required `mm_token_type_ids` until transformers fixed it; 5.24 does not."""
+    result = lint_cached(target).results[0]
+    assert [f for f in result.findings if f.code == "TRAIN001"] == []
+    assert result.timings["forward"] > 0  # it did run (and --debug shows its cost)
+
+
+def test_gemma4_as_it_was_before_the_fix_requires_mm_token_type_ids(monkeypatch):
+    """Gemma-4's model forward raised this in training until transformers #45200 was
+    fixed; put the check back and the fake forward finds it on the real class."""
+    from transformers.models.gemma4 import modeling_gemma4
+
+    from archlint import lint
+
+    original = modeling_gemma4.Gemma4Model.forward
+
+    def forward(self, *args, mm_token_type_ids=None, **kwargs):
+        if self.training and mm_token_type_ids is None:
+            raise ValueError("`mm_token_type_ids` is required as a model input when training")
+        return original(self, *args, mm_token_type_ids=mm_token_type_ids, **kwargs)
+
+    monkeypatch.setattr(modeling_gemma4.Gemma4Model, "forward", forward)
+    (finding,) = lint(GEMMA4_E2B, select=["TRAIN001"]).results[0].findings
+    assert (finding.paths, finding.details["input"]) == (("model",), "mm_token_type_ids")
+    assert finding.details["with_input"] == "ok"
+
+
+def test_an_error_naming_an_input_that_does_not_help_is_not_a_missing_input():
+    (finding,) = findings("fixtures/zoo/training.py:NamesButNeedsNot", "TRAIN001")
+    assert (finding.severity, finding.confidence) == (Severity.INFO, Confidence.LOW)
+    assert finding.details["forward"] == "failed"
+    assert "input" not in finding.details and finding.fix is None
+
+
+def test_a_forward_fake_tensors_cannot_run_is_reported_as_not_checked():
+    (finding,) = findings("fixtures/zoo/training.py:DataDependent", "TRAIN001")
+    assert (finding.severity, finding.confidence) == (Severity.INFO, Confidence.LOW)
+    assert "could not run" in finding.message
+
+
+def test_models_without_a_token_forward_are_not_run():
+    result = lint_cached("fixtures/zoo/training.py:KVSharing").results[0]
+    assert [f for f in result.findings if f.code == "TRAIN001"] == []
+    assert "forward" not in result.timings
+
+
+def test_the_forward_leaves_the_model_in_its_mode():
+    from archlint.train_forward import training_forward
+
+    ctx = _context("fixtures/zoo/training.py:NeedsTokenTypes")
+    ctx.built.module.eval()
+    assert training_forward(ctx).missing == "token_type_ids"
+    assert not any(m.training for m in ctx.built.module.modules())
+
+
+# -- the shrunk copy -----------------------------------------------------------------------
+
+
+def test_gemma4_shrinks_to_one_layer_per_structure_keeping_kv_sharing():
+    from archlint.shrink import shrunk_copy
+
+    ctx = _context(GEMMA4_E2B)
+    copy = shrunk_copy(ctx)
+    text = copy.module.model.language_model
+    # sliding/full x own/shared K/V: first of each, and the last layer
+    assert copy.kept["model.language_model.layers"] == (0, 4, 15, 34)
+    assert text.config.layer_types == ["sliding_attention", "full_attention"] * 2
+    assert text.config.num_kv_shared_layers == 2
+    assert [hasattr(layer.self_attn, "k_proj") for layer in text.layers] == [True, True, False, False]
+    assert copy.original_path("model.language_model.layers.3.self_attn") == "model.language_model.layers.34.self_attn"
+
+
+def test_a_shrink_that_breaks_the_config_falls_back_to_a_smaller_one():
+    """DeepSeek-V3 places its dense layers by index (first_k_dense_replace=3)."""
+    from archlint.shrink import shrunk_copy
+
+    copy = shrunk_copy(_context(config("deepseek-ai__DeepSeek-V3")))
+    assert copy.kept == {"model.layers": (0, 1, 2, 3, 60)}
+
+
+def test_a_layer_count_under_another_name_is_shrunk():
+    """GPT-2 stores `num_hidden_layers` as `n_layer` (its config's attribute_map)."""
+    from archlint.shrink import shrunk_copy
+
+    copy = shrunk_copy(_context(config("openai-community__gpt2-xl")))
+    assert copy.kept == {"transformer.h": (0, 47)}
+    assert copy.module.config.n_layer == 2
+
+
+# -- TRAIN003 ------------------------------------------------------------------------------
+
+
+def test_gemma4_kv_shared_layers_are_info_with_the_installed_transformers():
+    (finding,) = findings(GEMMA4_E2B, "TRAIN003")
+    assert finding.severity == Severity.INFO  # 5.24 >= 5.5.2
+    assert finding.confidence == Confidence.HIGH  # config and structure agree
+    assert finding.pattern == "model.language_model.layers.*.self_attn"
+    assert set(finding.paths) == {f"model.language_model.layers.{i}.self_attn" for i in range(15, 35)}
+    assert finding.details["carries_fix"] is True and finding.details["num_kv_shared_layers"] == 20
+    assert "transformers>=5.5.2" in finding.fix.detail
+
+
+def test_gemma4_kv_shared_layers_warn_before_the_fix(monkeypatch):
+    from archlint import lint
+    from archlint.rules import train003_cache_coupled_layers as rule
+
+    monkeypatch.setattr(rule, "installed_transformers_version", lambda: Version("5.5.0"))
+    (finding,) = lint(GEMMA4_E2B, select=["TRAIN003"]).results[0].findings
+    assert finding.severity == Severity.WARNING
+    assert "transformers 5.5.0 hands them over through the KV cache" in finding.message
+    assert 'pip install "transformers>=5.5.2"' in finding.fix.detail
+    assert len(finding.paths) == 20
+
+
+def test_a_plain_llama_has_no_warning_or_error():
+    loud = [f for f in findings(LLAMA) if f.severity >= Severity.WARNING]
+    assert loud == [], [(f.code, f.pattern) for f in loud]
