@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from .anchors import class_anchors, target_anchor
 from .build import build
 from .errors import TargetError, one_line
 from .findings import Finding, merge_findings
@@ -39,23 +40,35 @@ def lint_many(
     trust_remote_code: bool = False,
     offline: bool = False,
     debug: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> Report:
-    """Lint several targets into one report; a target that fails does not stop the others."""
+    """Lint several targets into one report; a target that fails does not stop the others.
+
+    ``progress(message)``, if given, is called as each target is fetched and built.
+    """
     validate_selectors([*(select or ()), *(ignore or ())])
     rules = select_rules(select, ignore)
     results = [
-        _lint_one(t, rules, trust_remote_code=trust_remote_code, offline=offline, debug=debug) for t in targets
+        _lint_one(t, rules, trust_remote_code=trust_remote_code, offline=offline, debug=debug,
+                  progress=progress or _silent) for t in targets
     ]
     return Report(results=results, archlint_version=archlint_version(), versions=versions(),
                   rules=[r.code for r in rules])
 
 
-def _lint_one(target: str, rules: Sequence[type[Rule]], *, trust_remote_code: bool, offline: bool, debug: bool) -> TargetResult:
+def _silent(message: str) -> None:
+    pass
+
+
+def _lint_one(target: str, rules: Sequence[type[Rule]], *, trust_remote_code: bool, offline: bool, debug: bool,
+              progress: Callable[[str], None]) -> TargetResult:
     result = TargetResult(target)
     clock = time.perf_counter()
     try:
+        progress(f"resolving {target}")
         spec = resolve(target, trust_remote_code=trust_remote_code, offline=offline)
         result.timings["resolve"] = time.perf_counter() - clock
+        progress(f"building {target} on the meta device")
         built = build(spec)
         result.timings["build"] = built.seconds
     except TargetError as e:
@@ -63,6 +76,7 @@ def _lint_one(target: str, rules: Sequence[type[Rule]], *, trust_remote_code: bo
             raise
         result.error = e
         return result
+    result.anchor = target_anchor(spec)
     clock = time.perf_counter()
     graph = ModuleGraph(built.module)
     result.timings["graph"] = time.perf_counter() - clock
@@ -81,6 +95,7 @@ def _lint_one(target: str, rules: Sequence[type[Rule]], *, trust_remote_code: bo
     result.timings["rules"] = time.perf_counter() - clock
     result.timings.update(ctx.timings)  # phases inside the rules (probes, forwards), already counted in "rules"
     result.findings = merge_findings(findings)
+    result.class_anchors = class_anchors(graph, result.findings)
     return result
 
 

@@ -7,7 +7,6 @@ error; 3 a target could not be resolved or built.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -15,7 +14,7 @@ import click
 from .errors import UsageError
 from .findings import Severity
 
-FORMATS = ("text", "json")
+FORMATS = ("text", "json", "sarif", "github")  # render.FORMATS, kept literal so --help needs no imports
 FAIL_ON = ("error", "warning", "info", "never")
 
 
@@ -50,6 +49,8 @@ def _codes(value: tuple[str, ...]) -> list[str]:
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True, help="Output format.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write the report to FILE.")
+@click.option("--report", "reports", multiple=True, metavar="FORMAT:PATH",
+              help="Also write a report in FORMAT to PATH (repeatable; the model is built once).")
 @click.option("--select", multiple=True, help="Only these codes or prefixes (comma-separated, repeatable).")
 @click.option("--ignore", multiple=True, help="Skip these codes or prefixes (comma-separated, repeatable).")
 @click.option("--fail-on", type=click.Choice(FAIL_ON), default="warning", show_default=True,
@@ -60,15 +61,20 @@ def _codes(value: tuple[str, ...]) -> list[str]:
 @click.option("--quiet", "-q", is_flag=True, help="Print only findings at or above --fail-on, and errors.")
 @click.option("--no-color", is_flag=True, help="Plain text (also: NO_COLOR).")
 @click.option("--debug", is_flag=True, help="Tracebacks and timings on stderr.")
-def check(targets, fmt, output, select, ignore, fail_on, trust_remote_code, offline, tree, quiet, no_color, debug):
+def check(targets, fmt, output, reports, select, ignore, fail_on, trust_remote_code, offline, tree, quiet, no_color,
+          debug):
     """Lint TARGETS and report the findings."""
     from .api import lint_many
+    from .outputs import ReportSpec, append_step_summary, stdout_style, write_reports
+    from .progress import spinner
     from .render import RenderOptions, render
 
     fail_level = None if fail_on == "never" else Severity.parse(fail_on)
     try:
-        report = lint_many(list(targets), select=_codes(select), ignore=_codes(ignore),
-                           trust_remote_code=trust_remote_code, offline=offline, debug=debug)
+        specs = [ReportSpec.parse(r) for r in reports]
+        with spinner(sys.stderr, enabled=not quiet) as progress:
+            report = lint_many(list(targets), select=_codes(select), ignore=_codes(ignore),
+                               trust_remote_code=trust_remote_code, offline=offline, debug=debug, progress=progress)
     except UsageError as e:
         raise click.UsageError(str(e)) from e
     for result in report.errors:
@@ -77,15 +83,17 @@ def check(targets, fmt, output, select, ignore, fail_on, trust_remote_code, offl
         for result in report.results:
             times = ", ".join(f"{k} {v:.3f}s" for k, v in result.timings.items())
             click.echo(f"archlint: debug: {result.target}: {times}", err=True)
-    to_terminal = output is None and sys.stdout.isatty()
-    color = to_terminal and not no_color and "NO_COLOR" not in os.environ
-    options = RenderOptions(color=color, width=None if to_terminal else 100, tree=tree, quiet=quiet, fail_on=fail_level)
+    color, width = stdout_style(no_color=no_color, to_terminal=output is None and sys.stdout.isatty())
+    options = RenderOptions(color=color and output is None, width=width, tree=tree, quiet=quiet, fail_on=fail_level)
     text = render(report, fmt, options)
     if output:
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(text)
     else:
         click.echo(text, nl=False)
+    write_reports(report, specs, options)
+    if "github" in (fmt, *(s.fmt for s in specs)):
+        append_step_summary(report)
     sys.exit(report.exit_code(fail_level))
 
 

@@ -12,6 +12,9 @@ from pathlib import Path
 from .rules import builtin_rules
 from .rules.base import Rule
 
+# Where the generated pages are published (SARIF helpUri, annotations). One place to change.
+RULES_URL = "https://github.com/archlint/archlint/blob/main/rules/"
+
 
 def rule_markdown(rule: type[Rule]) -> str:
     sections = rule.sections()
