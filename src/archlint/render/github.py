@@ -29,9 +29,9 @@ def render(report: Report, options) -> str:
     for r in report.errors:  # a target that could not be built is an error annotation too, first
         if used[Severity.ERROR] < CAP[Severity.ERROR]:
             used[Severity.ERROR] += 1
-            lines.append(_command("error", message=f"{r.target}: {r.error.message}", title=f"archlint: {r.error.kind}"))
-        else:
-            omitted.append(f"archlint: error {r.target}: {r.error.message}")
+            lines.append(_command("error", message=r.error.message, title=f"archlint: {r.error.kind}"))
+        else:  # the message already names the target
+            omitted.append(f"archlint: error {r.error.message}")
     ordered = sorted(((f, r) for r in report.results for f in r.findings), key=lambda fr: -fr[0].severity)
     for finding, result in ordered:
         if used[finding.severity] < CAP[finding.severity]:

@@ -167,7 +167,7 @@ def _physical(finding: Finding, result: TargetResult, root: Path) -> dict | None
 def _invocation(report: Report) -> dict:
     notes = [{
         "level": "error",
-        "message": {"text": f"{r.target}: {r.error.message}"},
+        "message": {"text": r.error.message},  # names the target already
         "descriptor": {"id": r.error.kind},
         "properties": {"target": r.target},
     } for r in report.errors]
