@@ -13,8 +13,8 @@ import click
 
 from .errors import UsageError
 from .findings import Severity
+from .render import FORMATS
 
-FORMATS = ("text", "json", "sarif", "github")  # render.FORMATS, kept literal so --help needs no imports
 FAIL_ON = ("error", "warning", "info", "never")
 
 
