@@ -12,6 +12,7 @@ lines so the log still holds everything. The Markdown table for
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 from ..findings import Finding, Severity
@@ -23,35 +24,30 @@ CAP = {Severity.ERROR: 10, Severity.WARNING: 10, Severity.INFO: 9}  # per step; 
 
 def render(report: Report, options) -> str:
     root = Path(options.root or os.getcwd())
-    lines: list[str] = []
-    used = {s: 0 for s in Severity}
+    # (severity, annotation, plain log line); failed targets first, then the worst findings
+    items = [(Severity.ERROR, _command("error", message=r.error.message, title=f"archlint: {r.error.kind}"),
+              f"archlint: error {r.error.message}") for r in report.errors]  # the message names the target
+    findings = sorted(((f, r) for r in report.results for f in r.findings), key=lambda fr: -fr[0].severity)
+    items += [(f.severity, _annotation(f, r, root), f"archlint: {COMMAND[f.severity]} " + _text(f, r).replace("\n", " | "))
+              for f, r in findings]
+    shown: list[str] = []
     omitted: list[str] = []
-    for r in report.errors:  # a target that could not be built is an error annotation too, first
-        if used[Severity.ERROR] < CAP[Severity.ERROR]:
-            used[Severity.ERROR] += 1
-            lines.append(_command("error", message=r.error.message, title=f"archlint: {r.error.kind}"))
-        else:  # the message already names the target
-            omitted.append(f"archlint: error {r.error.message}")
-    ordered = sorted(((f, r) for r in report.results for f in r.findings), key=lambda fr: -fr[0].severity)
-    for finding, result in ordered:
-        if used[finding.severity] < CAP[finding.severity]:
-            used[finding.severity] += 1
-            lines.append(_annotation(finding, result, root))
+    used: Counter[Severity] = Counter()
+    left: Counter[Severity] = Counter()
+    for severity, annotation, plain in items:
+        if used[severity] < CAP[severity]:
+            used[severity] += 1
+            shown.append(annotation)
         else:
-            omitted.append(f"archlint: {COMMAND[finding.severity]} " + _text(finding, result).replace("\n", " | "))
+            omitted.append(plain)
+            left[severity] += 1
     if omitted:
-        by = {s: 0 for s in Severity}
-        by[Severity.ERROR] = len(report.errors)
-        for f, _ in ordered:
-            by[f.severity] += 1
-        left = {s: by[s] - used[s] for s in sorted(Severity, reverse=True) if by[s] > used[s]}
-        detail = ", ".join(f"{n} {COMMAND[s]}" for s, n in left.items())
-        lines.append(_command("notice", title="archlint: more findings",
+        detail = ", ".join(f"{left[s]} {COMMAND[s]}" for s in sorted(left, reverse=True))
+        shown.append(_command("notice", title="archlint: more findings",
                               message=f"{len(omitted)} more findings not annotated ({detail}): GitHub shows at most "
                                       "10 error and 10 warning annotations per step; all are listed in this log, "
                                       "in the step summary, and in --format json/sarif reports"))
-        lines += omitted
-    return "".join(line + "\n" for line in lines)
+    return "".join(line + "\n" for line in [*shown, *omitted])
 
 
 def step_summary(report: Report) -> str:
