@@ -12,6 +12,33 @@ sys.path.insert(0, str(Path(__file__).parent))  # `import hub_server` from any r
 
 from hub_server import GEMMA, HUB_TOKEN, FakeHub, fake_hub_repos  # noqa: E402
 
+# -- every JSON report and SARIF log rendered in this process is schema-checked --------
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _validate_rendered_reports():
+    """Wrap the JSON and SARIF renderers so that any document a test renders is validated.
+
+    Subprocess runs are checked by ``support.check_outputs`` instead.
+    """
+    import json
+
+    from support import validate_report, validate_sarif
+
+    from archlint.render import json_format, sarif
+
+    patch = pytest.MonkeyPatch()
+    for module, validate in ((json_format, validate_report), (sarif, validate_sarif)):
+        def checked(report, options, _render=module.render, _validate=validate):
+            text = _render(report, options)
+            _validate(json.loads(text))
+            return text
+
+        patch.setattr(module, "render", checked)
+    yield
+    patch.undo()
+
+
 # -- a fake Hugging Face Hub ----------------------------------------------------------
 
 _HF_ENV_TO_CLEAR = (

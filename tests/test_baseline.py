@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
+from support import run_cli
 
 from archlint import lint
 from archlint.baseline import Entry, apply_baseline, load_baseline, write_baseline
@@ -38,7 +37,7 @@ class Net(nn.Module):
 
 
 def cli(cwd, *args):
-    return subprocess.run([sys.executable, "-m", "archlint", *args], cwd=cwd, capture_output=True, text=True)
+    return run_cli(*args, cwd=cwd)
 
 
 def test_baseline_round_trip_through_the_command_line(tmp_path):

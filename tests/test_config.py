@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import pytest
-from support import REPO, config
+from support import REPO, config, run_cli
 
 from archlint import Severity, lint
 from archlint.config import ConfigError, find_config, load_config, module_matches
@@ -25,7 +23,7 @@ def write(path, text):
 
 
 def cli(cwd, *args):
-    return subprocess.run([sys.executable, "-m", "archlint", *args], cwd=cwd, capture_output=True, text=True)
+    return run_cli(*args, cwd=cwd)
 
 
 # -- discovery ------------------------------------------------------------------------

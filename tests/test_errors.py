@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from support import check_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "fixtures" / "configs"
@@ -23,7 +24,7 @@ GOOD_CONFIG = "fixtures/configs/meta-llama__Llama-3.1-8B"
 
 def run_archlint(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
-    return subprocess.run(
+    proc = subprocess.run(
         [sys.executable, "-m", "archlint", *args],
         cwd=REPO,
         env=env,
@@ -31,6 +32,8 @@ def run_archlint(*args: str, timeout: float = 300) -> subprocess.CompletedProces
         text=True,
         timeout=timeout,
     )
+    check_outputs(args, proc, cwd=REPO)  # every JSON report is checked against schema/report.schema.json
+    return proc
 
 
 def write(path: Path, text: str) -> Path:

@@ -16,6 +16,7 @@ import pytest
 from archlint.errors import TargetError
 from archlint.resolve import resolve
 from hub_server import GEMMA, LLAMA, LLAMA_V1_LAYERS, NO_CONFIG, commit_hash
+from support import check_outputs
 
 CLI_TIMEOUT = 600
 
@@ -204,6 +205,7 @@ def run_cli(fake_hub, target: str, tmp_path: Path, **env: str) -> tuple[subproce
         report = json.loads(proc.stdout)
     except json.JSONDecodeError as e:
         pytest.fail(f"stdout is not a JSON report ({e}); exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    check_outputs(["--format", "json"], proc, cwd=tmp_path)  # against schema/report.schema.json
     return proc, report
 
 

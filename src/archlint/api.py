@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from importlib.metadata import PackageNotFoundError, version
 
+from .anchors import class_anchors, target_anchor
 from .build import build
 from .config import Config, load_config
 from .errors import TargetError, UsageError, one_line
@@ -57,10 +58,12 @@ def lint_many(
     offline: bool = False,
     debug: bool = False,
     config: Config | str | os.PathLike | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Report:
     """Lint several targets into one report; a target that fails does not stop the others.
 
-    With no ``targets``, the ``models`` of ``config`` are linted.
+    With no ``targets``, the ``models`` of ``config`` are linted. ``progress(message)``, if
+    given, is called as each target is fetched and built.
     """
     cfg = config if isinstance(config, Config) else load_config(config) if config is not None else Config()
     validate_selectors([*(select or ()), *(extend_select or ()), *(ignore or ())])
@@ -75,6 +78,7 @@ def lint_many(
         options = _Options(
             rules=rules, codes=codes, offline=offline, debug=debug, config=cfg, identity=identity,
             trust_remote_code=trust_remote_code or bool(entry and entry.trust_remote_code),
+            progress=progress or _silent,
         )
         result = _lint_one(where, options)
         result.target = label
@@ -102,14 +106,21 @@ class _Options:
     trust_remote_code: bool
     offline: bool
     debug: bool
+    progress: Callable[[str], None]
+
+
+def _silent(message: str) -> None:
+    pass
 
 
 def _lint_one(target: str, options: _Options) -> TargetResult:
     result = TargetResult(target)
     clock = time.perf_counter()
     try:
+        options.progress(f"resolving {target}")
         spec = resolve(target, trust_remote_code=options.trust_remote_code, offline=options.offline)
         result.timings["resolve"] = time.perf_counter() - clock
+        options.progress(f"building {target} on the meta device")
         built = build(spec)
         result.timings["build"] = built.seconds
     except TargetError as e:
@@ -117,6 +128,7 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
             raise
         result.error = e
         return result
+    result.anchor = target_anchor(spec)
     clock = time.perf_counter()
     graph = ModuleGraph(built.module)
     result.timings["graph"] = time.perf_counter() - clock
@@ -140,6 +152,7 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
     if cfg.severity:
         kept = [dataclasses.replace(f, severity=cfg.severity_for(f.code, f.severity)) for f in kept]
     result.findings = merge_findings(kept)
+    result.class_anchors = class_anchors(graph, result.findings)
     return result
 
 

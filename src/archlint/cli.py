@@ -7,15 +7,14 @@ error; 3 a target could not be resolved or built.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
 from .errors import UsageError
 from .findings import Severity
+from .render import FORMATS
 
-FORMATS = ("text", "json")
 FAIL_ON = ("error", "warning", "info", "never")
 
 
@@ -50,6 +49,8 @@ def _codes(value: tuple[str, ...]) -> list[str]:
 @click.argument("targets", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True, help="Output format.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write the report to FILE.")
+@click.option("--report", "reports", multiple=True, metavar="FORMAT:PATH",
+              help="Also write a report in FORMAT to PATH (repeatable; the model is built once).")
 @click.option("--select", multiple=True, help="Only these codes or prefixes (comma-separated, repeatable).")
 @click.option("--extend-select", multiple=True, help="Add these codes or prefixes to the selection (comma-separated, repeatable).")
 @click.option("--ignore", multiple=True, help="Skip these codes or prefixes (comma-separated, repeatable).")
@@ -65,20 +66,24 @@ def _codes(value: tuple[str, ...]) -> list[str]:
 @click.option("--quiet", "-q", is_flag=True, help="Print only findings at or above --fail-on, and errors.")
 @click.option("--no-color", is_flag=True, help="Plain text (also: NO_COLOR).")
 @click.option("--debug", is_flag=True, help="Tracebacks and timings on stderr.")
-def check(targets, fmt, output, select, extend_select, ignore, fail_on, config_file, baseline, write_baseline,
-          trust_remote_code, offline, tree, quiet, no_color, debug):
+def check(targets, fmt, output, reports, select, extend_select, ignore, fail_on, config_file, baseline,
+          write_baseline, trust_remote_code, offline, tree, quiet, no_color, debug):
     """Lint TARGETS (default: the `models` of [tool.archlint]) and report the findings."""
     from .api import lint_many
     from .baseline import baseline_step, check_baseline_options
     from .config import load_config
+    from .outputs import ReportSpec, append_step_summary, stdout_style, write_reports
+    from .progress import spinner
     from .render import RenderOptions, render
 
     try:
         check_baseline_options(baseline, write_baseline)
+        specs = [ReportSpec.parse(r) for r in reports]
         cfg = load_config(config_file)
-        report = lint_many(list(targets), select=_codes(select), extend_select=_codes(extend_select),
-                           ignore=_codes(ignore), trust_remote_code=trust_remote_code, offline=offline,
-                           debug=debug, config=cfg)
+        with spinner(sys.stderr, enabled=not quiet) as progress:
+            report = lint_many(list(targets), select=_codes(select), extend_select=_codes(extend_select),
+                               ignore=_codes(ignore), trust_remote_code=trust_remote_code, offline=offline,
+                               debug=debug, config=cfg, progress=progress)
         if baseline_step(report, baseline, write_baseline):
             sys.exit(3 if report.errors else 0)
     except UsageError as e:
@@ -91,15 +96,17 @@ def check(targets, fmt, output, select, extend_select, ignore, fail_on, config_f
         for result in report.results:
             times = ", ".join(f"{k} {v:.3f}s" for k, v in result.timings.items())
             click.echo(f"archlint: debug: {result.target}: {times}", err=True)
-    to_terminal = output is None and sys.stdout.isatty()
-    color = to_terminal and not no_color and "NO_COLOR" not in os.environ
-    options = RenderOptions(color=color, width=None if to_terminal else 100, tree=tree, quiet=quiet, fail_on=fail_level)
+    color, width = stdout_style(no_color=no_color, to_terminal=output is None and sys.stdout.isatty())
+    options = RenderOptions(color=color and output is None, width=width, tree=tree, quiet=quiet, fail_on=fail_level)
     text = render(report, fmt, options)
     if output:
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(text)
     else:
         click.echo(text, nl=False)
+    write_reports(report, specs, options)
+    if "github" in (fmt, *(s.fmt for s in specs)):
+        append_step_summary(report)
     sys.exit(report.exit_code(fail_level))
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .rules import all_rules
+from .rules import builtin_rules
 from .rules.base import Rule
+
+# Where the generated pages are published (SARIF helpUri, annotations). One place to change.
+RULES_URL = "https://github.com/archlint/archlint/blob/main/rules/"
 
 
 def rule_markdown(rule: type[Rule]) -> str:
@@ -52,12 +55,12 @@ def page_name(rule: type[Rule]) -> str:
 def write_pages(directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for rule in all_rules():
+    for rule in builtin_rules():  # plugins document themselves; `archlint explain` shows any rule
         path = directory / page_name(rule)
         path.write_text(rule_markdown(rule), encoding="utf-8")
         written.append(path)
     index = ["# archlint rules", "", "| code | name | severity | what it flags |", "|---|---|---|---|"]
-    index += [f"| [{r.code}]({page_name(r)}) | {r.name} | {r.severity} | {r.summary()} |" for r in all_rules()]
+    index += [f"| [{r.code}]({page_name(r)}) | {r.name} | {r.severity} | {r.summary()} |" for r in builtin_rules()]
     (directory / "README.md").write_text("\n".join(index) + "\n", encoding="utf-8")
     return written
 

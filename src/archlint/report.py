@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .anchors import Anchor
 from .errors import TargetError
 from .findings import Finding, Severity
 
@@ -40,6 +41,8 @@ class TargetResult:
     rule_errors: list[dict[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds; shown with --debug, never in JSON
     graph: Any = None  # the ModuleGraph, for the tree view; not serialised
+    anchor: Anchor | None = None  # the target's file (config.json / factory), for SARIF and annotations
+    class_anchors: dict[str, Anchor] = field(default_factory=dict)  # module_class -> its `class` line
 
     def to_dict(self) -> dict[str, Any]:
         return {

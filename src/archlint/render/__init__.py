@@ -16,12 +16,16 @@ class RenderOptions:
     quiet: bool = False
     fail_on: Severity | None = Severity.WARNING
     max_patterns: int = 8  # per code in text output; JSON always lists everything
+    root: str | None = None  # repository root for file locations (SARIF, annotations); None: the cwd
 
 
 def renderers():
-    from . import json_format, text
+    from . import github, json_format, sarif, text
 
-    return {"text": text.render, "json": json_format.render}
+    return {"text": text.render, "json": json_format.render, "sarif": sarif.render, "github": github.render}
+
+
+FORMATS = ("text", "json", "sarif", "github")  # the keys of renderers(), without importing them
 
 
 def render(report: Report, fmt: str, options: RenderOptions) -> str:

@@ -1,7 +1,9 @@
 """Rule discovery and selection.
 
 Built-in rules are found by walking this package (one module per rule, no hand-kept
-list); every :class:`Rule` subclass with a ``code`` is a rule.
+list); every :class:`Rule` subclass with a ``code`` is a rule. Third-party rules come
+from the ``archlint.rules`` entry-point group (:mod:`.plugins`) and are selected the
+same way.
 """
 
 from __future__ import annotations
@@ -14,15 +16,28 @@ from functools import cache
 from ..errors import UsageError
 from .base import Example, LintContext, Rule
 
-__all__ = ["Example", "LintContext", "Rule", "all_rules", "get_rule", "select_rules"]
+__all__ = ["Example", "LintContext", "Rule", "all_rules", "builtin_rules", "get_rule", "select_rules"]
 
 
 @cache
 def all_rules() -> tuple[type[Rule], ...]:
-    """Every built-in rule, sorted by code."""
+    """Every rule, built-in and from installed plugins, sorted by code.
+
+    A broken plugin is logged and left out (see :mod:`.plugins`); it never raises here.
+    """
+    from .plugins import load_plugin_rules
+
+    builtin = builtin_rules()
+    plugins, _ = load_plugin_rules(builtin)
+    return tuple(sorted((*builtin, *plugins), key=lambda r: r.code))
+
+
+@cache
+def builtin_rules() -> tuple[type[Rule], ...]:
+    """Every rule shipped in this package, sorted by code."""
     found: dict[str, type[Rule]] = {}
     for info in pkgutil.iter_modules(__path__):
-        if info.name == "base" or info.name.startswith("_"):
+        if info.name in ("base", "plugins") or info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         for obj in vars(module).values():

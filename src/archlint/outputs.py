@@ -1,0 +1,69 @@
+"""Where rendered reports go: stdout, ``--output``, every ``--report FORMAT:PATH``, and
+GitHub's step summary. The model is built once; each output is one more render.
+
+The colour and width of the text report are decided here, at the CLI edge:
+``--no-color`` and a non-empty ``NO_COLOR`` turn colour off; otherwise colour is on for a
+terminal, or when ``FORCE_COLOR`` is set (no-color.org, force-color.org). The width is
+``COLUMNS`` when set, else the terminal's width, else 100. Files never get colour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UsageError
+from .render import FORMATS, RenderOptions, render
+from .render.github import step_summary
+from .report import Report
+
+FILE_WIDTH = 100
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    """One ``--report FORMAT:PATH``."""
+
+    fmt: str
+    path: str
+
+    @classmethod
+    def parse(cls, text: str) -> ReportSpec:
+        fmt, sep, path = text.partition(":")
+        if not sep or not path or fmt not in FORMATS:
+            raise UsageError(f"--report {text!r}: expected FORMAT:PATH with FORMAT one of {', '.join(FORMATS)} "
+                             "(e.g. --report sarif:archlint.sarif)")
+        return cls(fmt, path)
+
+
+def stdout_style(*, no_color: bool, to_terminal: bool, env: Mapping[str, str] = os.environ) -> tuple[bool, int]:
+    """``(color, width)`` for the report printed on stdout."""
+    color = not no_color and not env.get("NO_COLOR") and (to_terminal or bool(env.get("FORCE_COLOR")))
+    columns = env.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return color, int(columns)
+    return color, shutil.get_terminal_size((FILE_WIDTH, 24)).columns if to_terminal else FILE_WIDTH
+
+
+def write_reports(report: Report, specs: Sequence[ReportSpec], options: RenderOptions) -> None:
+    """Render ``report`` once per spec into its file (plain text: no colour, fixed width)."""
+    plain = dataclasses.replace(options, color=False, width=FILE_WIDTH)
+    for spec in specs:
+        path = Path(spec.path)
+        if path.parent != Path(""):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render(report, spec.fmt, plain), encoding="utf-8")
+
+
+def append_step_summary(report: Report, env: Mapping[str, str] = os.environ) -> bool:
+    """Append the Markdown findings table to ``$GITHUB_STEP_SUMMARY`` if that is set."""
+    target = env.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return False
+    with open(target, "a", encoding="utf-8") as fh:
+        fh.write(step_summary(report))
+    return True
