@@ -16,6 +16,7 @@ are probed apart. A failing probe returns its error; it never raises.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -122,7 +123,8 @@ def _run(module: nn.Module, input_dtype: torch.dtype | None = None) -> Probe:
             recorder = Recorder({**_roles(module), x._cdata: Operand("input", "0")})
             recorder.trace.input_dtype = str(dtype).removeprefix("torch.")
             try:
-                with torch.no_grad(), recorder:
+                with torch.no_grad(), warnings.catch_warnings(), recorder:
+                    warnings.simplefilter("ignore")  # dtype-mismatch notices meant for real kernels
                     _forward(module, x)
             except Exception as e:  # the wrong width, extra required arguments, data-dependent ops
                 errors.append(one_line(e))
