@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..findings import Confidence
+from .gates import Glu, Router, find_glu, read_router
 from .norms import NormSemantics, read_norm
 from .numeric import confirm_rms
 from .run import cache_key, probe
@@ -65,3 +66,15 @@ def _norm_reading(ctx, module: nn.Module) -> NormReading:
     confidence = Confidence.HIGH if numeric["matches_reference"] else Confidence.MEDIUM
     equivalent = "torch.nn.RMSNorm" if numeric["equivalent_to_torch"] else None
     return NormReading(semantics, confidence, equivalent, numeric)
+
+
+def glu_reading(ctx, module: nn.Module) -> Glu | None:
+    """The GLU an MLP (or a stacked-experts module) computes, or None."""
+    result = probe(ctx, module)
+    return find_glu(result.trace) if result.ok else None
+
+
+def router_reading(ctx, module: nn.Module) -> Router | None:
+    """The routing a module computes (projection + top-k and any extras), or None."""
+    result = probe(ctx, module)
+    return read_router(result.trace) if result.ok else None
