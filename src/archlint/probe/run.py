@@ -118,8 +118,11 @@ def _run(module: nn.Module, input_dtype: torch.dtype | None = None) -> Probe:
     module.train()  # LoRA and trainers run the training-mode forward
     errors = []
     try:
-        for dim in candidate_dims(module):
-            x = torch.empty(1, TOKENS, dim, device="meta", dtype=dtype)
+        for dim in ([None] if isinstance(module, nn.Embedding) else candidate_dims(module)):
+            if dim is None:  # a lookup table takes token ids
+                x = torch.zeros(1, TOKENS, dtype=torch.long, device="meta")
+            else:
+                x = torch.empty(1, TOKENS, dim, device="meta", dtype=dtype)
             recorder = Recorder({**_roles(module), x._cdata: Operand("input", "0")})
             recorder.trace.input_dtype = str(dtype).removeprefix("torch.")
             try:
