@@ -16,6 +16,7 @@ are probed apart. A failing probe returns its error; it never raises.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import warnings
 from dataclasses import dataclass
 
@@ -147,7 +148,29 @@ def _forward(module: nn.Module, x: torch.Tensor):
         index = torch.zeros(tokens.shape[0], top_k, dtype=torch.long, device="meta")
         weights = torch.empty(tokens.shape[0], top_k, dtype=x.dtype, device="meta")
         return batched_mm_experts_forward(module, tokens, index, weights)
-    return module(x)
+    return module(x, **_extra_arguments(module, x))
+
+
+def _extra_arguments(module: nn.Module, x: torch.Tensor) -> dict:
+    """Arguments after the input that transformers' attention needs: rotary
+    ``position_embeddings`` as (cos, sin) over ``head_dim`` (required or not: a None
+    default is unpacked unconditionally), and None for any other required argument
+    (``attention_mask``, ``alibi``); a forward that cannot take None fails the probe."""
+    try:
+        parameters = list(inspect.signature(module.forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return {}
+    out = {}
+    head_dim = getattr(module, "head_dim", None)
+    for p in parameters:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.name == "position_embeddings" and isinstance(head_dim, int):
+            cos = torch.empty(x.shape[0], x.shape[1], head_dim, device="meta", dtype=x.dtype)
+            out[p.name] = (cos, torch.empty_like(cos))
+        elif p.default is inspect.Parameter.empty:
+            out[p.name] = None
+    return out
 
 
 def _is_protocol_experts(module: nn.Module) -> bool:
