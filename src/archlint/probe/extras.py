@@ -19,7 +19,7 @@ def extra_ops(trace: Trace) -> list[str]:
     """One phrase per op beyond the affine map / lookup, in order ("clamp input to
     [`input_min`, `input_max`]", "tanh", "mul by 0.5")."""
     projection = next((op.index for op in trace.ops if op.name in PROJECTIONS or op.name == "embedding"), None)
-    out = []
+    out = [] if projection is not None else ["no affine map or lookup of the input by its weight"]
     for op in trace.ops:
         if op.name in _PLAIN or _bias_add(op):
             continue
@@ -45,7 +45,8 @@ def _describe(op: Op) -> str:
         bounds = [b if b != "-" else unbounded for b, unbounded in zip(bounds, ("-inf", "inf"))]
         return f"clamp to [{', '.join(bounds)}]"
     others = [operand(a) for a in op.args[1:] if a.kind in ("param", "buffer", "scalar")]
-    return op.name.rstrip("_") + (f" by {', '.join(others)}" if others else "")
+    of = f" of {operand(op.args[0])}" if op.args and op.args[0].kind in ("param", "buffer") else ""
+    return op.name.rstrip("_") + of + (f" by {', '.join(others)}" if others else "")
 
 
 def summarise(extras: list[str], limit: int = 4) -> str:

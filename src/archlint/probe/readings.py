@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..findings import Confidence
-from .gates import Glu, Router, find_glu, read_router
+from .gates import Glu, OutputGate, Router, find_glu, find_output_gate, read_router
 from .norms import NormSemantics, read_norm
 from .numeric import confirm_rms
 from .run import cache_key, probe
@@ -78,3 +78,9 @@ def router_reading(ctx, module: nn.Module) -> Router | None:
     """The routing a module computes (projection + top-k and any extras), or None."""
     result = probe(ctx, module)
     return read_router(result.trace) if result.ok else None
+
+
+def output_gate_reading(ctx, module: nn.Module) -> OutputGate | None:
+    """The input-dependent gate an attention multiplies its output by, or None."""
+    result = probe(ctx, module)
+    return find_output_gate(result.trace) if result.ok else None

@@ -78,11 +78,14 @@ class GatedMlpVariant(Rule):
 
 
 def _inner_glu(ctx, module, glu) -> bool:
-    """The GLU belongs to a submodule reported on its own (a MoE block around its experts)."""
+    """The GLU belongs to a submodule reported on its own (a MoE block around its
+    experts or its shared expert)."""
     parts = glu.gate.weight.split(".")[:-1]
     for depth in range(1, len(parts) + 1):
-        sub = module.get_submodule(".".join(parts[:depth]))
-        if not is_linear_like(sub) and any(p.ndim >= 3 for p in sub.parameters(recurse=False)) and glu_reading(ctx, sub):
+        path = ".".join(parts[:depth])
+        sub = module.get_submodule(path)
+        stacked = any(p.ndim >= 3 for p in sub.parameters(recurse=False))
+        if not is_linear_like(sub) and (stacked or any(True for _ in sub.children())) and glu_reading(ctx, sub):
             return True
     return False
 
