@@ -70,7 +70,8 @@ class LinearSubclassForward(Rule):
                 extras = extra_ops(result.trace)
                 if not extras:
                     continue  # the override computes exactly the affine map / lookup
-                what, confidence = f"its forward adds {summarise(extras)}", Confidence.MEDIUM
+                plain = "lookup" if base == "nn.Embedding" else "affine map"
+                what, confidence = f"its forward is not the plain {plain}: {summarise(extras)}", Confidence.MEDIUM
             else:
                 extras, confidence = [], Confidence.LOW
                 what = f"it overrides forward (not probed: {result.error})"
