@@ -1,4 +1,4 @@
-"""Gated MLPs and routers, read from a probe trace.
+"""Gated MLPs (GLU variants), read from a probe trace.
 
 A GLU is a ``mul`` whose two operands come from two projections of the input -- two
 weights (split) or two parts of one projection's output (fused: a ``slice``/``chunk``
@@ -6,10 +6,8 @@ after it) -- with a nonlinearity on one side only. The activation is named by th
 that side (``silu``; ``gelu`` with its ``approximate`` argument; ``x * sigmoid(a * x)``;
 ``relu`` then square), and any clamp or constant added on either side is reported.
 
-A router is a projection followed by ``topk``. Beyond the plain Linear + softmax/top-k
-(+ renormalising the top-k weights), anything it does -- normalising its input,
-scaling by parameters or constants, sigmoid scores, bias-corrected scores from a buffer,
-several ``topk`` (group-limited routing), random jitter -- is listed as an extra.
+``projection_ops`` (which op projects by which parameter) is shared with the router,
+fused-projection and attention-gate readers.
 """
 
 from __future__ import annotations
@@ -189,115 +187,3 @@ def _through(trace: Trace, operand: Operand, names: frozenset) -> Operand:
             break
         operand = op.tensors[0]
     return operand
-
-
-# -- routers -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Router:
-    projection: Projection
-    extras: tuple[str, ...]
-
-
-def read_router(trace: Trace) -> Router | None:
-    """A projection followed by ``topk``, with whatever it does beyond Linear + softmax/top-k."""
-    topks = [op for op in trace.ops if op.name == "topk"]
-    projections = projection_ops(trace)
-    if not topks or not projections:
-        return None
-    first = min(projections)
-    projection = projections[first]
-    extras: list[str] = []
-    before = trace.ops[:first]
-    if any(op.name in ("rsqrt", "mean") or (op.name == "pow" and op.scalars[:1] == [-0.5]) for op in before):
-        extras.append("normalises its input")
-    used = {o.name for op in trace.ops for o in op.tensors if o.kind in ("param", "buffer")}
-    own = {projection.weight, projection.weight.rsplit(".", 1)[0] + ".bias" if "." in projection.weight else "bias"}
-    for name in sorted(used - own):
-        kind = next(o.kind for op in trace.ops for o in op.tensors if o.kind in ("param", "buffer") and o.name == name)
-        extras.append(f"uses {kind} `{name}`")
-    if any(op.name == "sigmoid" for op in trace.ops[first:]):
-        extras.append("sigmoid scores")
-    if len(topks) > 1:
-        extras.append(f"{len(topks)} top-k selections (group-limited routing)")
-    constants = sorted({op.scalars[0] for op in trace.ops if op.name == "mul" and op.scalars
-                        and isinstance(op.scalars[0], float) and len(op.tensors) == 1})
-    if constants:
-        extras.append("scales by " + ", ".join(f"{c:g}" for c in constants))
-    if any(op.name in ("uniform_", "rand", "randn", "normal_", "bernoulli_", "rand_like", "randn_like") for op in trace.ops):
-        extras.append("random jitter")
-    if any(op.name in ("scatter", "scatter_", "masked_fill", "masked_fill_") for op in trace.ops):
-        extras.append("masks experts")
-    return Router(projection, tuple(extras))
-
-
-# -- fused projections --------------------------------------------------------------------
-
-
-def output_parts(trace: Trace, weight: str) -> int | None:
-    """Into how many parts the output of the projection by parameter ``weight`` is cut
-    (``split``/``chunk``/``unbind``/slices, after reshapes and a bias add); 1 when it is
-    used whole, None when no projection uses that parameter."""
-    projections = [p.op for p in projection_ops(trace).values() if p.weight == weight]
-    if not projections:
-        return None
-    frontier, seen, parts = list(projections), set(), set()
-    while frontier:
-        index = frontier.pop()
-        if index in seen:
-            continue
-        seen.add(index)
-        for op in trace.consumers(index):
-            if op.name in SPLIT_OPS or op.name == "index":
-                if op.name in ("slice", "select", "narrow", "index"):
-                    parts.add((op.index, ""))
-                else:  # one op, several outputs: count the outputs that are read
-                    parts |= {(op.index, c.name) for o in trace.consumers(op.index) for c in o.tensors
-                              if c.kind == "op" and c.op == op.index}
-            elif op.name in VIEW_OPS or (op.name in ("add", "add_") and len(op.tensors) == 2 and op.index not in projections
-                                          and any(t.kind == "param" for t in op.tensors)):
-                frontier.append(op.index)
-    return len(parts) or 1
-
-
-# -- gated attention ------------------------------------------------------------------------
-
-_ATTENTION_CORE = ("scaled_dot_product", "_softmax", "softmax", "_safe_softmax")
-_GATES = {"sigmoid": "sigmoid", "tanh": "tanh", "silu": "silu"}
-
-
-@dataclass(frozen=True)
-class OutputGate:
-    activation: str
-    projection: str | None  # the parameter the gate is computed by, when one is
-
-
-def find_output_gate(trace: Trace) -> OutputGate | None:
-    """A ``mul`` after the attention core (SDPA or the last softmax) between the
-    attention output and ``sigmoid``/``tanh`` of a value computed from the input alone."""
-    cores = [op.index for op in trace.ops if op.name.lstrip("_").startswith(_ATTENTION_CORE[0])
-             or op.name in _ATTENTION_CORE[1:]]
-    if not cores:
-        return None
-    core = cores[-1]
-    projections = projection_ops(trace)
-    for op in trace.ops[core + 1:]:
-        if op.name != "mul" or len(op.tensors) != 2:
-            continue
-        after = [_depends_on(trace, t, core) for t in op.tensors]
-        if after.count(True) != 1:
-            continue
-        gate = op.tensors[after.index(False)]
-        if ("input", "0") not in trace.roots(gate):
-            continue
-        activation = next((_GATES[u.name] for u in trace.upstream(gate)[:4] if u.name in _GATES), None)
-        if activation is None:
-            continue
-        projection = next((projections[u.index].weight for u in trace.upstream(gate) if u.index in projections), None)
-        return OutputGate(activation, projection)
-    return None
-
-
-def _depends_on(trace: Trace, operand: Operand, index: int) -> bool:
-    return any(op.index == index for op in trace.upstream(operand))

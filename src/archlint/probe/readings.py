@@ -15,7 +15,9 @@ import torch
 from torch import nn
 
 from ..findings import Confidence
-from .gates import Glu, OutputGate, Router, find_glu, find_output_gate, read_router
+from .attention import OutputGate, find_output_gate
+from .gates import Glu, find_glu
+from .routers import Router, read_router
 from .norms import NormSemantics, read_norm
 from .numeric import confirm_rms
 from .run import cache_key, probe

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..findings import Confidence, Fix, Severity
 from ..peft_support import is_linear_like
-from ..probe.gates import output_parts
+from ..probe.projections import output_parts
 from ..probe.readings import glu_reading
 from ..probe.run import probe
 from ..structure import QKVO, STANDARD_NAMES
