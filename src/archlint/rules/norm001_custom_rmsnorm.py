@@ -20,8 +20,10 @@ class CustomRmsNorm(Rule):
         one module is checked against the reference formula and against
         `torch.nn.RMSNorm`. `details` carry `offset` (0: scale by `w`, 1: by `1 + w`),
         `compute_dtype`, `cast_before_scale`, `eps`, `eps_inside_sqrt`, `has_weight`,
-        `equivalent_to` (`"torch.nn.RMSNorm"` when the swap is bit-exact) and
-        `liger` (the `LigerRMSNorm` arguments that reproduce it). Exactly
+        `equivalent_to` (`"torch.nn.RMSNorm"` when the swap is bit-exact on the
+        installed torch) and `liger` (the `LigerRMSNorm` `offset`/`casting_mode`
+        that reproduce it: `"llama"` casts back before scaling, `"gemma"` scales in
+        fp32 and casts after, `"none"` never upcasts). Exactly
         `nn.RMSNorm`, or the Llama convention kernel patchers assume, is info; any
         other convention is a warning.
 
@@ -99,7 +101,7 @@ class CustomRmsNorm(Rule):
             message += "; a kernel assuming the Llama convention gives wrong outputs"
             fix = Fix("Patch it only with the settings that reproduce it, or leave it unpatched",
                       f"LigerRMSNorm(d, {liger})")
-        details = {**reading.details(), "liger": liger}
+        details = {**reading.details(), "liger": liger_settings(s)}
         return self.finding(group.paths, message, module_class=info.class_name, fix=fix, details=details,
                             severity=severity, confidence=reading.confidence)
 
@@ -116,6 +118,16 @@ def describe(s) -> str:
         order = f"in {s.compute_dtype} including the scale, cast to {s.input_dtype} after"
     eps = "" if s.eps_inside_sqrt in (True, None) else ", eps added outside the square root"
     return f"{scale}, {order}{eps}"
+
+
+def liger_settings(s) -> dict | None:
+    """The ``LigerRMSNorm`` settings reproducing ``s``; None when no Liger mode does."""
+    if s.eps_inside_sqrt is False:
+        return None
+    out = {"eps": s.eps, "offset": float(s.offset), "casting_mode": s.casting_mode}
+    if not s.has_weight:
+        out["elementwise_affine"] = False
+    return out
 
 
 def liger_arguments(s) -> str:
