@@ -72,17 +72,26 @@ def _norm_reading(ctx, module: nn.Module) -> NormReading:
 
 def glu_reading(ctx, module: nn.Module) -> Glu | None:
     """The GLU an MLP (or a stacked-experts module) computes, or None."""
-    result = probe(ctx, module)
-    return find_glu(result.trace) if result.ok else None
+    return read(ctx, module, find_glu)
 
 
 def router_reading(ctx, module: nn.Module) -> Router | None:
     """The routing a module computes (projection + top-k and any extras), or None."""
+    return read(ctx, module, read_router)
+
+
+def read(ctx, module: nn.Module, reader):
+    """``reader(trace)`` of the module's probe; None when the probe failed or the reader
+    could not make sense of an unusual trace (a reading is evidence, never a crash)."""
     result = probe(ctx, module)
-    return read_router(result.trace) if result.ok else None
+    if not result.ok:
+        return None
+    try:
+        return reader(result.trace)
+    except Exception:
+        return None
 
 
 def output_gate_reading(ctx, module: nn.Module) -> OutputGate | None:
     """The input-dependent gate an attention multiplies its output by, or None."""
-    result = probe(ctx, module)
-    return find_output_gate(result.trace) if result.ok else None
+    return read(ctx, module, find_output_gate)

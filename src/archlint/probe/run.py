@@ -53,7 +53,10 @@ def probe(ctx, module: nn.Module, *, input_dtype: torch.dtype | None = None) -> 
     key = (cache_key(module), str(input_dtype))
     if key not in cache:
         with ctx.timed("probe"):
-            cache[key] = _run(module, input_dtype)
+            try:
+                cache[key] = _run(module, input_dtype)
+            except Exception as e:  # a probe never stops the lint (issue #3)
+                cache[key] = Probe(None, error=one_line(e))
     return cache[key]
 
 
@@ -64,8 +67,9 @@ def cache_key(module: nn.Module) -> str:
         for n, t in [*module.named_parameters(), *module.named_buffers()]
     )
     scalars = sorted(
-        (k, v) for m in module.modules() for k, v in vars(m).items()
-        if isinstance(v, (bool, int, float, str)) and not k.startswith("_")
+        ((k, v) for m in module.modules() for k, v in vars(m).items()
+         if isinstance(v, (bool, int, float, str)) and not k.startswith("_")),
+        key=repr,  # one attribute name may hold an int here and a str there
     )
     classes = [type(m).__qualname__ for m in module.modules()]
     text = repr((cls.__module__, cls.__qualname__, tensors, scalars, classes))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..findings import Fix, Severity
 from ..peft_support import is_linear_like
 from ..probe.extras import extra_ops, summarise
+from ..probe.readings import read
 from ..probe.run import probe
 from ..structure import alternation, anchored_regex, broken_recipes, inner_linear_name, linear_wrappers, name_matches
 from .base import Example, Rule
@@ -73,7 +74,7 @@ class LinearWrapper(Rule):
             recipes = broken_recipes(ctx, group.paths)
             breaks = f"; breaks the {', '.join(recipes)} recipe{'s' if len(recipes) > 1 else ''}" if recipes else ""
             result = probe(ctx, info.module)
-            extras = extra_ops(result.trace) if result.ok else None
+            extras = read(ctx, info.module, extra_ops)
             adds = f" and adds {summarise(extras)}" if extras else " and adds nothing" if extras == [] else ""
             yield self.finding(
                 group.paths,

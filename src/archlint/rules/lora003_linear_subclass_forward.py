@@ -6,6 +6,7 @@ from torch import nn
 
 from ..findings import Confidence, Fix, Severity
 from ..probe.extras import extra_ops, summarise
+from ..probe.readings import read
 from ..probe.run import probe
 from ..source import overrides_forward
 from .base import Example, Rule
@@ -66,15 +67,15 @@ class LinearSubclassForward(Rule):
             base = "nn.Embedding" if isinstance(info.module, nn.Embedding) else "nn.Linear"
             leaf = info.leaf_name
             result = probe(ctx, info.module)
-            if result.ok:
-                extras = extra_ops(result.trace)
+            extras = read(ctx, info.module, extra_ops)
+            if extras is not None:
                 if not extras:
                     continue  # the override computes exactly the affine map / lookup
                 plain = "lookup" if base == "nn.Embedding" else "affine map"
                 what, confidence = f"its forward is not the plain {plain}: {summarise(extras)}", Confidence.MEDIUM
             else:
                 extras, confidence = [], Confidence.LOW
-                what = f"it overrides forward (not probed: {result.error})"
+                what = f"it overrides forward (not probed: {result.error or 'unreadable trace'})"
             yield self.finding(
                 group.paths,
                 f"{info.class_name} subclasses {base} but {what}; a LoRA delta or a "

@@ -5,8 +5,7 @@ from __future__ import annotations
 from ..findings import Confidence, Fix, Severity
 from ..peft_support import is_linear_like
 from ..probe.projections import output_parts
-from ..probe.readings import glu_reading
-from ..probe.run import probe
+from ..probe.readings import glu_reading, read
 from ..structure import QKVO, STANDARD_NAMES
 from .base import Example, Rule
 
@@ -104,11 +103,8 @@ def _split_after(ctx, info) -> tuple[int | None, str | None]:
     parent = ctx.graph.parent(info.path)
     if parent is None:
         return None, None
-    result = probe(ctx, parent.module)
-    if not result.ok:
-        return None, None
     weight = f"{info.leaf_name}.weight"
-    cut = output_parts(result.trace, weight)
+    cut = read(ctx, parent.module, lambda trace: output_parts(trace, weight))
     if cut is None or cut < 2:
         return cut, None
     glu = glu_reading(ctx, parent.module)
