@@ -74,6 +74,8 @@ class Trace:
 
     ops: list[Op] = field(default_factory=list)
     input_dtype: str = ""
+    _roots: dict[int, frozenset] = field(default_factory=dict, repr=False)  # op index -> its roots
+    _consumers: dict[int, list[Op]] | None = field(default=None, repr=False)
 
     def names(self) -> list[str]:
         return [op.name for op in self.ops]
@@ -87,18 +89,20 @@ class Trace:
             operand = op.tensors[0]
         return operand
 
-    def roots(self, operand: Operand) -> set[tuple[str, str]]:
+    def roots(self, operand: Operand) -> frozenset[tuple[str, str]]:
         """Every parameter, buffer and input that ``operand`` depends on, as (kind, name)."""
-        out: set[tuple[str, str]] = set()
-        stack, seen = [operand], set()
-        while stack:
-            o = stack.pop()
-            if o.kind in ("param", "buffer", "input"):
-                out.add((o.kind, o.name))
-            elif o.kind == "op" and o.op not in seen:
-                seen.add(o.op)
-                stack.extend(self.ops[o.op].tensors)
-        return out
+        if operand.kind in ("param", "buffer", "input"):
+            return frozenset({(operand.kind, operand.name)})
+        if operand.kind != "op":
+            return frozenset()
+        if operand.op not in self._roots:
+            # ops only read earlier ops: fill the table in order, each from its operands
+            for op in self.ops[len(self._roots):operand.op + 1]:
+                found: set = set()
+                for t in op.tensors:
+                    found |= self._roots[t.op] if t.kind == "op" else self.roots(t)
+                self._roots[op.index] = frozenset(found)
+        return self._roots[operand.op]
 
     def upstream(self, operand: Operand) -> list[Op]:
         """The ops ``operand`` was computed from, nearest first (breadth-first)."""
@@ -114,7 +118,12 @@ class Trace:
         return out
 
     def consumers(self, index: int) -> list[Op]:
-        return [op for op in self.ops if any(t.kind == "op" and t.op == index for t in op.tensors)]
+        if self._consumers is None:
+            self._consumers = {}
+            for op in self.ops:
+                for i in dict.fromkeys(t.op for t in op.tensors if t.kind == "op"):
+                    self._consumers.setdefault(i, []).append(op)
+        return self._consumers.get(index, [])
 
 
 class Recorder(TorchDispatchMode):

@@ -100,7 +100,8 @@ def _mlp_sized(ctx, info) -> bool:
     if info.is_leaf or info.parameters:
         return False
     descendants = list(module.modules())
-    return len(descendants) <= _MAX_DESCENDANTS and sum(is_linear_like(m) for m in descendants) >= 1
+    # a GLU needs two projections: gate (or fused gate/up) and down
+    return len(descendants) <= _MAX_DESCENDANTS and sum(is_linear_like(m) for m in descendants) >= 2
 
 
 def _formula(glu) -> str:

@@ -67,6 +67,8 @@ class FusedProjection(Rule):
         fused = []
         for group in ctx.graph.distinct(lambda i: is_linear_like(i.module)):
             claimed = FUSED_NAMES.get(group.info.leaf_name) or _fused_by_size(ctx, group.info)
+            if not claimed and not _outgrows_siblings(ctx, group.info):
+                continue  # its whole output fits the next projection: nothing to cut, no probe needed
             cut, behaviour = _split_after(ctx, group.info)
             if claimed and cut is not None and cut < 2:
                 fused.append((group, claimed, Confidence.LOW, cut))  # the name says fused; the forward uses it whole
@@ -94,6 +96,18 @@ class FusedProjection(Rule):
                 details={"fuses": parts, "split_after": cut},
                 confidence=confidence,
             )
+
+
+def _outgrows_siblings(ctx, info) -> bool:
+    """Wider than every sibling projection's input: only parts of its output can feed
+    them (``qkv_proj`` vs ``o_proj``, ``gate_up_proj`` vs ``down_proj``)."""
+    parent = ctx.graph.parent(info.path)
+    out = getattr(info.module, "out_features", None)
+    if parent is None or not isinstance(out, int):
+        return False
+    widths = [getattr(c.module, "in_features", None) for c in ctx.graph.children(parent.path) if c is not info]
+    widths = [w for w in widths if isinstance(w, int)]
+    return bool(widths) and out > max(widths)
 
 
 def _split_after(ctx, info) -> tuple[int | None, str | None]:
