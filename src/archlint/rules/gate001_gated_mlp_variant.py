@@ -69,7 +69,7 @@ class GatedMlpVariant(Rule):
                 f"{info.class_name} is a {glu.variant} MLP: {_formula(glu)}",
                 module_class=info.class_name,
                 severity=Severity.INFO if glu.canonical else Severity.WARNING,
-                fix=_fix(glu),
+                fix=_fix(glu, stacked=_stacked(info.module, glu)),
                 details={"variant": glu.variant, "activation": glu.activation, "fused": glu.fused,
                          "layout": glu.layout, "gate": glu.gate.weight, "up": glu.up.weight,
                          "clamps": [list(c) for c in glu.clamps], "up_offset": glu.up_offset,
@@ -112,7 +112,12 @@ def _formula(glu) -> str:
     return f"{glu.activation}(`{gate}`(x)) * `{up}`(x)"
 
 
-def _fix(glu) -> Fix:
+def _stacked(module, glu) -> bool:
+    weight = dict(module.named_parameters()).get(glu.gate.weight)
+    return weight is not None and weight.ndim >= 3
+
+
+def _fix(glu, *, stacked: bool = False) -> Fix:
     if glu.canonical:
         return Fix("Standard SwiGLU kernels match", "LigerSwiGLUMLP (silu, split gate_proj/up_proj)")
     if glu.clamps or glu.up_offset or glu.activation.startswith("swish"):
@@ -120,6 +125,10 @@ def _fix(glu) -> Fix:
                    "a SwiGLU kernel would drop " + ", ".join(
                        (["the clamps"] if glu.clamps else []) + ([f"the +{glu.up_offset:g} on up"] if glu.up_offset else [])
                        + ([f"alpha {glu.activation.split('=')[1].rstrip(')')}"] if glu.activation.startswith("swish") else [])))
+    if stacked:
+        return Fix("A fused-MoE kernel or converter must cut the stacked projection exactly like this",
+                   f"{glu.activation} on the gate; gate/up are the {glu.layout} of `{glu.gate.weight}` "
+                   f"({'[gate; up] along the last dim' if glu.layout == 'halves' else 'gate0, up0, gate1, up1, ...'})")
     if glu.activation == "silu" and glu.layout == "halves":
         return Fix("Use the fused-projection SwiGLU kernel", "LigerPhi3SwiGLUMLP ([gate; up] halves of one gate_up_proj)")
     if glu.activation == "gelu_tanh" and not glu.fused:
