@@ -70,3 +70,11 @@ def test_gate002_finds_qwen3_next_output_gate_and_nothing_on_llama():
     assert found[0].details["activation"] == "sigmoid"
     assert "model.layers.3.self_attn" in found[0].paths and "model.layers.0.self_attn" not in found[0].paths
     assert findings(LLAMA, "GATE002") == []
+
+
+def test_gate003_reads_phimoe_sparsemixer_and_ignores_a_unit_scale():
+    phimoe = _at(config("microsoft__Phi-mini-MoE-instruct"), "GATE003", "model.layers.0.mlp.router")
+    assert "selects experts by max/argmax rather than top-k" in phimoe.details["extras"]
+    assert "random jitter" in phimoe.details["extras"]
+    # DeepSeek-V2-Lite routes greedily (softmax + top-k) and scales by routed_scaling_factor = 1.0: plain
+    assert findings(config("deepseek-ai__DeepSeek-V2-Lite"), "GATE003") == []

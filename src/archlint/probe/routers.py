@@ -21,10 +21,12 @@ class Router:
 
 
 def read_router(trace: Trace) -> Router | None:
-    """A projection followed by ``topk``, with whatever it does beyond Linear + softmax/top-k."""
+    """A projection followed by ``topk`` (or a max/argmax selection), with whatever it
+    does beyond Linear + softmax/top-k."""
     topks = [op for op in trace.ops if op.name == "topk"]
+    maxes = [op for op in trace.ops if op.name == "argmax" or (op.name == "max" and op.overload == "dim")]
     projections = projection_ops(trace)
-    if not topks or not projections:
+    if not (topks or maxes) or not projections:
         return None
     first = min(projections)
     projection = projections[first]
@@ -41,8 +43,10 @@ def read_router(trace: Trace) -> Router | None:
         extras.append("sigmoid scores")
     if len(topks) > 1:
         extras.append(f"{len(topks)} top-k selections (group-limited routing)")
+    if maxes:
+        extras.append("selects experts by max/argmax rather than top-k")
     constants = sorted({op.scalars[0] for op in trace.ops if op.name == "mul" and op.scalars
-                        and isinstance(op.scalars[0], float) and len(op.tensors) == 1})
+                        and isinstance(op.scalars[0], float) and op.scalars[0] != 1.0 and len(op.tensors) == 1})
     if constants:
         extras.append("scales by " + ", ".join(f"{c:g}" for c in constants))
     if any(op.name in ("uniform_", "rand", "randn", "normal_", "bernoulli_", "rand_like", "randn_like") for op in trace.ops):
