@@ -8,7 +8,9 @@ Measures, as the median of N runs each, the wall time and peak RSS of
 Every run is a fresh subprocess with ``HF_HUB_OFFLINE=1``; its peak RSS comes from
 ``os.wait4``, which returns the child's own rusage. Runs are interleaved (floor, A, B,
 C, floor, A, ...) so that machine noise hits all of them alike. One extra ``--debug``
-run per model reports archlint's own resolve/build/graph/rules split.
+run per model reports archlint's own resolve/build/graph/rules split, the part of
+"rules" spent in behavioural probes (meta forwards and tiny CPU checks, issue #3), and
+that probe time as a share of the model's median lint wall time.
 
     python benchmarks/lint_speed.py [--runs 5]
 """
@@ -33,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "fixtures" / "configs"
 MODELS = ("google__gemma-4-E2B-it", "meta-llama__Llama-3.1-8B", "deepseek-ai__DeepSeek-V3")
 FLOOR = "import torch, transformers"
-STAGES = ("resolve", "build", "graph", "rules")
+STAGES = ("resolve", "build", "graph", "rules", "probe")
 _DEBUG_LINE = re.compile(r"^archlint: debug: (?P<target>.*): (?P<times>\w+ [\d.]+s(?:, \w+ [\d.]+s)*)$")
 
 
@@ -135,12 +137,13 @@ def main(argv: list[str] | None = None) -> None:
 
     print()
     print("archlint --debug stage timings (one extra run per model, seconds)")
-    header = f"{'model':<28}" + "".join(f"{s:>9}" for s in STAGES)
+    header = f"{'model':<28}" + "".join(f"{s:>9}" for s in STAGES) + f"{'probe/wall':>12}"
     print(header)
     print("-" * len(header))
     for model in MODELS:
         times = debug_timings(model)
-        print(f"{model:<28}" + "".join(f"{times.get(s, float('nan')):>9.3f}" for s in STAGES))
+        share = times.get("probe", 0.0) / medians[model][0]
+        print(f"{model:<28}" + "".join(f"{times.get(s, float('nan')):>9.3f}" for s in STAGES) + f"{share:>11.1%}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from ..findings import Fix, Severity
 from ..peft_support import is_linear_like
+from ..probe.extras import extra_ops, summarise
+from ..probe.readings import read
+from ..probe.run import probe
 from ..structure import alternation, anchored_regex, broken_recipes, inner_linear_name, linear_wrappers, name_matches
 from .base import Example, Rule
 
@@ -15,7 +18,9 @@ class LinearWrapper(Rule):
         Flags modules that own no parameters of their own and hold exactly one
         `nn.Linear` (or transformers `Conv1D`) as their only submodule, such as
         `Gemma4ClippableLinear` in Gemma-4's vision and audio towers. Buffers
-        (clip bounds) and element-wise ops around the inner Linear are allowed.
+        (clip bounds) and element-wise ops around the inner Linear are allowed; the
+        wrapper's forward is recorded on meta tensors and what it adds (clamps,
+        soft-caps, scales) is named in the finding and listed in `details`.
 
     Why is this bad:
         PEFT dispatches on the module's type, not on what it contains. When a
@@ -68,12 +73,17 @@ class LinearWrapper(Rule):
             inner = inner_linear_name(info)
             recipes = broken_recipes(ctx, group.paths)
             breaks = f"; breaks the {', '.join(recipes)} recipe{'s' if len(recipes) > 1 else ''}" if recipes else ""
+            result = probe(ctx, info.module)
+            extras = read(ctx, info.module, extra_ops)
+            adds = f" and adds {summarise(extras)}" if extras else " and adds nothing" if extras == [] else ""
             yield self.finding(
                 group.paths,
-                f"{info.class_name} is not a PEFT layer type; it wraps the nn.Linear `.{inner}`{breaks}",
+                f"{info.class_name} is not a PEFT layer type; it wraps the nn.Linear `.{inner}`{adds}{breaks}",
                 module_class=info.class_name,
                 fix=fix,
-                details={"inner": inner, "breaks_recipes": recipes, "buffers": sorted(info.buffers)},
+                details={"inner": inner, "breaks_recipes": recipes, "buffers": sorted(info.buffers),
+                         "extra_ops": extras, "unwrap_safe": extras == [],
+                         **({} if result.ok else {"probe_error": result.error})},
             )
 
     def _fix(self, ctx, groups) -> Fix:
@@ -93,7 +103,8 @@ class LinearWrapper(Rule):
             lines.append(f'target_modules=r"{scoped}|{inner_regex}"  # also the wrapped ones, through their inner Linear')
         else:
             lines.append(f'target_modules=r"{inner_regex}"  # the inner Linear of each wrapper')
-        return Fix("Target plain Linears only: anchor the regex, or reach the wrapped Linear through its child", "\n".join(lines))
+        return Fix("Target plain Linears only: anchor the regex, or reach the wrapped Linear through its child; "
+                   "do not replace a wrapper by its Linear when it adds ops", "\n".join(lines))
 
 
 def _inside(path: str, containers: set[str]) -> bool:

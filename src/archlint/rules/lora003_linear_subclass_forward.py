@@ -5,6 +5,9 @@ from __future__ import annotations
 from torch import nn
 
 from ..findings import Confidence, Fix, Severity
+from ..probe.extras import extra_ops, summarise
+from ..probe.readings import read
+from ..probe.run import probe
 from ..source import overrides_forward
 from .base import Example, Rule
 
@@ -13,11 +16,15 @@ class LinearSubclassForward(Rule):
     """An `nn.Linear` or `nn.Embedding` subclass that replaces `forward`.
 
     What it does:
-        Flags subclasses of `nn.Linear`/`nn.Embedding` whose class overrides `forward`
-        (routers with input jitter such as `PhimoeRouter` and `Llama4Router`, grouped
-        linears). A subclass that only adds attributes keeps `nn.Linear.forward` and is
-        not flagged; nor is an embedding whose only extra is a scalar `embed_scale`,
-        which PEFT applies to the adapter output itself.
+        Flags subclasses of `nn.Linear`/`nn.Embedding` whose forward is not the plain
+        affine map or lookup (routers with input jitter such as `PhimoeRouter` and
+        `Llama4Router`, clamps, grouped linears). The overriding forward is recorded on
+        meta tensors in training mode and every op beyond the affine map / lookup is
+        named in the finding. A subclass that only adds attributes, or overrides
+        `forward` without changing the computation, is not flagged; nor is an
+        embedding whose only extra is a scalar `embed_scale`, which PEFT applies to the
+        adapter output itself. When the forward cannot be probed, the override alone
+        is reported at low confidence.
 
     Why is this bad:
         PEFT accepts the module because it *is* an `nn.Linear`, then calls the custom
@@ -39,16 +46,19 @@ class LinearSubclassForward(Rule):
     code = "LORA003"
     name = "linear-subclass-forward"
     severity = Severity.WARNING
-    confidence = Confidence.LOW  # the override is structural; what it adds is read by probes (#3)
+    confidence = Confidence.MEDIUM  # read from the probed forward
     tools = ("peft", "bitsandbytes")
 
     VALID = (
         Example("fixtures/zoo/subclasses.py:TaggedLinearModel", note="subclass adds an attribute only"),
         Example("fixtures/zoo/subclasses.py:ScaledEmbeddingModel", note="scalar embed_scale, which PEFT handles"),
+        Example("fixtures/zoo/subclasses.py:CountingLinearModel", note="overrides forward, same computation"),
     )
     INVALID = (
         Example("fixtures/zoo/subclasses.py:JitterRouterModel", paths=("layers.0.router", "layers.1.router"),
                 fix="exclude_modules"),
+        Example("fixtures/zoo/subclasses.py:ClampedLinearModel", paths=("layers.0.router", "layers.1.router"),
+                fix="llm_int8_skip_modules"),
     )
 
     def check(self, ctx):
@@ -56,17 +66,28 @@ class LinearSubclassForward(Rule):
             info = group.info
             base = "nn.Embedding" if isinstance(info.module, nn.Embedding) else "nn.Linear"
             leaf = info.leaf_name
+            result = probe(ctx, info.module)
+            extras = read(ctx, info.module, extra_ops)
+            if extras is not None:
+                if not extras:
+                    continue  # the override computes exactly the affine map / lookup
+                plain = "lookup" if base == "nn.Embedding" else "affine map"
+                what, confidence = f"its forward is not the plain {plain}: {summarise(extras)}", Confidence.MEDIUM
+            else:
+                extras, confidence = [], Confidence.LOW
+                what = f"it overrides forward (not probed: {result.error or 'unreadable trace'})"
             yield self.finding(
                 group.paths,
-                f"{info.class_name} subclasses {base} but overrides forward; a LoRA delta or a "
-                f"4-bit swap bypasses what the override adds",
+                f"{info.class_name} subclasses {base} but {what}; a LoRA delta or a "
+                f"4-bit swap bypasses it",
                 module_class=info.class_name,
+                confidence=confidence,
                 fix=Fix(
                     "Keep it out of adapters and quantization",
                     f'LoraConfig(exclude_modules=["{leaf}"], ...)\n'
                     f'BitsAndBytesConfig(llm_int8_skip_modules=["{leaf}"], ...)',
                 ),
-                details={"base": base},
+                details={"base": base, "extra_ops": extras},
             )
 
 

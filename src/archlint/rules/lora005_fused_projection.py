@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from ..findings import Confidence, Fix, Severity
 from ..peft_support import is_linear_like
+from ..probe.projections import output_parts
+from ..probe.readings import glu_reading, read
 from ..structure import QKVO, STANDARD_NAMES
 from .base import Example, Rule
 
@@ -20,10 +22,14 @@ class FusedProjection(Rule):
     """One Linear computes several logical projections (`qkv_proj`, `gate_up_proj`).
 
     What it does:
-        Flags Linear layers that fuse Q/K/V or gate/up into one matrix, known by their
-        name (`qkv_proj`, `gate_up_proj`, `Wqkv`, `W_pack`, `c_attn`,
-        `query_key_value`) or by their size: an attention's only input projection whose
-        `out_features` equals `(num_heads + 2 * num_kv_heads) * head_dim`.
+        Flags Linear layers that fuse Q/K/V or gate/up into one matrix. The parent's
+        forward (the attention or MLP) is recorded on meta tensors and the
+        split/chunk/slices that follow the projection are counted: that confirms a
+        projection known by its name (`qkv_proj`, `gate_up_proj`, `Wqkv`, `W_pack`,
+        `c_attn`, `query_key_value`) or size (an attention's only input projection with
+        `out_features == (num_heads + 2 * num_kv_heads) * head_dim`), and finds fused
+        ones under any name: an attention projection cut in three, or the projection a
+        GLU takes both gate and up from.
 
     Why is this bad:
         Recipes written for split projections (`q_proj`, `k_proj`, `v_proj`, `gate_proj`,
@@ -52,20 +58,30 @@ class FusedProjection(Rule):
     INVALID = (
         Example("fixtures/zoo/fused.py:FusedQKV", paths=("layers.0.attn.qkv_proj", "layers.1.attn.qkv_proj"),
                 fix='"qkv_proj"'),
+        Example("fixtures/zoo/fused.py:PackedProjections",
+                paths=("layers.0.attn.in_proj", "layers.1.attn.in_proj", "layers.0.mlp.w_in", "layers.1.mlp.w_in"),
+                fix='"in_proj"', note="neutral names, found by the chunk after them"),
     )
 
     def check(self, ctx):
         fused = []
         for group in ctx.graph.distinct(lambda i: is_linear_like(i.module)):
-            parts = FUSED_NAMES.get(group.info.leaf_name) or _fused_by_size(ctx, group.info)
-            if parts:
-                fused.append((group, parts))
+            claimed = FUSED_NAMES.get(group.info.leaf_name) or _fused_by_size(ctx, group.info)
+            if not claimed and not _outgrows_siblings(ctx, group.info):
+                continue  # its whole output fits the next projection: nothing to cut, no probe needed
+            cut, behaviour = _split_after(ctx, group.info)
+            if claimed and cut is not None and cut < 2:
+                fused.append((group, claimed, Confidence.LOW, cut))  # the name says fused; the forward uses it whole
+            elif claimed:
+                fused.append((group, claimed, Confidence.MEDIUM if cut is None else Confidence.HIGH, cut))
+            elif behaviour:
+                fused.append((group, behaviour, Confidence.MEDIUM, cut))
         if not fused:
             return
-        native = sorted({g.info.leaf_name for g, _ in fused})
+        native = sorted({g.info.leaf_name for g, *_ in fused})
         present = {i.leaf_name for i in ctx.graph if is_linear_like(i.module)}
         names = [n for n in STANDARD_NAMES if n in present] + native
-        for group, parts in fused:
+        for group, parts, confidence, cut in fused:
             siblings = {c.leaf_name for c in ctx.graph.children(ctx.graph.parent(group.info.path).path)}
             missing = [n for n in STANDARD_NAMES if n not in siblings and _fused_into(n, parts)]
             yield self.finding(
@@ -77,8 +93,40 @@ class FusedProjection(Rule):
                     "Target the model's own projection names",
                     "target_modules=[" + ", ".join(f'"{n}"' for n in dict.fromkeys(names)) + "]",
                 ),
-                details={"fuses": parts},
+                details={"fuses": parts, "split_after": cut},
+                confidence=confidence,
             )
+
+
+def _outgrows_siblings(ctx, info) -> bool:
+    """Wider than every sibling projection's input: only parts of its output can feed
+    them (``qkv_proj`` vs ``o_proj``, ``gate_up_proj`` vs ``down_proj``)."""
+    parent = ctx.graph.parent(info.path)
+    out = getattr(info.module, "out_features", None)
+    if parent is None or not isinstance(out, int):
+        return False
+    widths = [getattr(c.module, "in_features", None) for c in ctx.graph.children(parent.path) if c is not info]
+    widths = [w for w in widths if isinstance(w, int)]
+    return bool(widths) and out > max(widths)
+
+
+def _split_after(ctx, info) -> tuple[int | None, str | None]:
+    """How many parts the parent's forward cuts this projection's output into, and what
+    the cut says by itself ("q, k and v" for three parts in an attention, "gate and up"
+    when a GLU takes both from it)."""
+    parent = ctx.graph.parent(info.path)
+    if parent is None:
+        return None, None
+    weight = f"{info.leaf_name}.weight"
+    cut = read(ctx, parent.module, lambda trace: output_parts(trace, weight))
+    if cut is None or cut < 2:
+        return cut, None
+    glu = glu_reading(ctx, parent.module)
+    if glu is not None and glu.fused and glu.gate.weight == weight:
+        return cut, "gate and up"
+    if cut == 3 and isinstance(getattr(parent.module, "head_dim", None), int):
+        return cut, "q, k and v"
+    return cut, None
 
 
 def _fused_into(name: str, parts: str) -> bool:

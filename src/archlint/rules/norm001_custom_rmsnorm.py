@@ -5,64 +5,136 @@ from __future__ import annotations
 from torch import nn
 
 from ..findings import Confidence, Fix, Severity
+from ..probe.readings import norm_reading
 from ..structure import is_rms_norm
 from .base import Example, Rule
 
 
 class CustomRmsNorm(Rule):
-    """An RMS-normalising module that is not `torch.nn.RMSNorm`.
+    """An RMS-normalising module that is not `torch.nn.RMSNorm`, with its convention.
 
     What it does:
-        Flags RMS norms implemented by the model itself (`LlamaRMSNorm`,
-        `Gemma3RMSNorm`, `Gemma4RMSNorm`), recognised by class name or by the `rsqrt`
-        / `pow(2).mean` in their forward. The finding's `details` carry the norm's
-        semantics (offset `1 + w`, compute dtype and cast order, eps placement,
-        weight) once the behavioural probe has read them; until then the
-        finding is info and says the semantics are unread.
+        Finds RMS norms implemented by the model itself (`LlamaRMSNorm`,
+        `Gemma3RMSNorm`, `Gemma4RMSNorm`) and reads what each computes from its
+        behaviour: its forward is recorded on meta tensors, and a tiny CPU copy of that
+        one module is checked against the reference formula and against
+        `torch.nn.RMSNorm`. `details` carry `offset` (0: scale by `w`, 1: by `1 + w`),
+        `compute_dtype`, `cast_before_scale`, `eps`, `eps_inside_sqrt`, `has_weight`,
+        `equivalent_to` (`"torch.nn.RMSNorm"` when the swap is bit-exact on the
+        installed torch) and `liger` (the `LigerRMSNorm` `offset`/`casting_mode`
+        that reproduce it: `"llama"` casts back before scaling, `"gemma"` scales in
+        fp32 and casts after, `"none"` never upcasts). Exactly
+        `nn.RMSNorm`, or the Llama convention kernel patchers assume, is info; any
+        other convention is a warning.
 
     Why is this bad:
         Kernel patchers (Liger, Unsloth) and converters (GGUF, MLX) replace these norms
         assuming the Llama convention: scale by `w`, compute in fp32, cast back before
-        scaling. Gemma-2/3 scale by `1 + w` and cast after; Gemma-4 scales by `w` but
-        casts after. A swap with the wrong convention gives wrong outputs silently.
+        scaling. Gemma-2/3 scale by `1 + w` and cast after; Gemma-4 and gpt-oss scale by
+        `w` but multiply in fp32 and cast after. A swap with the wrong convention gives
+        wrong outputs silently, and class names do not tell them apart.
 
     Example:
-        `Gemma3RMSNorm` computes `x * rsqrt(mean(x**2) + eps) * (1 + w)` in fp32.
+        `Gemma3RMSNorm` computes `(x * rsqrt(mean(x**2) + eps) * (1 + w)).to(dtype)` in fp32.
 
     Use instead:
-        The kernel settings that match this norm exactly (e.g. Liger's `offset` and
+        The kernel settings that match this norm exactly (Liger's `offset` and
         `casting_mode`), or `torch.nn.RMSNorm` when it is an exact drop-in.
 
     References:
-        GM-01, GM-02, G4-07; https://github.com/linkedin/Liger-Kernel/pull/1196
+        GM-01, GM-02, G4-07; https://github.com/linkedin/Liger-Kernel/issues/74,
+        https://github.com/linkedin/Liger-Kernel/pull/1196
     """
 
     code = "NORM001"
     name = "custom-rmsnorm"
     severity = Severity.INFO
-    confidence = Confidence.LOW
+    confidence = Confidence.MEDIUM
     tools = ("liger", "unsloth", "gguf", "mlx")
 
     VALID = (Example("fixtures/zoo/norms.py:TorchRmsNormModel", note="torch.nn.RMSNorm itself"),)
     INVALID = (
         Example("fixtures/zoo/norms.py:OffsetRmsNormModel", paths=("layers.0.norm", "layers.1.norm", "norm"),
-                fix="casting_mode"),
+                fix="offset=1.0, casting_mode='gemma'"),
+        Example("fixtures/zoo/norms.py:LlamaStyleNormModel", paths=("layers.0.norm", "layers.1.norm"),
+                fix="casting_mode='llama'", note="the Llama convention: info"),
+        Example("fixtures/zoo/norms.py:TorchEquivalentNormModel", paths=("layers.0.norm", "layers.1.norm"),
+                fix="torch.nn.RMSNorm", note="bit-exact with nn.RMSNorm: info"),
     )
 
     def check(self, ctx):
         for group in ctx.graph.distinct(lambda i: is_rms_norm(i) and type(i.module) is not nn.RMSNorm):
             info = group.info
-            weighted = bool(info.parameters)
-            yield self.finding(
-                group.paths,
-                f"{info.class_name} is a model-specific RMSNorm; its convention (offset, cast order) "
-                f"is what a kernel swap must match",
-                module_class=info.class_name,
-                fix=Fix(
-                    "Check the convention before swapping in a fused kernel",
-                    "Llama convention (scale by w, fp32, cast back before scaling): "
-                    "LigerRMSNorm(offset=0.0, casting_mode='llama'); "
-                    "Gemma (1 + w, cast after): offset=1.0, casting_mode='gemma'",
-                ),
-                details={"has_weight": weighted, "semantics": "unprobed"},
-            )
+            reading = norm_reading(ctx, info.module)
+            semantics = reading.semantics
+            if semantics is not None and semantics.kind != "rms":
+                continue  # it centres on the mean: a LayerNorm whatever its name says (NORM003)
+            if semantics is None:
+                yield self.finding(
+                    group.paths,
+                    f"{info.class_name} is a model-specific RMSNorm; its forward could not be probed, "
+                    f"so its convention (offset, cast order) is unread",
+                    module_class=info.class_name, confidence=Confidence.LOW,
+                    fix=Fix("Check the convention before swapping in a fused kernel",
+                            "Llama convention: LigerRMSNorm(offset=0.0, casting_mode='llama'); "
+                            "Gemma-2/3 (1 + w, cast after): offset=1.0, casting_mode='gemma'"),
+                    details={"has_weight": bool(info.parameters), **reading.details()},
+                )
+                continue
+            yield self._finding(group, reading)
+
+    def _finding(self, group, reading):
+        info, s = group.info, reading.semantics
+        liger = liger_arguments(s)
+        exact = reading.equivalent_to is not None
+        severity = Severity.INFO if exact or s.llama_convention else Severity.WARNING
+        message = f"{info.class_name} computes {describe(s)}"
+        if exact:
+            message += "; bit-exact with torch.nn.RMSNorm"
+            fix = Fix("Drop-in torch.nn.RMSNorm is equivalent; a Liger kernel needs these settings",
+                      f"torch.nn.RMSNorm(d, eps={s.eps}{'' if s.has_weight else ', elementwise_affine=False'})\n"
+                      f"LigerRMSNorm(d, {liger})")
+        elif s.llama_convention:
+            message += " (the Llama convention kernel patchers assume)"
+            fix = Fix("Kernel defaults match this norm", f"LigerRMSNorm(d, {liger})")
+        else:
+            message += "; a kernel assuming the Llama convention gives wrong outputs"
+            fix = Fix("Patch it only with the settings that reproduce it, or leave it unpatched",
+                      f"LigerRMSNorm(d, {liger})")
+        details = {**reading.details(), "liger": liger_settings(s)}
+        return self.finding(group.paths, message, module_class=info.class_name, fix=fix, details=details,
+                            severity=severity, confidence=reading.confidence)
+
+
+def describe(s) -> str:
+    scale = ("x̂ · (1 + w)" if s.offset == 1 else f"x̂ · ({s.offset:g} + w)" if s.offset else "x̂ · w") if s.has_weight else "x̂ (no weight)"
+    if s.casting_mode == "none":
+        order = f"entirely in {s.input_dtype}"
+    elif not s.has_weight:
+        order = f"in {s.compute_dtype}, cast back at the end"
+    elif s.cast_before_scale:
+        order = f"statistics in {s.compute_dtype}, cast back to {s.input_dtype} before scaling"
+    else:
+        order = f"in {s.compute_dtype} including the scale, cast to {s.input_dtype} after"
+    eps = "" if s.eps_inside_sqrt in (True, None) else ", eps added outside the square root"
+    return f"{scale}, {order}{eps}"
+
+
+def liger_settings(s) -> dict | None:
+    """The ``LigerRMSNorm`` settings reproducing ``s``; None when no Liger mode does."""
+    if s.eps_inside_sqrt is False:
+        return None
+    out = {"eps": s.eps, "offset": float(s.offset), "casting_mode": s.casting_mode}
+    if not s.has_weight:
+        out["elementwise_affine"] = False
+    return out
+
+
+def liger_arguments(s) -> str:
+    """``LigerRMSNorm`` keyword arguments reproducing ``s`` (offset, casting_mode)."""
+    parts = [f"eps={s.eps}", f"offset={float(s.offset)}", f"casting_mode='{s.casting_mode}'"]
+    if not s.has_weight:
+        parts.append("elementwise_affine=False")
+    if s.eps_inside_sqrt is False:
+        parts.append("# no Liger mode adds eps outside the square root: leave unpatched")
+    return ", ".join(parts)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from ..findings import Fix, Severity
+from ..findings import Confidence, Fix, Severity
+from ..probe.readings import norm_reading
 from ..structure import is_norm
+from .norm001_custom_rmsnorm import liger_arguments
 from .base import Example, Rule
 
 
@@ -12,7 +14,9 @@ class WeightlessNorm(Rule):
 
     What it does:
         Flags norm modules that own no parameters at all (`Gemma4RMSNorm` with
-        `with_scale=False`, `nn.LayerNorm(elementwise_affine=False)`).
+        `with_scale=False`, `nn.LayerNorm(elementwise_affine=False)`). The same probe
+        as NORM001 confirms the module normalises (a parameterless module named
+        "norm" that does not is left alone) and gives the weightless kernel settings.
 
     Why is this bad:
         Kernel patchers and converters assume every norm has a `.weight`: a fused
@@ -43,10 +47,21 @@ class WeightlessNorm(Rule):
 
     def check(self, ctx):
         for group in ctx.graph.distinct(lambda i: i.is_leaf and not i.parameters and is_norm(i)):
+            reading = norm_reading(ctx, group.info.module)
+            s = reading.semantics
+            if s is None and not reading.error.startswith("the forward"):
+                detail, confidence = "e.g. LigerRMSNorm(hidden_size, elementwise_affine=False)", Confidence.LOW
+            elif s is None:
+                continue  # it ran and normalised nothing: not a norm, whatever its name
+            elif s.kind == "rms":
+                detail, confidence = f"LigerRMSNorm(d, {liger_arguments(s)})", reading.confidence
+            else:
+                detail, confidence = "nn.LayerNorm(d, elementwise_affine=False), or leave it unpatched", reading.confidence
             yield self.finding(
                 group.paths,
                 f"{group.info.class_name} normalises without a scale parameter; kernels that expect `.weight` break",
                 module_class=group.info.class_name,
-                fix=Fix("Use a weightless kernel for these modules, or leave them unpatched",
-                        "e.g. LigerRMSNorm(hidden_size, elementwise_affine=False)"),
+                fix=Fix("Use a weightless kernel for these modules, or leave them unpatched", detail),
+                details=reading.details(),
+                confidence=confidence,
             )

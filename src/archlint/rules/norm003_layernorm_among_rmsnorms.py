@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..findings import Fix, Severity
-from ..structure import is_layer_norm, is_rms_norm, tower_label
+from ..probe.readings import norm_reading
+from ..structure import is_layer_norm, is_norm, is_rms_norm, tower_label
 from .base import Example, Rule
 
 
@@ -14,7 +15,9 @@ class LayerNormAmongRmsNorms(Rule):
 
     What it does:
         Within each sub-model (tower), when RMS norms are the majority, flags the
-        `nn.LayerNorm`-style modules (mean-centering, with a bias) among them.
+        `nn.LayerNorm`-style modules (mean-centering, with a bias) among them. Each
+        norm's kind is read from its probed forward (it subtracts the mean or calls
+        `layer_norm`), falling back to its type and name when the probe fails.
 
     Why is this bad:
         RMSNorm patchers applied to the whole model, and converters that assume one
@@ -43,11 +46,14 @@ class LayerNormAmongRmsNorms(Rule):
 
     def check(self, ctx):
         rms, layer = defaultdict(int), defaultdict(list)
-        for info in ctx.graph:
-            if is_rms_norm(info):
-                rms[info.tower] += 1
-            elif is_layer_norm(info):
-                layer[info.tower].append(info)
+        for group in ctx.graph.distinct(lambda i: i.is_leaf and is_norm(i)):
+            kind = _kind(ctx, group.info)
+            for path in group.paths:
+                info = ctx.graph.info(path)
+                if kind == "rms":
+                    rms[info.tower] += 1
+                elif kind == "layer":
+                    layer[info.tower].append(info)
         for tower, infos in layer.items():
             if rms[tower] <= len(infos):
                 continue
@@ -61,3 +67,13 @@ class LayerNormAmongRmsNorms(Rule):
                     fix=Fix("Patch norms by class, and leave this LayerNorm as it is",
                             f"exclude {', '.join(group.paths[:3])} from the RMSNorm kernel patch"),
                 )
+
+
+def _kind(ctx, info) -> str | None:
+    """"rms" or "layer", read from the probe; the structural guess when the probe fails."""
+    semantics = norm_reading(ctx, info.module).semantics
+    if semantics is not None:
+        return semantics.kind
+    if is_rms_norm(info):
+        return "rms"
+    return "layer" if is_layer_norm(info) else None

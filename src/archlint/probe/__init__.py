@@ -1,0 +1,6 @@
+"""Behavioural probes: run one module's forward on meta tensors and read what it does.
+
+``trace`` records aten ops with operand roles, ``run`` synthesises inputs and caches one
+probe per module signature, ``norms``, ``gates``, ``routers``, ``projections``, ``attention``, ``extras`` read a trace,
+``numeric`` checks a tiny CPU copy of one leaf, ``readings`` is what rules call.
+"""

@@ -1,0 +1,183 @@
+"""Probe one module: synthesise its input, record its forward on meta, cache the result.
+
+Inputs are ``[1, 4, d]`` meta tensors in the module's own dtype, ``d`` read from the
+module itself (a ``hidden_size``-like attribute, its first Linear's ``in_features``, the
+last dimension of its own weight) and checked by running the forward: the first ``d``
+that runs is kept. Stacked experts following transformers' experts protocol
+(``_apply_gate``, ``gate_up_proj``) are run through transformers' ``batched_mm``
+implementation with synthesised routing, which has no data-dependent ops.
+
+Results are cached per lint under a key made of the class, every parameter and buffer
+(name, shape, dtype) and the module's scalar attributes, so 30 identical layers cost one
+probe while two instances configured differently (clipping on/off, another activation)
+are probed apart. A failing probe returns its error; it never raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import one_line
+from .trace import Operand, Recorder, Trace
+
+TOKENS = 4
+_HIDDEN_ATTRS = ("hidden_size", "hidden_dim", "embed_dim", "d_model", "dim", "in_features", "normalized_shape")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The outcome of probing one module: a trace, or why there is none."""
+
+    trace: Trace | None
+    error: str = ""
+    dim: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.trace is not None
+
+
+def probe(ctx, module: nn.Module, *, input_dtype: torch.dtype | None = None) -> Probe:
+    """The (cached) probe of ``module`` within this lint; time goes to ``timings["probe"]``.
+
+    ``input_dtype`` defaults to the module's own dtype; norms are probed with bf16 input
+    whatever their weights are, because cast order only shows on a low-precision input.
+    """
+    cache = ctx.memo("probe-cache", dict)
+    key = (cache_key(module), str(input_dtype))
+    if key not in cache:
+        with ctx.timed("probe"):
+            try:
+                cache[key] = _run(module, input_dtype)
+            except Exception as e:  # a probe never stops the lint (issue #3)
+                cache[key] = Probe(None, error=one_line(e))
+    return cache[key]
+
+
+def cache_key(module: nn.Module) -> str:
+    cls = type(module)
+    tensors = sorted(
+        (n, tuple(t.shape), str(t.dtype))
+        for n, t in [*module.named_parameters(), *module.named_buffers()]
+    )
+    scalars = sorted(
+        ((k, v) for m in module.modules() for k, v in vars(m).items()
+         if isinstance(v, (bool, int, float, str)) and not k.startswith("_")),
+        key=repr,  # one attribute name may hold an int here and a str there
+    )
+    classes = [type(m).__qualname__ for m in module.modules()]
+    text = repr((cls.__module__, cls.__qualname__, tensors, scalars, classes))
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def module_dtype(module: nn.Module) -> torch.dtype:
+    for t in [*module.parameters(), *module.buffers()]:
+        if t.is_floating_point():
+            return t.dtype
+    return torch.bfloat16
+
+
+def candidate_dims(module: nn.Module) -> list[int]:
+    """Input widths worth trying, most likely first."""
+    dims: list[int] = []
+    for attr in _HIDDEN_ATTRS:
+        value = getattr(module, attr, None)
+        if isinstance(value, (tuple, list)) and len(value) == 1:
+            value = value[0]
+        if isinstance(value, int) and value > 0:
+            dims.append(value)
+    for child in module.modules():
+        if isinstance(child, nn.Linear):
+            dims.append(child.in_features)
+            break
+    for p in module.parameters(recurse=False):
+        if p.ndim >= 1:
+            dims.append(p.shape[-1])
+        if p.ndim >= 2:
+            dims.append(p.shape[-2])
+    config = getattr(module, "config", None)
+    if isinstance(getattr(config, "hidden_size", None), int):
+        dims.append(config.hidden_size)
+    dims.append(8)  # weightless leaves (a scaleless norm) take any width
+    return list(dict.fromkeys(dims))[:4]
+
+
+def _roles(module: nn.Module) -> dict[int, Operand]:
+    known = {}
+    for name, p in module.named_parameters():
+        known[p._cdata] = Operand("param", name)
+    for name, b in module.named_buffers():
+        known.setdefault(b._cdata, Operand("buffer", name))
+    return known
+
+
+def _run(module: nn.Module, input_dtype: torch.dtype | None = None) -> Probe:
+    dtype = input_dtype or module_dtype(module)
+    was_training = module.training
+    module.train()  # LoRA and trainers run the training-mode forward
+    errors = []
+    try:
+        for dim in ([None] if isinstance(module, nn.Embedding) else candidate_dims(module)):
+            if dim is None:  # a lookup table takes token ids
+                x = torch.zeros(1, TOKENS, dtype=torch.long, device="meta")
+            else:
+                x = torch.empty(1, TOKENS, dim, device="meta", dtype=dtype)
+            recorder = Recorder({**_roles(module), x._cdata: Operand("input", "0")})
+            recorder.trace.input_dtype = str(dtype).removeprefix("torch.")
+            try:
+                with torch.no_grad(), warnings.catch_warnings(), recorder:
+                    warnings.simplefilter("ignore")  # dtype-mismatch notices meant for real kernels
+                    _forward(module, x)
+            except Exception as e:  # the wrong width, extra required arguments, data-dependent ops
+                errors.append(one_line(e))
+                continue
+            return Probe(recorder.trace, dim=dim)
+    finally:
+        module.train(was_training)
+    return Probe(None, error=errors[0] if errors else "no input width to try")
+
+
+def _forward(module: nn.Module, x: torch.Tensor):
+    if _is_protocol_experts(module):
+        from transformers.integrations.moe import batched_mm_experts_forward
+
+        tokens = x.reshape(-1, x.shape[-1])
+        top_k = 2
+        index = torch.zeros(tokens.shape[0], top_k, dtype=torch.long, device="meta")
+        weights = torch.empty(tokens.shape[0], top_k, dtype=x.dtype, device="meta")
+        return batched_mm_experts_forward(module, tokens, index, weights)
+    return module(x, **_extra_arguments(module, x))
+
+
+def _extra_arguments(module: nn.Module, x: torch.Tensor) -> dict:
+    """Arguments after the input that transformers' attention needs: rotary
+    ``position_embeddings`` as (cos, sin) over ``head_dim`` (required or not: a None
+    default is unpacked unconditionally), and None for any other required argument
+    (``attention_mask``, ``alibi``); a forward that cannot take None fails the probe."""
+    try:
+        parameters = list(inspect.signature(module.forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return {}
+    out = {}
+    head_dim = getattr(module, "head_dim", None)
+    for p in parameters:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.name == "position_embeddings" and isinstance(head_dim, int):
+            cos = torch.empty(x.shape[0], x.shape[1], head_dim, device="meta", dtype=x.dtype)
+            out[p.name] = (cos, torch.empty_like(cos))
+        elif p.default is inspect.Parameter.empty:
+            out[p.name] = None
+    return out
+
+
+def _is_protocol_experts(module: nn.Module) -> bool:
+    """transformers' experts protocol (``use_experts_implementation``): stacked weights,
+    routing arguments, a ``_apply_gate`` for the GLU."""
+    return hasattr(module, "_apply_gate") and hasattr(module, "has_gate") and hasattr(module, "is_transposed")
