@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from support import lint_cached
 
@@ -18,7 +20,8 @@ CASES = [
 
 @pytest.mark.parametrize(("rule", "example", "valid"), CASES)
 def test_example(rule, example, valid):
-    result = lint_cached(example.target, (rule.code,)).results[0]
+    plan = json.dumps(example.plan, sort_keys=True) if example.plan else None
+    result = lint_cached(example.target, (rule.code,), plan).results[0]
     assert result.error is None, result.error
     assert not result.rule_errors, result.rule_errors
     found = [f for f in result.findings if f.code == rule.code]

@@ -60,15 +60,23 @@ def _codes(value: tuple[str, ...]) -> list[str]:
 @click.option("--quiet", "-q", is_flag=True, help="Print only findings at or above --fail-on, and errors.")
 @click.option("--no-color", is_flag=True, help="Plain text (also: NO_COLOR).")
 @click.option("--debug", is_flag=True, help="Tracebacks and timings on stderr.")
-def check(targets, fmt, output, select, ignore, fail_on, trust_remote_code, offline, tree, quiet, no_color, debug):
-    """Lint TARGETS and report the findings."""
+@click.option("--target-modules", help="LoRA plan: comma-separated names, 're:REGEX' or 'all-linear'.")
+@click.option("--exclude-modules", help="LoRA plan: comma-separated names or 're:REGEX'.")
+@click.option("--target-parameters", help="LoRA plan: comma-separated parameter names (e.g. mlp.experts.down_proj).")
+@click.option("--peft-config", type=click.Path(dir_okay=False), help="LoRA plan from a LoraConfig JSON (adapter_config.json).")
+def check(targets, fmt, output, select, ignore, fail_on, trust_remote_code, offline, tree, quiet, no_color, debug,
+          target_modules, exclude_modules, target_parameters, peft_config):
+    """Lint TARGETS and report the findings; with a LoRA plan, evaluate it instead of the common recipes."""
     from .api import lint_many
+    from .plan.cli_plan import plan_from_options
     from .render import RenderOptions, render
 
     fail_level = None if fail_on == "never" else Severity.parse(fail_on)
     try:
+        plan = plan_from_options(target_modules=target_modules, exclude_modules=exclude_modules,
+                                 target_parameters=target_parameters, peft_config=peft_config)
         report = lint_many(list(targets), select=_codes(select), ignore=_codes(ignore),
-                           trust_remote_code=trust_remote_code, offline=offline, debug=debug)
+                           trust_remote_code=trust_remote_code, offline=offline, debug=debug, plan=plan)
     except UsageError as e:
         raise click.UsageError(str(e)) from e
     for result in report.errors:

@@ -40,6 +40,7 @@ class TargetResult:
     rule_errors: list[dict[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds; shown with --debug, never in JSON
     graph: Any = None  # the ModuleGraph, for the tree view; not serialised
+    plans: list[Any] = field(default_factory=list)  # archlint.plan.PlanEvaluation: the user's plan, or the recipes
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +49,7 @@ class TargetResult:
             "findings": [f.to_dict() for f in self.findings],
             "rule_errors": self.rule_errors,
             "error": self.error.to_dict() if self.error else None,
+            "plans": [p.to_dict() for p in self.plans],
         }
 
 

@@ -205,7 +205,9 @@ def _names_or_regex(value, key: str, where: str):
         _compile(value, key, where)
         return value
     names = _name_list(value, key, where)
-    return tuple(names) if names else None
+    if not names and key == "exclude_modules":
+        return None
+    return tuple(names)  # an empty target_modules list means "no module", not PEFT's default
 
 
 def _name_list(value, key: str, where: str) -> list[str]:
