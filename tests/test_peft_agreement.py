@@ -20,6 +20,7 @@ from archlint.plan import reimplementation
 from archlint.plan.evaluate import predict
 from archlint.structure import peft_default_targets
 
+
 def _native(folder) -> bool:
     import json
 
@@ -46,15 +47,6 @@ MODEL_TYPES = (  # 30 types, none of them already covered by a bundled config
     # hybrid / SSM
     "mamba", "mamba2", "jamba", "falcon_h1", "zamba2", "bamba", "lfm2", "qwen3_next",
 )
-    "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "granitemoe", "deepseek_v2", "gpt_oss", "phimoe", "dbrx",
-    # multimodal
-    "gemma4", "llava", "qwen2_vl", "idefics3", "clip", "siglip",
-    # encoders, encoder-decoders
-    "bert", "roberta", "t5", "bart", "whisper",
-    # hybrid / SSM
-    "mamba", "mamba2", "jamba", "falcon_h1", "zamba2", "bamba", "lfm2",
-)
-# The bundled configs transformers can build natively (the others ship remote code, not bundled).
 REAL = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and _native(p))
 
 

@@ -58,5 +58,8 @@ def test_contract_codes_exist():
         "NORM003": "layernorm-among-rmsnorms", "ATTN001": "head-dim-over-256", "ATTN002": "attention-sinks",
         "ATTN003": "logit-softcapping", "TRAIN002": "gradient-checkpointing-unsupported",
         "DIST001": "no-split-modules-gap",
+        # issue #5: the plan rules
+        "LORA007": "router-in-targets", "LORA008": "partial-layer-coverage",
+        "LORA010": "target-matches-container", "LORA011": "target-matches-nothing",
     }
     assert {r.code: r.name for r in all_rules() if r.code in expected} == expected
