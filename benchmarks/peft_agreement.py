@@ -26,6 +26,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import re
 import sys
 import time
 import warnings
@@ -182,6 +183,16 @@ def _one_line(result: dict) -> str:
     return f"{len(result['recipes'])} recipes, {len(bad)} disagreeing {bad} in {result.get('seconds')}s"
 
 
+def _cause(result: dict) -> str:
+    """``TargetError: gemma: building the model failed: ValueError: …`` -> ``building the model failed: ValueError``."""
+    text = result.get("error", "")
+    text = text.split(": ", 1)[1] if text.startswith("TargetError: ") else text
+    text = text.split(": ", 1)[1] if text.startswith(result["type"] + ": ") else text
+    head, _, rest = text.partition(": ")
+    head = re.sub(r" for \w+$", "", head)
+    return f"{head}: {rest.split(':', 1)[0]}" if rest else head
+
+
 def summarize(results: list[dict]) -> str:
     built = [r for r in results if r.get("built")]
     lines = [f"model types: {len(results)}; built on meta: {len(built)}; not built: {len(results) - len(built)}"]
@@ -206,8 +217,8 @@ def summarize(results: list[dict]) -> str:
             if "truth" in rec:
                 verdicts[(name, "ok" if rec["truth"]["ok"] else rec["truth"]["error_type"])] += 1
     lines.append("PEFT verdicts: " + ", ".join(f"{n} {v}: {c}" for (n, v), c in sorted(verdicts.items())))
-    reasons = Counter(r.get("error", "")[:60] for r in results if not r.get("built"))
-    lines.append("not built, by cause: " + "; ".join(f"{c}x {k}" for k, c in reasons.most_common(8)))
+    reasons = Counter(_cause(r) for r in results if not r.get("built"))
+    lines.append("not built, by cause: " + "; ".join(f"{k} {c}" for k, c in reasons.most_common(10)))
     return "\n".join(lines)
 
 

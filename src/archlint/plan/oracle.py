@@ -10,6 +10,7 @@ parameters it wraps and ``get_nb_trainable_parameters()`` are PEFT's own answers
 from __future__ import annotations
 
 import copy
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +37,17 @@ class Outcome:
 
     @property
     def error(self) -> dict[str, str] | None:
-        return {"type": self.error_type, "message": self.error_message} if not self.ok else None
+        """For reports: PEFT's message with its set literals sorted, so that a report is the
+        same across runs (a set of strings prints in a hash-seed-dependent order)."""
+        return {"type": self.error_type, "message": stable_message(self.error_message or "")} if not self.ok else None
+
+
+_SET_LITERAL = re.compile(r"\{('[^'{}]*'(?:, '[^'{}]*')*)\}")
+
+
+def stable_message(message: str) -> str:
+    """``{'v_proj', 'q_proj'}`` -> ``{'q_proj', 'v_proj'}`` inside an exception message."""
+    return _SET_LITERAL.sub(lambda m: "{" + ", ".join(sorted(m.group(1).split(", "))) + "}", message)
 
 
 def peft_version() -> str | None:

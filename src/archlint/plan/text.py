@@ -8,6 +8,7 @@ import re
 from rich.markup import escape
 
 from .evaluate import PlanEvaluation
+from .oracle import stable_message
 from .recipes import label
 
 
@@ -21,7 +22,7 @@ def plan_lines(evaluations: list[PlanEvaluation]) -> list[str]:
 
 def short_error(evaluation: PlanEvaluation, width: int = 110) -> str:
     """``ValueError: Target module Gemma4ClippableLinear(…) is not supported. …`` on one line."""
-    message = re.sub(r"\(\n.*?\n\)", "(…)", evaluation.outcome.error_message or "", flags=re.S)
+    message = re.sub(r"\(\n.*?\n\)", "(…)", stable_message(evaluation.outcome.error_message or ""), flags=re.S)
     text = f"{evaluation.outcome.error_type}: {' '.join(message.split())}"
     return text if len(text) <= width else text[: width - 1] + "…"
 
