@@ -39,7 +39,7 @@ MODEL_TYPES = (  # 30 types, none of them already covered by a bundled config
     # dense decoders
     "gpt_neox", "falcon", "opt", "cohere", "olmo2", "starcoder2", "granite", "stablelm",
     # MoE (converted by PEFT and not)
-    "qwen2_moe", "olmoe", "granitemoe", "deepseek_v2", "phimoe", "glm4_moe", "hunyuan_v1_moe",
+    "qwen2_moe", "olmoe", "granitemoe", "deepseek_v2", "phimoe", "glm4_moe", "afmoe",
     # multimodal
     "qwen2_vl", "idefics3", "clip", "siglip", "paligemma",
     # encoders
