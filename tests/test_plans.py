@@ -29,13 +29,15 @@ def _lint(target, plan=None, select=("LORA",)):
     return result
 
 
-def _peft(target, **config):
-    """PEFT itself on a fresh meta model: (wrapped modules, wrapped parameters, trainable)."""
+def _peft(target, low_cpu_mem_usage=False, **config):
+    """PEFT itself on a fresh meta model: (wrapped modules, wrapped parameters, trainable).
+    ``low_cpu_mem_usage`` keeps the new adapter weights on meta (for expert tensors, whose
+    LoRA factors would otherwise be allocated and initialised on the CPU: gigabytes)."""
     from peft import LoraConfig, get_peft_model
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = get_peft_model(meta_model(target), LoraConfig(**config))
+        model = get_peft_model(meta_model(target), LoraConfig(**config), low_cpu_mem_usage=low_cpu_mem_usage)
     return (set(model.base_model.targeted_module_names), set(model.base_model.targeted_parameter_names),
             model.get_nb_trainable_parameters()[0])
 
@@ -138,7 +140,7 @@ def test_qwen3_moe_seven_names_adapt_the_experts_through_peft_s_conversion():
     assert set(plan.outcome.parameters) == experts
     (lora006,) = [f for f in result.findings if f.code == "LORA006"]
     assert lora006.severity == Severity.INFO and "adapts every expert tensor" in lora006.message
-    assert _peft(QWEN3_MOE, r=8, target_modules=SEVEN)[2] == plan.outcome.trainable
+    assert _peft(QWEN3_MOE, True, r=8, target_modules=SEVEN)[2] == plan.outcome.trainable
 
 
 def test_gemma4_26b_experts_are_not_adapted_and_the_target_parameters_fix_reaches_all():
@@ -153,7 +155,7 @@ def test_gemma4_26b_experts_are_not_adapted_and_the_target_parameters_fix_reache
     assert lora006.severity == Severity.ERROR and "never reaches them" in lora006.message
     ((line, comment),) = _verified_lines(lora006.fix)
     entries = json.loads(re.search(r"target_parameters=(\[[^]]*\])", line).group(1))
-    _, params, trainable = _peft(GEMMA4_26B, r=8, target_modules=[], target_parameters=entries, lora_dropout=0.0)
+    _, params, trainable = _peft(GEMMA4_26B, True, r=8, target_modules=[], target_parameters=entries, lora_dropout=0.0)
     model = meta_model(GEMMA4_26B)
     assert params == {f"{n}.{p}" for n, m in model.named_modules() if n.endswith(".experts")
                       for p, t in m.named_parameters(recurse=False) if t.ndim == 3}
@@ -167,12 +169,12 @@ def test_deepseek_v3_names_the_plain_linears_peft_re_routes_away_from():
     assert skipped["gate_proj"] == {f"model.layers.{i}.mlp.gate_proj" for i in range(3)} | {
         f"model.layers.{i}.mlp.shared_experts.gate_proj" for i in range(3, 61)}
     # PEFT agrees: the seven names leave exactly those unwrapped
-    modules, _, _ = _peft(DEEPSEEK_V3, r=8, target_modules=SEVEN)
+    modules, _, _ = _peft(DEEPSEEK_V3, True, r=8, target_modules=SEVEN)
     assert not skipped["gate_proj"] & modules
     fix = next(f.fix for f in result.findings if f.code == "LORA008" and f.details.get("entry") == "gate_proj")
     ((line, _),) = _verified_lines(fix)
     entries = json.loads(re.search(r"target_parameters=(\[[^]]*\])", line).group(1))
-    _, params, _ = _peft(DEEPSEEK_V3, r=8, target_modules=SEVEN, target_parameters=entries)
+    _, params, _ = _peft(DEEPSEEK_V3, True, r=8, target_modules=SEVEN, target_parameters=entries)
     assert {f"{p}.weight" for p in skipped["gate_proj"]} <= params
 
 
