@@ -4,7 +4,8 @@ A reading of PEFT 0.21.2's ``BaseTuner.inject_adapter`` (``peft/tuners/tuners_ut
 ``check_target_module_exists``, ``_maybe_include_all_linear_layers``, LoRA's
 ``_prepare_adapter_config`` and default dispatch (``peft/tuners/lora/model.py``,
 ``layer.py``), the Mamba guard, ``ParamWrapper`` and the transformers-v5 MoE conversion
-(``peft/utils/transformers_weight_conversion.py``), written from the behaviour, not
+(``peft/utils/transformers_weight_conversion.py``) and the tied-embedding lookup
+(``_get_module_names_tied_with_embedding``), written from the behaviour, not
 copied. The test suite and ``benchmarks/peft_agreement.py`` hold its verdicts,
 wrapped modules and trainable counts equal to the installed PEFT.
 
@@ -80,7 +81,7 @@ def run(model: nn.Module, plan: Plan, *, default_targets: tuple[str, ...] | None
     try:
         rerouted = convert_moe(config, model)
         return _inject(model, config, rerouted, default_targets)
-    except (ValueError, NoMatchingPeftModuleError) as e:
+    except (ValueError, NotImplementedError) as e:
         return Outcome(False, type(e).__name__, str(e), engine="reimplementation")
 
 
@@ -189,7 +190,19 @@ def _resolve_string(config: _Config, model: nn.Module, mapping: dict[str, str]) 
     return matched
 
 
+def _check_tied_embeddings(model: nn.Module) -> None:
+    """PEFT looks up the modules tied to the input embedding before matching anything
+    (``_check_tied_modules``); a model with a ``_tied_weights_keys`` mapping whose
+    ``get_input_embeddings`` is not implemented makes every plan raise there."""
+    config = getattr(model, "config", None)
+    if getattr(config, "tie_word_embeddings", None) is False:
+        return
+    if isinstance(getattr(model, "_tied_weights_keys", None), dict) and hasattr(model, "get_input_embeddings"):
+        model.get_input_embeddings()  # raises NotImplementedError on such models, as in PEFT
+
+
 def _inject(model: nn.Module, config: _Config, rerouted: dict[str, str], default_targets) -> Outcome:
+    _check_tied_embeddings(model)
     if config.target_modules is None:
         if default_targets is not None:
             config.target_modules = default_targets if isinstance(default_targets, str) else set(default_targets)
