@@ -154,7 +154,11 @@ def _notes(model: nn.Module, plan: Plan, outcome: Outcome) -> tuple[str, ...]:
     """Why PEFT did something surprising, in words (text report)."""
     notes = []
     table = conversion_table(model) if peft_available() else {}
-    if plan.target_modules is None and not plan.target_parameters and not outcome.ok and table:
+    from ..structure import peft_default_targets
+
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if (plan.target_modules is None and not plan.target_parameters and not outcome.ok and table
+            and peft_default_targets(model_type) is not None):
         notes.append(
             "PEFT's transformers-v5 MoE conversion runs before the default-target lookup and turns "
             "target_modules=None into an empty set, so PEFT's default targets for this model type are never used"
