@@ -16,14 +16,17 @@ SCHEMAS = REPO / "schema"
 
 
 @cache
-def lint_cached(target: str, select: tuple[str, ...] | None = None):
-    """``archlint.lint`` once per (target, selection) for the whole session."""
-    from archlint import lint
+def lint_cached(target: str, select: tuple[str, ...] | None = None, plan_json: str | None = None):
+    """``archlint.lint`` once per (target, selection, plan as JSON) for the whole session."""
+    import json
 
+    from archlint import Plan, lint
+
+    plan = Plan.from_mapping(json.loads(plan_json), source="flags") if plan_json else None
     cwd = os.getcwd()
     os.chdir(REPO)  # example targets are relative to the repository
     try:
-        return lint(target, select=list(select) if select else None)
+        return lint(target, select=list(select) if select else None, plan=plan)
     finally:
         os.chdir(cwd)
 

@@ -53,10 +53,10 @@ def test_models_are_strings_or_tables_and_paths_are_relative_to_the_file(tmp_pat
             "gemma4",
             "google/gemma-4-E2B-it",
             "nets/net.py:Net",
-            {{ target = "{GEMMA4}", trust-remote-code = true, target-modules = ["q_proj", "v_proj"], exclude-modules = 're:.*vision.*', target-parameters = ["experts.gate_up_proj"], peft-config = "adapter_config.json" }},
+            {{ target = "{GEMMA4}", trust-remote-code = true, target-modules = ["q_proj", "v_proj"], exclude-modules = '.*vision.*', target-parameters = ["experts.gate_up_proj"], peft-config = "adapter_config.json" }},
         ]
         """)
-    write(tmp_path / "sub" / "adapter_config.json", "{}")
+    write(tmp_path / "sub" / "adapter_config.json", '{"peft_type": "LORA", "r": 16, "target_modules": ["o_proj"]}')
     cfg = load_config(cfg_file)
     gemma_type, hub, factory, local = cfg.models
     assert (gemma_type.location, hub.location) == ("gemma4", "google/gemma-4-E2B-it")
@@ -64,9 +64,9 @@ def test_models_are_strings_or_tables_and_paths_are_relative_to_the_file(tmp_pat
     assert factory.location == f"{tmp_path / 'sub' / 'nets' / 'net.py'}:Net"
     assert local.trust_remote_code and not hub.trust_remote_code
     assert local.plan.target_modules == ("q_proj", "v_proj")
-    assert local.plan.exclude_modules == "re:.*vision.*"
+    assert local.plan.exclude_modules == ".*vision.*"  # a string is one regex, as in PEFT
     assert local.plan.target_parameters == ("experts.gate_up_proj",)
-    assert local.plan.peft_config == tmp_path / "sub" / "adapter_config.json"
+    assert (local.plan.r, local.plan.source) == (16, "config")  # the rest comes from peft-config
     assert cfg.model_entry(GEMMA4) is local
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from support import lint_cached
 
@@ -18,7 +20,8 @@ CASES = [
 
 @pytest.mark.parametrize(("rule", "example", "valid"), CASES)
 def test_example(rule, example, valid):
-    result = lint_cached(example.target, (rule.code,)).results[0]
+    plan = json.dumps(example.plan, sort_keys=True) if example.plan else None
+    result = lint_cached(example.target, (rule.code,), plan).results[0]
     assert result.error is None, result.error
     assert not result.rule_errors, result.rule_errors
     found = [f for f in result.findings if f.code == rule.code]
@@ -56,5 +59,8 @@ def test_contract_codes_exist():
         "ATTN003": "logit-softcapping", "TRAIN001": "required-training-input",
         "TRAIN002": "gradient-checkpointing-unsupported", "TRAIN003": "cache-coupled-layers",
         "DIST001": "no-split-modules-gap",
+        # issue #5: the plan rules
+        "LORA007": "router-in-targets", "LORA008": "partial-layer-coverage",
+        "LORA010": "target-matches-container", "LORA011": "target-matches-nothing",
     }
     assert {r.code: r.name for r in all_rules() if r.code in expected} == expected

@@ -16,6 +16,9 @@ from .config import Config, load_config
 from .errors import TargetError, UsageError, one_line
 from .findings import Finding, merge_findings
 from .graph import ModuleGraph
+from .plan import Plan
+from .plan.context import plan_evaluations
+from .plan.restrict import restrict
 from .report import ModelSummary, Report, TargetResult
 from .resolve import resolve
 from .rules import LintContext, Rule, all_rules, validate_selectors
@@ -36,16 +39,19 @@ def lint(
     offline: bool = False,
     debug: bool = False,
     config: Config | str | os.PathLike | None = None,
+    plan: Plan | None = None,
 ) -> Report:
     """Lint one target (Hub id, folder, config.json, model type or ``FILE.py:NAME``).
 
     ``config`` is a configuration file (or a loaded :class:`Config`) whose selection,
     severities, per-module-ignores and per-model settings apply; the keyword options
     beat it, as the command line does. Inline ``# archlint: ignore[...]`` pragmas in
-    the model's own source always apply.
+    the model's own source always apply. ``plan`` is a LoRA plan
+    (:class:`archlint.plan.Plan`) evaluated instead of the common recipes.
     """
     return lint_many([target], select=select, extend_select=extend_select, ignore=ignore,
-                     trust_remote_code=trust_remote_code, offline=offline, debug=debug, config=config)
+                     trust_remote_code=trust_remote_code, offline=offline, debug=debug, config=config,
+                     plan=plan)
 
 
 def lint_many(
@@ -59,11 +65,14 @@ def lint_many(
     debug: bool = False,
     config: Config | str | os.PathLike | None = None,
     progress: Callable[[str], None] | None = None,
+    plan: Plan | None = None,
 ) -> Report:
     """Lint several targets into one report; a target that fails does not stop the others.
 
     With no ``targets``, the ``models`` of ``config`` are linted. ``progress(message)``, if
-    given, is called as each target is fetched and built.
+    given, is called as each target is fetched and built. ``plan`` (one LoRA plan for every
+    target) is evaluated instead of the common recipes; without it, a model's plan from the
+    configuration file is.
     """
     cfg = config if isinstance(config, Config) else load_config(config) if config is not None else Config()
     validate_selectors([*(select or ()), *(extend_select or ()), *(ignore or ())])
@@ -79,6 +88,7 @@ def lint_many(
             rules=rules, codes=codes, offline=offline, debug=debug, config=cfg, identity=identity,
             trust_remote_code=trust_remote_code or bool(entry and entry.trust_remote_code),
             progress=progress or _silent,
+            plan=plan if plan is not None else (entry.plan if entry else None),
         )
         result = _lint_one(where, options)
         result.target = label
@@ -107,6 +117,7 @@ class _Options:
     offline: bool
     debug: bool
     progress: Callable[[str], None]
+    plan: Plan | None
 
 
 def _silent(message: str) -> None:
@@ -134,7 +145,8 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
     result.timings["graph"] = time.perf_counter() - clock
     result.graph = graph
     result.model = ModelSummary(built.class_name, built.model_type, graph.parameter_count(), len(graph), built.head)
-    ctx = LintContext(graph=graph, built=built, config=spec.config or getattr(built.module, "config", None))
+    ctx = LintContext(graph=graph, built=built, config=spec.config or getattr(built.module, "config", None),
+                      plan=options.plan)
     findings: list[Finding] = []
     clock = time.perf_counter()
     for rule in options.rules:
@@ -146,6 +158,7 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
             result.rule_errors.append({"code": rule.code, "message": one_line(e)})
     result.timings["rules"] = time.perf_counter() - clock
     result.timings.update(ctx.timings)  # phases inside the rules (probes, forwards), already counted in "rules"
+    findings = _plans(ctx, result, options.rules, findings, debug=options.debug)
     ran = set(options.codes) - {e["code"] for e in result.rule_errors}  # a crashed rule's pragmas cannot be judged
     kept = suppress(merge_findings(findings), graph, options.config.ignores_for(options.identity), ran)
     cfg = options.config
@@ -154,6 +167,24 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
     result.findings = merge_findings(kept)
     result.class_anchors = class_anchors(graph, result.findings)
     return result
+
+
+def _plans(ctx: LintContext, result: TargetResult, rules, findings: list[Finding], *, debug: bool) -> list[Finding]:
+    """Evaluate the plan (or the common recipes) into the result; with a plan, keep only
+    the LORA001-006 findings about what it touches. Skipped when no LoRA rule is selected
+    and no plan was given."""
+    if ctx.plan is None and not any(r.code.startswith("LORA") for r in rules):
+        return findings
+    try:
+        result.plans = plan_evaluations(ctx)
+    except Exception as e:  # a plan PEFT cannot even be asked about must not hide the findings
+        if debug:
+            raise
+        result.rule_errors.append({"code": "PLAN", "message": one_line(e)})
+        return findings
+    if ctx.plan is not None:
+        findings = restrict(ctx, findings, result.plans[0])
+    return findings
 
 
 def archlint_version() -> str:

@@ -66,13 +66,20 @@ def _codes(value: tuple[str, ...]) -> list[str]:
 @click.option("--quiet", "-q", is_flag=True, help="Print only findings at or above --fail-on, and errors.")
 @click.option("--no-color", is_flag=True, help="Plain text (also: NO_COLOR).")
 @click.option("--debug", is_flag=True, help="Tracebacks and timings on stderr.")
+@click.option("--target-modules", help="LoRA plan: comma-separated names, 're:REGEX' or 'all-linear'.")
+@click.option("--exclude-modules", help="LoRA plan: comma-separated names or 're:REGEX'.")
+@click.option("--target-parameters", help="LoRA plan: comma-separated parameter names (e.g. mlp.experts.down_proj).")
+@click.option("--peft-config", type=click.Path(dir_okay=False), help="LoRA plan from a LoraConfig JSON (adapter_config.json).")
 def check(targets, fmt, output, reports, select, extend_select, ignore, fail_on, config_file, baseline,
-          write_baseline, trust_remote_code, offline, tree, quiet, no_color, debug):
-    """Lint TARGETS (default: the `models` of [tool.archlint]) and report the findings."""
+          write_baseline, trust_remote_code, offline, tree, quiet, no_color, debug,
+          target_modules, exclude_modules, target_parameters, peft_config):
+    """Lint TARGETS (default: the `models` of [tool.archlint]) and report the findings; with a
+    LoRA plan, evaluate it instead of the common recipes."""
     from .api import lint_many
     from .baseline import baseline_step, check_baseline_options
     from .config import load_config
     from .outputs import ReportSpec, append_step_summary, stdout_style, write_reports
+    from .plan.cli_plan import plan_from_options
     from .progress import spinner
     from .render import RenderOptions, render
 
@@ -80,10 +87,12 @@ def check(targets, fmt, output, reports, select, extend_select, ignore, fail_on,
         check_baseline_options(baseline, write_baseline)
         specs = [ReportSpec.parse(r) for r in reports]
         cfg = load_config(config_file)
+        plan = plan_from_options(target_modules=target_modules, exclude_modules=exclude_modules,
+                                 target_parameters=target_parameters, peft_config=peft_config)
         with spinner(sys.stderr, enabled=not quiet) as progress:
             report = lint_many(list(targets), select=_codes(select), extend_select=_codes(extend_select),
                                ignore=_codes(ignore), trust_remote_code=trust_remote_code, offline=offline,
-                               debug=debug, config=cfg, progress=progress)
+                               debug=debug, config=cfg, progress=progress, plan=plan)
         if baseline_step(report, baseline, write_baseline):
             sys.exit(3 if report.errors else 0)
     except UsageError as e:

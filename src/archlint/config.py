@@ -16,11 +16,14 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
 from .findings import Severity
 from .targets import target_identity
+
+if TYPE_CHECKING:
+    from .plan import Plan as LoraPlan
 
 FAIL_ON = ("error", "warning", "info", "never")
 _TOP_KEYS = ("models", "select", "extend-select", "ignore", "fail-on", "severity", "per-module-ignores")
@@ -37,23 +40,13 @@ class ConfigError(UsageError):
 
 
 @dataclass(frozen=True)
-class Plan:
-    """A model's LoRA plan keys, validated; evaluating them is the plan module's job."""
-
-    target_modules: str | tuple[str, ...] | None = None
-    exclude_modules: str | tuple[str, ...] | None = None
-    target_parameters: tuple[str, ...] | None = None
-    peft_config: Path | None = None
-
-
-@dataclass(frozen=True)
 class ModelEntry:
     """One entry of ``models``: the target as written, and where it points."""
 
     target: str  # as written in the file: the name reports and baselines use
     location: str  # what resolve() is given: relative paths made absolute against the file
     trust_remote_code: bool = False
-    plan: Plan | None = None
+    plan: LoraPlan | None = None  # target-modules / exclude-modules / target-parameters / peft-config
 
 
 @dataclass(frozen=True)
@@ -256,26 +249,36 @@ class _Validator:
         plan = self.plan(plan_keys, key) if plan_keys else None
         return ModelEntry(target.strip(), target_identity(target.strip(), self.file.parent), trust, plan)
 
-    def plan(self, item: dict[str, Any], key: str) -> Plan:
-        def modules(name: str):
-            if name not in item:
-                return None
-            value = item[name]
-            if isinstance(value, str):  # PEFT: a string is one regex, full-matched
-                self.regex(value, f"{key}.{name}")
-                return value
-            return self.strings(value, f"{key}.{name}")
+    def plan(self, item: dict[str, Any], key: str) -> LoraPlan:
+        """The model's LoRA plan: ``peft-config`` first, the keys given beside it replace its own."""
+        from .plan import Plan
 
-        peft_config = None
+        mapping: dict[str, Any] = {}
         if "peft-config" in item:
             raw = item["peft-config"]
             if not isinstance(raw, str) or not raw.strip():
                 self.fail(f"{key}.peft-config", "expected a path to a PEFT adapter_config.json")
-            peft_config = (self.file.parent / raw).resolve()
-            if not peft_config.is_file():
+            path = (self.file.parent / raw).resolve()
+            if not path.is_file():
                 self.fail(f"{key}.peft-config", f"no such file: {raw} (paths are relative to {self.file.parent})")
-        params = self.strings(item["target-parameters"], f"{key}.target-parameters") if "target-parameters" in item else None
-        return Plan(modules("target-modules"), modules("exclude-modules"), params, peft_config)
+            try:
+                mapping = Plan.from_file(str(path)).to_mapping()
+            except UsageError as e:
+                self.fail(f"{key}.peft-config", str(e))
+        for name in ("target-modules", "exclude-modules"):
+            if name in item:
+                value = item[name]
+                if isinstance(value, str):  # PEFT: a string is one regex, full-matched
+                    self.regex(value, f"{key}.{name}")
+                    mapping[name.replace("-", "_")] = value
+                else:
+                    mapping[name.replace("-", "_")] = list(self.strings(value, f"{key}.{name}"))
+        if "target-parameters" in item:
+            mapping["target_parameters"] = list(self.strings(item["target-parameters"], f"{key}.target-parameters"))
+        try:
+            return Plan.from_mapping(mapping, source="config")
+        except UsageError as e:
+            self.fail(key, str(e))
 
     def module_ignore(self, item: Any, key: str) -> ModuleIgnore:
         if not isinstance(item, dict):

@@ -6,6 +6,7 @@ when a page is stale or missing.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -35,9 +36,9 @@ def rule_markdown(rule: type[Rule]) -> str:
         lines += ["## Tested on", ""]
         for ex in rule.INVALID:
             where = ", ".join(f"`{p or '(model)'}`" for p in ex.paths)
-            lines.append(f"- flags `{ex.target}`" + (f" at {where}" if where else ""))
+            lines.append(f"- flags `{ex.target}`" + _with_plan(ex) + (f" at {where}" if where else ""))
         for ex in rule.VALID:
-            lines.append(f"- passes `{ex.target}`" + (f" ({ex.note})" if ex.note else ""))
+            lines.append(f"- passes `{ex.target}`" + _with_plan(ex) + (f" ({ex.note})" if ex.note else ""))
         lines.append("")
     return "\n".join(lines)
 
@@ -63,6 +64,10 @@ def write_pages(directory: Path) -> list[Path]:
     index += [f"| [{r.code}]({page_name(r)}) | {r.name} | {r.severity} | {r.summary()} |" for r in builtin_rules()]
     (directory / "README.md").write_text("\n".join(index) + "\n", encoding="utf-8")
     return written
+
+
+def _with_plan(example) -> str:
+    return f" with the plan `{json.dumps(dict(example.plan))}`" if example.plan else ""
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ class TargetResult:
     graph: Any = None  # the ModuleGraph, for the tree view; not serialised
     anchor: Anchor | None = None  # the target's file (config.json / factory), for SARIF and annotations
     class_anchors: dict[str, Anchor] = field(default_factory=dict)  # module_class -> its `class` line
+    plans: list[Any] = field(default_factory=list)  # archlint.plan.PlanEvaluation: the user's plan, or the recipes
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +52,7 @@ class TargetResult:
             "findings": [f.to_dict() for f in self.findings],
             "rule_errors": self.rule_errors,
             "error": self.error.to_dict() if self.error else None,
+            "plans": [p.to_dict() for p in self.plans],
         }
 
 

@@ -34,8 +34,9 @@ def recipes(ctx: LintContext) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def peft_default_targets(model_type: str | None) -> tuple[str, ...] | None:
-    """PEFT's own default ``target_modules`` for this model type, when PEFT is installed."""
+def peft_default_targets(model_type: str | None) -> tuple[str, ...] | str | None:
+    """PEFT's own default ``target_modules`` for this model type, when PEFT is installed:
+    a tuple of names, or a regex string (PEFT full-matches it; Gemma-4's default is one)."""
     if not model_type:
         return None
     try:
@@ -43,11 +44,16 @@ def peft_default_targets(model_type: str | None) -> tuple[str, ...] | None:
     except ImportError:
         return None
     names = table.get(model_type)
+    if isinstance(names, str):
+        return names
     return tuple(names) if names else None
 
 
-def name_matches(path: str, names: Iterable[str]) -> bool:
-    """PEFT's rule for a list of ``target_modules``: the key itself or its dotted suffix."""
+def name_matches(path: str, names: Iterable[str] | str) -> bool:
+    """PEFT's rule for a list of ``target_modules``: the key itself or its dotted suffix;
+    a string is a regex PEFT full-matches."""
+    if isinstance(names, str):
+        return re.fullmatch(names, path) is not None
     return any(path == n or path.endswith("." + n) for n in names)
 
 

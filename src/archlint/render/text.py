@@ -11,6 +11,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from ..findings import Finding, Severity
+from ..plan.text import plan_lines
 from ..report import Report, TargetResult
 
 STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -47,6 +48,9 @@ def _target(console: Console, result: TargetResult, options) -> None:
         by_code[f.code].append(f)
     for code, findings in by_code.items():
         _code_block(console, code, findings, options)
+    if not options.quiet:
+        for line in plan_lines(result.plans):  # the LoRA plan, or the recipes' works/breaks table
+            console.print(line)
     if options.tree and result.graph is not None:
         console.print(_tree(result))
     if not shown and not options.quiet:

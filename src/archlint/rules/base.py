@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -41,6 +41,7 @@ class Example:
     paths: Sequence[str] = ()
     fix: str | None = None
     note: str = ""
+    plan: Mapping[str, Any] | None = None  # a LoRA plan (LoraConfig keys) to lint with, for plan rules
 
 
 @dataclass
@@ -50,6 +51,7 @@ class LintContext:
     graph: ModuleGraph
     built: BuiltModel
     config: Any = None  # transformers.PretrainedConfig, or None for a plain nn.Module
+    plan: Any = None  # the user's archlint.plan.Plan, or None (then the common recipes are evaluated)
     cache: dict[str, Any] = field(default_factory=dict)  # shared analyses, computed once
     timings: dict[str, float] = field(default_factory=dict)  # seconds per costly phase (--debug)
 

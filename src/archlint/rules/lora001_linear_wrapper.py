@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ..findings import Fix, Severity
+from ..findings import Severity
 from ..peft_support import is_linear_like
+from ..plan.verify import Candidate, nothing_under, verified_fix
 from ..probe.extras import extra_ops, summarise
 from ..probe.readings import read
 from ..probe.run import probe
@@ -86,7 +87,7 @@ class LinearWrapper(Rule):
                          **({} if result.ok else {"probe_error": result.error})},
             )
 
-    def _fix(self, ctx, groups) -> Fix:
+    def _fix(self, ctx, groups):
         wrapper_paths = {p for g in groups for p in g.paths}
         names = sorted({p.rsplit(".", 1)[-1] for p in wrapper_paths})
         inner = sorted({inner_linear_name(g.info) for g in groups})
@@ -96,15 +97,21 @@ class LinearWrapper(Rule):
             if name_matches(g.info.path, names) and not _inside(g.info.path, wrapper_paths)
         ]
         inner_regex = rf".*\.{alternation(names)}\.{alternation(inner)}"
-        lines = []
+        towers = sorted({ctx.graph.info(p).tower for p in wrapper_paths} - {""})
+        candidates = []
         if plain:
             scoped = anchored_regex(g.pattern for g in plain)
-            lines.append(f'target_modules=r"{scoped}"  # only the plain-Linear projections')
-            lines.append(f'target_modules=r"{scoped}|{inner_regex}"  # also the wrapped ones, through their inner Linear')
+            candidates.append(Candidate(f'target_modules=r"{scoped}"', {"target_modules": scoped},
+                                        "only the plain-Linear projections",
+                                        expect=nothing_under(towers or sorted(wrapper_paths))))
+            both = f"{scoped}|{inner_regex}"
+            candidates.append(Candidate(f'target_modules=r"{both}"', {"target_modules": both},
+                                        "also the wrapped ones, through their inner Linear"))
         else:
-            lines.append(f'target_modules=r"{inner_regex}"  # the inner Linear of each wrapper')
-        return Fix("Target plain Linears only: anchor the regex, or reach the wrapped Linear through its child; "
-                   "do not replace a wrapper by its Linear when it adds ops", "\n".join(lines))
+            candidates.append(Candidate(f'target_modules=r"{inner_regex}"', {"target_modules": inner_regex},
+                                        "the inner Linear of each wrapper"))
+        return verified_fix(ctx, "Target plain Linears only: anchor the regex, or reach the wrapped Linear through its "
+                            "child; do not replace a wrapper by its Linear when it adds ops", candidates)
 
 
 def _inside(path: str, containers: set[str]) -> bool:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..findings import Confidence, Fix, Severity
+from ..findings import Confidence, Severity
+from ..plan.verify import Candidate, reaches_all, verified_fix
 from ..peft_support import is_lora_layer
 from ..source import projected_attributes
 from ..structure import broken_recipes, stacked_expert_parameters, target_parameters_for
@@ -70,9 +71,9 @@ class BareWeightProjection(Rule):
                 f"{', '.join(params)} (not an nn.Linear){breaks}",
                 module_class=info.class_name,
                 severity=severity,
-                fix=Fix(
-                    "Adapt the parameter with target_parameters, or keep the module out of target_modules",
-                    "target_parameters=[" + ", ".join(f'"{e}"' for e in entries) + "]",
-                ),
+                fix=verified_fix(ctx, "Adapt the parameter with target_parameters, or keep the module out of target_modules", [
+                    Candidate("target_parameters=[" + ", ".join(f'"{e}"' for e in entries) + "]",
+                              {"target_modules": [], "target_parameters": entries},
+                              expect=reaches_all([f"{p}.{n}" for p in group.paths for n in params]))]),
                 details={"parameters": params, "breaks_recipes": recipes},
             )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..findings import Confidence, Fix, Severity
+from ..findings import Confidence, Severity
+from ..plan.verify import Candidate, nothing_under, verified_fix
 from ..probe.extras import extra_ops, summarise
 from ..probe.readings import read
 from ..probe.run import probe
@@ -82,11 +83,11 @@ class LinearSubclassForward(Rule):
                 f"4-bit swap bypasses it",
                 module_class=info.class_name,
                 confidence=confidence,
-                fix=Fix(
-                    "Keep it out of adapters and quantization",
-                    f'LoraConfig(exclude_modules=["{leaf}"], ...)\n'
+                fix=verified_fix(ctx, "Keep it out of adapters and quantization", [Candidate(
+                    f'LoraConfig(target_modules="all-linear", exclude_modules=["{leaf}"], ...)\n'
                     f'BitsAndBytesConfig(llm_int8_skip_modules=["{leaf}"], ...)',
-                ),
+                    {"target_modules": "all-linear", "exclude_modules": [leaf]},
+                    expect=nothing_under(group.paths))]),
                 details={"base": base, "extra_ops": extras},
             )
 

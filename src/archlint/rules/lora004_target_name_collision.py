@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..findings import Fix, Severity
+from ..findings import Severity
 from ..peft_support import is_linear_like, is_lora_layer
 from ..structure import anchored_regex, linear_wrappers, recipes, tower_label
+from ..plan.verify import Candidate, nothing_under, verified_fix
 from .base import Example, Rule
 
 
@@ -66,7 +67,7 @@ class TargetNameCollision(Rule):
             name: infos for name, infos in sorted(by_name.items())
             if len({i.tower for i in infos}) > 1 or len({i.class_name for i in infos}) > 1
         }
-        fix = _fix([i for infos in colliding.values() for i in infos])
+        fix = _fix(ctx, [i for infos in colliding.values() for i in infos])
         for name, infos in colliding.items():
             unsupported = sorted({i.class_name for i in infos if not is_lora_layer(i.module)})
             if unsupported and name in recipe_names:
@@ -96,13 +97,18 @@ class TargetNameCollision(Rule):
         )
 
 
-def _fix(infos) -> Fix | None:
-    """One anchored regex per tower, over the plain-Linear modules of every colliding name."""
-    lines = []
-    for tower in sorted({i.tower for i in infos}):
+def _fix(ctx, infos):
+    """One anchored regex per tower, over the plain-Linear modules of every colliding name,
+    each verified to adapt nothing in the other towers."""
+    towers = sorted({i.tower for i in infos})
+    candidates = []
+    for tower in towers:
         plain = sorted({i.pattern for i in infos if i.tower == tower and is_lora_layer(i.module)})
         if plain:
-            lines.append(f'target_modules=r"{anchored_regex(plain)}"  # {tower_label(tower)} only')
-    if not lines:
+            regex = anchored_regex(plain)
+            others = [t for t in towers if t != tower and t and not tower.startswith(t + ".")]
+            candidates.append(Candidate(f'target_modules=r"{regex}"', {"target_modules": regex},
+                                        f"{tower_label(tower)} only", expect=nothing_under(others)))
+    if not candidates:
         return None
-    return Fix("Anchor the names to the tower you mean to adapt (one regex per tower)", "\n".join(lines))
+    return verified_fix(ctx, "Anchor the names to the tower you mean to adapt (one regex per tower)", candidates)

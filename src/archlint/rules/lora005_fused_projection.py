@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..findings import Confidence, Fix, Severity
+from ..findings import Confidence, Severity
+from ..plan.verify import Candidate, reaches_all, verified_fix
 from ..peft_support import is_linear_like
 from ..probe.projections import output_parts
 from ..probe.readings import glu_reading, read
@@ -89,10 +90,9 @@ class FusedProjection(Rule):
                 f"`{group.info.leaf_name}` computes {parts} in one matrix: "
                 f"{', '.join(missing) or 'the split names'} match nothing here and share one LoRA rank",
                 module_class=group.info.class_name,
-                fix=Fix(
-                    "Target the model's own projection names",
+                fix=verified_fix(ctx, "Target the model's own projection names", [Candidate(
                     "target_modules=[" + ", ".join(f'"{n}"' for n in dict.fromkeys(names)) + "]",
-                ),
+                    {"target_modules": list(dict.fromkeys(names))}, expect=reaches_all(group.paths))]),
                 details={"fuses": parts, "split_after": cut},
                 confidence=confidence,
             )

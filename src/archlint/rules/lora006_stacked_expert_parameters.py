@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..findings import Fix, Severity
+from ..findings import Severity
+from ..plan.context import plan_evaluations
+from ..plan.recipes import label
+from ..plan.verify import Candidate, reaches_all, verified_fix
 from ..structure import stacked_expert_parameters, target_parameters_for
 from .base import Example, Rule
 
@@ -57,16 +60,24 @@ class StackedExpertParameters(Rule):
             by_group[group].append(tensor)
         if not by_group:
             return
+        judge = _judging_evaluation(ctx)
+        adapted = set(judge.outcome.parameters) if judge is not None and judge.ok else set()
         converted = _peft_converts(ctx.built.model_type)
         entries = target_parameters_for(ctx, [(g, t.name) for g, ts in by_group.items() for t in ts])
-        fix = Fix(
-            "Adapt the experts through target_parameters",
+        every_tensor = [f"{p}.{t.name}" for g, ts in by_group.items() for t in ts for p in g.paths]
+        fix = verified_fix(ctx, "Adapt the experts through target_parameters", [Candidate(
             "LoraConfig(target_parameters=[" + ", ".join(f'"{e}"' for e in entries) + "], lora_dropout=0.0, ...)",
-        )
+            {"target_modules": [], "target_parameters": entries, "lora_dropout": 0.0},
+            "every expert tensor", expect=reaches_all(every_tensor))])
         for group, tensors in by_group.items():
             shapes = ", ".join(f"{t.name} {list(t.shape)}" for t in tensors)
-            reached = [t.name for t in tensors if t.name in converted]
-            if reached and len(reached) == len(tensors):
+            tensor_paths = [f"{p}.{t.name}" for p in group.paths for t in tensors]
+            if judge is not None and all(p in adapted for p in tensor_paths):
+                severity = Severity.INFO
+                how = ("PEFT re-routes gate_proj/up_proj/down_proj targets to them for this model type"
+                       if judge.outcome.rerouted else "target_parameters reaches them")
+                note = f"{how}: {label(judge.plan)} adapts every expert tensor (checked with PEFT)"
+            elif judge is None and all(t.name in converted for t in tensors):
                 severity = Severity.INFO
                 note = "PEFT re-routes gate_proj/up_proj/down_proj targets to them for this model type"
             else:
@@ -80,6 +91,15 @@ class StackedExpertParameters(Rule):
                 fix=fix,
                 details={"parameters": {t.name: list(t.shape) for t in tensors}, "target_parameters": entries},
             )
+
+
+def _judging_evaluation(ctx):
+    """The evaluation that says whether the experts are adapted: the user's plan, else
+    the seven-standard-names recipe (the one that names gate/up/down)."""
+    for evaluation in plan_evaluations(ctx):
+        if ctx.plan is not None or evaluation.plan.source == "recipe:seven":
+            return evaluation
+    return None
 
 
 def _peft_converts(model_type: str | None) -> set[str]:

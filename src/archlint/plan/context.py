@@ -1,0 +1,43 @@
+"""The plan evaluations of one lint, computed once and shared by the rules and the report.
+
+With a user plan (``ctx.plan``) that plan is evaluated; without one, the common recipes
+are (issue #5 point 3).
+"""
+
+from __future__ import annotations
+
+from .evaluate import ModelIndex, PlanEvaluation, evaluate
+from .recipes import common_recipes
+
+
+def model_index(ctx) -> ModelIndex:
+    return ctx.memo("plan_model_index", lambda: ModelIndex.of(
+        ctx.built.module, towers={info.path: info.tower for info in ctx.graph}))
+
+
+def plan_evaluations(ctx) -> list[PlanEvaluation]:
+    """The user's plan evaluated, or else each common recipe."""
+
+    def compute():
+        plans = [ctx.plan] if ctx.plan is not None else common_recipes(ctx.built.model_type)
+        index = model_index(ctx)
+        with ctx.timed("plans"):
+            return [evaluate(ctx.built.module, p, index=index) for p in plans]
+
+    return ctx.memo("plan_evaluations", compute)
+
+
+def user_plan(ctx) -> PlanEvaluation | None:
+    """The evaluation of the user's plan, or None when only recipes were evaluated."""
+    return plan_evaluations(ctx)[0] if ctx.plan is not None else None
+
+
+def touched_paths(evaluation: PlanEvaluation) -> set[str]:
+    """Every module a plan's entries reach (before PEFT's type dispatch), and the owners
+    of the parameters it reaches."""
+    out = set(evaluation.outcome.modules)
+    out.update(p.rpartition(".")[0] for p in evaluation.outcome.parameters)
+    for entry in evaluation.entries:
+        out.update(entry.modules)
+        out.update(p.rpartition(".")[0] for p in entry.parameters)
+    return out

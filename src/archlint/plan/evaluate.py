@@ -1,0 +1,173 @@
+"""Evaluate a plan on a meta model: PEFT's verdict, what each entry reaches, what is wrapped.
+
+The verdict, wrapped modules/parameters and trainable count come from the installed
+PEFT (:mod:`.oracle`) or, without PEFT, from :mod:`.reimplementation`; the per-entry
+view (:mod:`.matching`) and the layer coverage are archlint's own reading of the same
+matching. The JSON shape is issue #5 point 6.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from . import reimplementation
+from .matching import entry_matches
+from .model import Plan
+from .oracle import Outcome, conversion_table, peft_available, peft_version, run_peft
+
+
+@dataclass(frozen=True)
+class EntryResult:
+    entry: str
+    modules: tuple[str, ...]
+    parameters: tuple[str, ...]
+    classes: tuple[str, ...]
+    towers: tuple[str, ...]
+    layers_reached: int
+    layers_total: int
+    rerouted_to: str | None = None  # the expert parameter PEFT's MoE conversion turned this name into
+
+    @property
+    def matches(self) -> int:
+        return len(self.modules) + len(self.parameters)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"entry": self.entry, "matches": self.matches, "classes": list(self.classes),
+                "layers_reached": self.layers_reached, "layers_total": self.layers_total}
+
+
+@dataclass(frozen=True)
+class PlanEvaluation:
+    plan: Plan
+    outcome: Outcome
+    entries: tuple[EntryResult, ...]
+    notes: tuple[str, ...] = ()
+    peft_version: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome.ok
+
+    @property
+    def verdict(self) -> str:
+        return "ok" if self.outcome.ok else "error"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.plan.source,
+            "verdict": self.verdict,
+            "error": self.outcome.error,
+            "entries": [e.to_dict() for e in self.entries],
+            "modules": list(self.outcome.modules),
+            "parameters": list(self.outcome.parameters),
+            "trainable_parameters": self.outcome.trainable,
+            "peft_version": self.peft_version,
+        }
+
+
+@dataclass
+class ModelIndex:
+    """Per-model facts the evaluation reads for every plan: classes, towers, blocks."""
+
+    model: nn.Module
+    classes: dict[str, str] = field(default_factory=dict)
+    towers: dict[str, str] = field(default_factory=dict)
+    blocks: dict[str, tuple[str, int]] = field(default_factory=dict)  # block path -> (its ModuleList, length)
+
+    @classmethod
+    def of(cls, model: nn.Module, towers: dict[str, str] | None = None) -> ModelIndex:
+        index = cls(model)
+        for path, module in model.named_modules():
+            index.classes[path] = type(module).__name__
+        index.towers = towers or {}
+        block_paths = {}
+        for path, module in model.named_modules():
+            if isinstance(module, nn.ModuleList) and len(module) >= 2 and all(len(list(c.children())) for c in module):
+                for name in module._modules:
+                    block_paths[f"{path}.{name}" if path else name] = (path, len(module))
+        index.blocks = {p: v for p, v in block_paths.items()
+                        if not any(p.startswith(q + ".") for q in block_paths)}
+        return index
+
+    def block_of(self, path: str) -> str | None:
+        parts = path.split(".")
+        for i in range(1, len(parts) + 1):
+            prefix = ".".join(parts[:i])
+            if prefix in self.blocks:
+                return prefix
+        return None
+
+
+def evaluate(model: nn.Module, plan: Plan, *, index: ModelIndex | None = None, engine: str | None = None) -> PlanEvaluation:
+    """Evaluate ``plan`` on ``model`` (left untouched; PEFT works on a copy)."""
+    index = index or ModelIndex.of(model)
+    outcome = predict(model, plan, engine=engine)
+    entries = tuple(_entry(index, plan, e, outcome.rerouted) for e in plan.entries)
+    return PlanEvaluation(plan, outcome, entries, _notes(model, plan, outcome), peft_version())
+
+
+def predict(model: nn.Module, plan: Plan, *, engine: str | None = None) -> Outcome:
+    """PEFT's outcome: from PEFT itself, or from the reimplementation (``engine="reimplementation"``
+    or PEFT missing)."""
+    if engine != "reimplementation" and peft_available():
+        return run_peft(model, plan)
+    from ..structure import peft_default_targets
+
+    return reimplementation.run(model, plan, default_targets=peft_default_targets(getattr(getattr(model, "config", None), "model_type", None)))
+
+
+def _entry(index: ModelIndex, plan: Plan, entry: str, rerouted: dict[str, str]) -> EntryResult:
+    found = entry_matches(index.model, plan, entry, rerouted)
+    owners = [p.rpartition(".")[0] for p in found.parameters]
+    paths = [*found.modules, *owners]
+    reached, total = _coverage(index, paths)
+    return EntryResult(
+        entry=entry,
+        modules=found.modules,
+        parameters=found.parameters,
+        classes=tuple(sorted({index.classes[p] for p in paths})),
+        towers=tuple(sorted({index.towers.get(p, "") for p in paths})),
+        layers_reached=reached,
+        layers_total=total,
+        rerouted_to=rerouted.get(entry) if not isinstance(plan.target_modules, str) else None,
+    )
+
+
+def _coverage(index: ModelIndex, paths: list[str]) -> tuple[int, int]:
+    """Blocks reached, and the blocks of the ModuleLists those paths sit in."""
+    reached: dict[str, set[str]] = defaultdict(set)
+    lengths: dict[str, int] = {}
+    for p in paths:
+        block = index.block_of(p)
+        if block is not None:
+            container, length = index.blocks[block]
+            reached[container].add(block)
+            lengths[container] = length
+    return sum(len(v) for v in reached.values()), sum(lengths.values())
+
+
+def _notes(model: nn.Module, plan: Plan, outcome: Outcome) -> tuple[str, ...]:
+    """Why PEFT did something surprising, in words (text report)."""
+    notes = []
+    table = conversion_table(model) if peft_available() else {}
+    from ..structure import peft_default_targets
+
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if (plan.target_modules is None and not plan.target_parameters and not outcome.ok and table
+            and peft_default_targets(model_type) is not None):
+        notes.append(
+            "PEFT's transformers-v5 MoE conversion runs before the default-target lookup and turns "
+            "target_modules=None into an empty set, so PEFT's default targets for this model type are never used"
+        )
+    if outcome.rerouted:
+        by_param = defaultdict(list)
+        for name, param in sorted(outcome.rerouted.items()):
+            by_param[param].append(name)
+        notes.append("PEFT re-routes " + "; ".join(f"{', '.join(names)} -> parameter `{param}`"
+                                                   for param, names in sorted(by_param.items()))
+                     + " (its transformers-v5 MoE conversion for this model type)")
+    return tuple(notes)

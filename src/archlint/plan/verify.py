@@ -1,0 +1,107 @@
+"""A suggested LoRA fix is run through PEFT on the meta model before it is printed.
+
+A rule proposes candidate configurations (an anchored regex, ``exclude_modules``,
+``target_parameters``) with an optional expectation (e.g. "nothing in the vision
+tower"). Each is evaluated like a user plan; only those PEFT accepts, that adapt
+something and that meet the expectation are printed, each followed by what it adapts.
+A fix with no verified candidate is not printed (issue #5 point 5).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..findings import Fix, star_indices
+from .evaluate import predict
+from .model import Plan
+from .oracle import Outcome, peft_available, peft_version
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One configuration to suggest: ``text`` is what the user pastes, ``config`` the
+    LoraConfig keys it stands for, ``expect`` an extra check on PEFT's outcome that
+    returns a reason to reject it (or None)."""
+
+    text: str
+    config: Mapping[str, Any]
+    comment: str = ""
+    expect: Callable[[Outcome], str | None] | None = field(default=None, compare=False)
+
+
+def verified_fix(ctx, title: str, candidates: Sequence[Candidate]) -> Fix | None:
+    """The fix with only the candidates that pass through PEFT, each annotated."""
+    lines = []
+    for candidate in candidates:
+        outcome = verify(ctx, candidate)
+        if outcome is None:
+            continue
+        comment = f"  # {candidate.comment}" if candidate.comment else ""
+        lines.append(f"{candidate.text}{comment}\n    # {verifier()}: {adapts(outcome)}")
+    if not lines:
+        return None
+    return Fix(f"{title} (verified)", "\n".join(lines))
+
+
+def verify(ctx, candidate: Candidate) -> Outcome | None:
+    """PEFT's outcome for the candidate if it is accepted and meets its expectation."""
+    key = ("verified_fix", repr(sorted((k, repr(v)) for k, v in candidate.config.items())))
+
+    def compute():
+        plan = Plan.from_mapping(dict(candidate.config), source="fix")
+        return predict(ctx.built.module, plan)
+
+    if key not in ctx.cache:
+        with ctx.timed("verify"):
+            ctx.cache[key] = compute()
+    outcome = ctx.cache[key]
+    if not outcome.ok or not (outcome.modules or outcome.parameters):
+        return None
+    if candidate.expect is not None and candidate.expect(outcome) is not None:
+        return None
+    return outcome
+
+
+def verifier() -> str:
+    if peft_available():
+        return f"verified with PEFT {peft_version()} on the meta model"
+    return "verified with archlint's reimplementation of PEFT 0.21.2 (PEFT not installed)"
+
+
+def adapts(outcome: Outcome, limit: int = 3) -> str:
+    """``adapts 210 modules (model.language_model.layers.*.self_attn.q_proj ×35, …), 9,175,040 trainable at r=8``."""
+    parts = []
+    if outcome.modules:
+        parts.append(f"adapts {len(outcome.modules)} modules ({_patterns(outcome.modules, limit)})")
+    if outcome.parameters:
+        parts.append(f"{len(outcome.parameters)} parameters ({_patterns(outcome.parameters, limit)})")
+    parts.append(f"{outcome.trainable:,} trainable parameters")
+    return ", ".join(parts)
+
+
+def _patterns(paths: Sequence[str], limit: int) -> str:
+    counts = Counter(star_indices(p) for p in paths)
+    shown = [f"{p} ×{n}" if n > 1 else p for p, n in list(counts.items())[:limit]]
+    more = len(counts) - limit
+    return ", ".join(shown) + (f", … {more} more patterns" if more > 0 else "")
+
+
+def nothing_under(prefixes: Sequence[str]) -> Callable[[Outcome], str | None]:
+    """An expectation: no adapted module or parameter under any of ``prefixes``."""
+    def check(outcome: Outcome) -> str | None:
+        for p in [*outcome.modules, *outcome.parameters]:
+            if any(p == x or p.startswith(x + ".") for x in prefixes):
+                return f"adapts {p}"
+        return None
+    return check
+
+
+def reaches_all(paths: Sequence[str]) -> Callable[[Outcome], str | None]:
+    """An expectation: every one of ``paths`` (parameters or modules) is adapted."""
+    def check(outcome: Outcome) -> str | None:
+        missing = set(paths) - set(outcome.parameters) - set(outcome.modules)
+        return f"misses {sorted(missing)[0]}" if missing else None
+    return check

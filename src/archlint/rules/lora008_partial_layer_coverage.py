@@ -1,0 +1,154 @@
+"""LORA008 partial-layer-coverage."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..findings import Severity
+from ..peft_support import is_linear_like
+from ..plan.context import model_index, plan_evaluations
+from ..plan.recipes import label
+from ..plan.verify import Candidate, reaches_all, verified_fix
+from ..structure import unique_suffix
+from .base import Example, Rule
+
+
+class PartialLayerCoverage(Rule):
+    """A target name that reaches only some of the repeated blocks, or that PEFT re-routes
+    away from the plain Linears carrying it.
+
+    What it does:
+        For the plan (or each common recipe) and each `target_modules` entry, counts the
+        repeated blocks (decoder/encoder layers) of each `ModuleList` the entry reaches,
+        and flags entries present in only some of them (Gemma-4's KV-shared layers have
+        no `k_proj`/`v_proj`; hybrid models have attention in one layer of four).
+        Also flags the names PEFT's transformers-v5 MoE conversion re-routes to fused
+        expert parameters (`gate_proj` -> `experts.gate_up_proj`) when plain `nn.Linear`
+        modules of that name exist (dense layers, shared experts): PEFT leaves them out.
+
+    Why is this bad:
+        LoRA covers fewer layers than the config suggests, silently: PEFT only errors
+        when *no* entry matches. With the MoE conversion, DeepSeek-V3's first dense
+        layers and every shared expert keep frozen MLPs under a "seven names" config.
+
+    Example:
+        `k_proj` on google/gemma-4-E2B-it reaches 15 of the language model's 35 layers;
+        `gate_proj` on deepseek-ai/DeepSeek-V3 reaches the routed experts of layers 3-60
+        but not the `nn.Linear` `gate_proj` of layers 0-2 or of the shared experts.
+
+    Use instead:
+        Read the per-layer coverage and decide; for the re-routed names, target the
+        plain Linears' weights through `target_parameters` (the fix is verified with PEFT).
+
+    References:
+        G4-05 (research/failure-catalog.md §1), https://github.com/huggingface/peft/issues/3658,
+        peft/utils/transformers_weight_conversion.py `_convert_peft_config_moe`
+    """
+
+    code = "LORA008"
+    name = "partial-layer-coverage"
+    severity = Severity.WARNING
+    tools = ("peft",)
+
+    VALID = (Example("fixtures/zoo/plans.py:MoeDecoder", plan={"target_modules": ["q_proj", "o_proj"]}),)
+    INVALID = (
+        Example("fixtures/zoo/plans.py:MoeDecoder", plan={"target_modules": ["q_proj", "k_proj"]},
+                paths=("layers.0.self_attn.k_proj", "layers.1.self_attn.k_proj")),
+    )
+
+    def check(self, ctx):
+        yield from self._coverage(ctx)
+        yield from self._rerouted(ctx)
+
+    def _coverage(self, ctx):
+        index = model_index(ctx)
+        found = defaultdict(lambda: {"recipes": [], "paths": None, "reached": 0, "total": 0, "missing": None})
+        for evaluation in plan_evaluations(ctx):
+            for entry in evaluation.entries:
+                by_list = defaultdict(set)
+                for p in entry.modules:
+                    block = index.block_of(p)
+                    if block is not None:
+                        by_list[index.blocks[block][0]].add(p)
+                for container, paths in by_list.items():
+                    length = next(n for c, n in index.blocks.values() if c == container)
+                    blocks = {index.block_of(p) for p in paths}
+                    if len(blocks) >= length:
+                        continue
+                    key = (entry.entry, container)
+                    record = found[key]
+                    record["recipes"].append(label(evaluation.plan))
+                    record["paths"] = sorted(paths)
+                    record["reached"], record["total"] = len(blocks), length
+                    record["missing"] = sorted(int(b.rsplit(".", 1)[1]) for b, (c, _) in index.blocks.items()
+                                               if c == container and b not in blocks and b.rsplit(".", 1)[1].isdigit())
+        for (entry, container), r in sorted(found.items()):
+            yield self.finding(
+                r["paths"],
+                f"`{entry}` reaches {r['reached']}/{r['total']} blocks of `{container}` "
+                f"({', '.join(r['recipes'])}); blocks without it: {_ranges(r['missing'])}",
+                module_class=ctx.graph.info(r["paths"][0]).class_name,
+                details={"entry": entry, "container": container, "reached": r["reached"], "total": r["total"],
+                         "missing_blocks": r["missing"], "recipes": r["recipes"]},
+            )
+
+    def _rerouted(self, ctx):
+        universe = [f"{i.path}.{n}" for i in ctx.graph for n in i.parameters]
+        found = {}
+        for evaluation in plan_evaluations(ctx):
+            outcome = evaluation.outcome
+            wrapped = set(outcome.modules)
+            for name, param in sorted(outcome.rerouted.items()):
+                leaf = name.rsplit(".", 1)[-1]
+                skipped = tuple(i.path for i in ctx.graph if i.leaf_name == leaf and is_linear_like(i.module)
+                                and i.path not in wrapped)
+                if skipped:
+                    found.setdefault((leaf, param, skipped), []).append(evaluation)
+        for (leaf, param, skipped), evaluations in found.items():
+            labels = [label(e.plan) for e in evaluations]
+            weights = [f"{p}.weight" for p in skipped]
+            plan = evaluations[0].plan.to_mapping()
+            fixed = {**plan, "target_parameters": sorted(set(plan.get("target_parameters") or []) | set(_suffixes(weights, universe)))}
+            fix = verified_fix(ctx, f"Adapt the plain `{leaf}` Linears through target_parameters", [Candidate(
+                "target_parameters=[" + ", ".join(f'"{e}"' for e in fixed["target_parameters"]) + "]", fixed,
+                f"with {labels[0]}", expect=reaches_all(weights))])
+            yield self.finding(
+                skipped,
+                f"PEFT re-routes `{leaf}` to the fused expert parameter `{param}` ({', '.join(labels)}; its "
+                f"transformers-v5 MoE conversion for {ctx.built.model_type}), so these {len(skipped)} plain "
+                f"nn.Linear `{leaf}` are NOT adapted",
+                module_class=ctx.graph.info(skipped[0]).class_name,
+                fix=fix,
+                details={"entry": leaf, "rerouted_to": param, "recipes": labels},
+            )
+
+
+def _suffixes(weights: list[str], universe: list[str]) -> list[str]:
+    """The shortest target_parameters entries reaching exactly these weights, per pattern."""
+    from ..findings import star_indices
+
+    groups = defaultdict(list)
+    for w in weights:
+        groups[star_indices(w)].append(w)
+    out = []
+    for paths in groups.values():
+        entry = unique_suffix(paths, universe)
+        if any(not (p == entry or p.endswith("." + entry)) for p in paths) or entry in out:
+            out.extend(p for p in paths if p not in out)
+        else:
+            out.append(entry)
+    return out
+
+
+def _ranges(numbers: list[int]) -> str:
+    if not numbers:
+        return "—"
+    out, start, prev = [], numbers[0], numbers[0]
+    for n in numbers[1:] + [None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        out.append(f"{start}-{prev}" if prev != start else str(start))
+        if n is not None:
+            start = prev = n
+    return ", ".join(out)
