@@ -118,11 +118,13 @@ def test_gemma4_verified_fix_adapts_exactly_the_language_model_projections():
     regex = re.search(r'target_modules=r"([^"]+)"', scoped_line).group(1)
     modules, _, trainable = _peft(GEMMA4_E2B, r=8, target_modules=regex)
     model = meta_model(GEMMA4_E2B)
-    names = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    names = set(QKVO)  # the plan's own names: the fix does not widen the plan to the MLPs
     expected = {n for n, m in model.named_modules() if type(m).__name__ == "Linear"
                 and n.startswith("model.language_model.") and n.rsplit(".", 1)[-1] in names}
     assert modules == expected
     assert f"adapts {len(expected)} modules" in comment and f"{trainable:,} trainable parameters" in comment
+    lora004 = next(f.fix for f in result.findings if f.code == "LORA004")
+    assert f'target_modules=r"{regex}"' in lora004.detail  # both findings suggest the same scoped plan
     # the same regex as a plan: archlint's trainable count is PEFT's
     (plan,) = _lint(GEMMA4_E2B, {"target_modules": regex}).plans
     assert plan.verdict == "ok" and plan.outcome.trainable == trainable and set(plan.outcome.modules) == expected

@@ -32,6 +32,13 @@ def user_plan(ctx) -> PlanEvaluation | None:
     return plan_evaluations(ctx)[0] if ctx.plan is not None else None
 
 
+def plan_scope(ctx) -> set[str] | None:
+    """The modules the user's plan reaches, which a fix for that plan must stay within;
+    None without a plan (the fix then covers every module the finding is about)."""
+    evaluation = user_plan(ctx)
+    return None if evaluation is None else touched_paths(evaluation)
+
+
 def touched_paths(evaluation: PlanEvaluation) -> set[str]:
     """Every module a plan's entries reach (before PEFT's type dispatch), and the owners
     of the parameters it reaches."""

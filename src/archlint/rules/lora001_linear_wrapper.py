@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..findings import Severity
 from ..peft_support import is_linear_like
+from ..plan.context import plan_scope
 from ..plan.verify import Candidate, nothing_under, verified_fix
 from ..probe.extras import extra_ops, summarise
 from ..probe.readings import read
@@ -88,6 +89,9 @@ class LinearWrapper(Rule):
             )
 
     def _fix(self, ctx, groups):
+        scope = plan_scope(ctx)  # with a plan, fix what the plan meant: its own names only
+        if scope is not None and any(p in scope for g in groups for p in g.paths):
+            groups = [g for g in groups if any(p in scope for p in g.paths)]
         wrapper_paths = {p for g in groups for p in g.paths}
         names = sorted({p.rsplit(".", 1)[-1] for p in wrapper_paths})
         inner = sorted({inner_linear_name(g.info) for g in groups})
@@ -95,6 +99,7 @@ class LinearWrapper(Rule):
         plain = [
             g for g in ctx.graph.distinct(lambda i: is_linear_like(i.module) and i.path not in wrapper_paths)
             if name_matches(g.info.path, names) and not _inside(g.info.path, wrapper_paths)
+            and (scope is None or g.info.path in scope)
         ]
         inner_regex = rf".*\.{alternation(names)}\.{alternation(inner)}"
         towers = sorted({ctx.graph.info(p).tower for p in wrapper_paths} - {""})

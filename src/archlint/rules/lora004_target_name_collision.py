@@ -7,6 +7,7 @@ from collections import defaultdict
 from ..findings import Severity
 from ..peft_support import is_linear_like, is_lora_layer
 from ..structure import anchored_regex, linear_wrappers, recipes, tower_label
+from ..plan.context import plan_scope
 from ..plan.verify import Candidate, nothing_under, verified_fix
 from .base import Example, Rule
 
@@ -100,6 +101,9 @@ class TargetNameCollision(Rule):
 def _fix(ctx, infos):
     """One anchored regex per tower, over the plain-Linear modules of every colliding name,
     each verified to adapt nothing in the other towers."""
+    scope = plan_scope(ctx)  # with a plan, fix what the plan meant: its own modules only
+    if scope is not None and any(i.path in scope for i in infos):
+        infos = [i for i in infos if i.path in scope]
     towers = sorted({i.tower for i in infos})
     candidates = []
     for tower in towers:
