@@ -95,8 +95,15 @@ def test_rules_lists_the_plugin_with_its_origin_and_reports_broken_ones(plugin_p
     assert "Traceback" not in out.stderr
 
 
-def test_plugin_can_be_ignored_and_broken_plugins_do_not_stop_a_lint(plugin_path):
-    """``test_plugin_examples_pass`` shows PAD001 fires on this target; ``--ignore`` silences it."""
+def test_plugin_can_be_ignored_and_broken_plugins_do_not_stop_a_lint(plugin_path, tmp_path):
+    """``test_plugin_examples_pass`` shows PAD001 fires on this target; ``--ignore`` silences
+    it, and so does the project configuration, which knows the plugin's code."""
+    config = tmp_path / "archlint.toml"
+    config.write_text('ignore = ["PAD001"]\n')
+    by_config = run_cli(UNPADDED, "--format", "json", "--config", str(config), env={"PYTHONPATH": plugin_path})
+    assert by_config.returncode == 0, by_config.stderr
+    assert "PAD001" not in json.loads(by_config.stdout)["rules"]
+
     ignored = run_cli(UNPADDED, "--format", "json", "--ignore", "PAD001", env={"PYTHONPATH": plugin_path})
     report = json.loads(ignored.stdout)
     assert ignored.returncode == 0, ignored.stderr
