@@ -131,3 +131,43 @@ def _fingerprint(model: nn.Module):
         [(name, id(b)) for name, b in model.named_buffers(remove_duplicate=False)],
         model.config.to_dict(),
     )
+
+
+# -- identical PEFT inputs are evaluated once per lint ----------------------------------
+
+SEVEN = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def test_a_plan_with_the_same_peft_input_is_not_run_twice(monkeypatch):
+    import importlib
+
+    from archlint.plan import Plan
+
+    evaluate = importlib.import_module("archlint.plan.evaluate")
+    runs = []
+    real = evaluate.run_peft
+    monkeypatch.setattr(evaluate, "run_peft", lambda model, plan: runs.append(plan.source) or real(model, plan))
+    model = meta_model(LLAMA)
+    outcomes: dict = {}
+    seven = evaluate.predict(model, Plan.from_mapping({"target_modules": SEVEN}, source="recipe:seven"), outcomes=outcomes)
+    fix = evaluate.predict(model, Plan.from_mapping({"r": 8, "target_modules": SEVEN}, source="fix"), outcomes=outcomes)
+    linear = evaluate.predict(model, Plan.from_mapping({"target_modules": "all-linear"}, source="recipe:all-linear"),
+                              outcomes=outcomes)
+    # the fix is the recipe (same LoraConfig arguments): one run; all-linear adapts the same
+    # modules on Llama but is another input to PEFT: its own run
+    assert runs == ["recipe:seven", "recipe:all-linear"]
+    assert fix is seven and set(linear.modules) == set(seven.modules)
+
+
+def test_a_lint_runs_peft_once_per_distinct_input(monkeypatch):
+    import importlib
+
+    from archlint import lint
+
+    evaluate = importlib.import_module("archlint.plan.evaluate")
+    inputs = []
+    real = evaluate.run_peft
+    monkeypatch.setattr(evaluate, "run_peft", lambda model, plan: inputs.append(evaluate.peft_input(plan)) or real(model, plan))
+    result = lint(GEMMA4_E2B, select=["LORA"]).results[0]
+    assert result.error is None and not result.rule_errors
+    assert len(inputs) == len(set(inputs)) >= 4
