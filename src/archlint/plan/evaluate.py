@@ -77,6 +77,7 @@ class ModelIndex:
     classes: dict[str, str] = field(default_factory=dict)
     towers: dict[str, str] = field(default_factory=dict)
     blocks: dict[str, tuple[str, int]] = field(default_factory=dict)  # block path -> (its ModuleList, length)
+    matches: dict = field(default_factory=dict)  # what each one-entry plan reaches (matching.entry_matches)
 
     @classmethod
     def of(cls, model: nn.Module, towers: dict[str, str] | None = None) -> ModelIndex:
@@ -143,7 +144,7 @@ def peft_input(plan: Plan) -> str:
 
 
 def _entry(index: ModelIndex, plan: Plan, entry: str, rerouted: dict[str, str]) -> EntryResult:
-    found = entry_matches(index.model, plan, entry, rerouted)
+    found = entry_matches(index.model, plan, entry, rerouted, memo=index.matches)
     owners = [p.rpartition(".")[0] for p in found.parameters]
     paths = [*found.modules, *owners]
     reached, total = _coverage(index, paths)
