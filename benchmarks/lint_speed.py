@@ -9,8 +9,10 @@ Every run is a fresh subprocess with ``HF_HUB_OFFLINE=1``; its peak RSS comes fr
 ``os.wait4``, which returns the child's own rusage. Runs are interleaved (floor, A, B,
 C, floor, A, ...) so that machine noise hits all of them alike. One extra ``--debug``
 run per model reports archlint's own resolve/build/graph/rules split, the part of
-"rules" spent in behavioural probes (meta forwards and tiny CPU checks, issue #3), and
-that probe time as a share of the model's median lint wall time.
+"rules" spent in behavioural probes (meta forwards and tiny CPU checks, issue #3), the
+parts spent evaluating LoRA plans through PEFT (``plans``: the common recipes or the
+user's plan; ``verify``: the suggested fixes), and the probe time as a share of the
+model's median lint wall time.
 
     python benchmarks/lint_speed.py [--runs 5]
 """
@@ -35,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "fixtures" / "configs"
 MODELS = ("google__gemma-4-E2B-it", "meta-llama__Llama-3.1-8B", "deepseek-ai__DeepSeek-V3")
 FLOOR = "import torch, transformers"
-STAGES = ("resolve", "build", "graph", "rules", "probe")
+STAGES = ("resolve", "build", "graph", "rules", "probe", "plans", "verify")
 _DEBUG_LINE = re.compile(r"^archlint: debug: (?P<target>.*): (?P<times>\w+ [\d.]+s(?:, \w+ [\d.]+s)*)$")
 
 

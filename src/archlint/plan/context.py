@@ -15,6 +15,12 @@ def model_index(ctx) -> ModelIndex:
         ctx.built.module, towers={info.path: info.tower for info in ctx.graph}))
 
 
+def outcomes(ctx) -> dict:
+    """PEFT's outcomes on this lint's model, by PEFT input (:func:`.evaluate.predict`), shared by
+    the plan evaluations and the verified fixes."""
+    return ctx.memo("plan_outcomes", dict)
+
+
 def plan_evaluations(ctx) -> list[PlanEvaluation]:
     """The user's plan evaluated, or else each common recipe."""
 
@@ -22,7 +28,7 @@ def plan_evaluations(ctx) -> list[PlanEvaluation]:
         plans = [ctx.plan] if ctx.plan is not None else common_recipes(ctx.built.model_type)
         index = model_index(ctx)
         with ctx.timed("plans"):
-            return [evaluate(ctx.built.module, p, index=index) for p in plans]
+            return [evaluate(ctx.built.module, p, index=index, outcomes=outcomes(ctx)) for p in plans]
 
     return ctx.memo("plan_evaluations", compute)
 

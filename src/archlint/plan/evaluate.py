@@ -77,6 +77,7 @@ class ModelIndex:
     classes: dict[str, str] = field(default_factory=dict)
     towers: dict[str, str] = field(default_factory=dict)
     blocks: dict[str, tuple[str, int]] = field(default_factory=dict)  # block path -> (its ModuleList, length)
+    matches: dict = field(default_factory=dict)  # what each one-entry plan reaches (matching.entry_matches)
 
     @classmethod
     def of(cls, model: nn.Module, towers: dict[str, str] | None = None) -> ModelIndex:
@@ -102,26 +103,48 @@ class ModelIndex:
         return None
 
 
-def evaluate(model: nn.Module, plan: Plan, *, index: ModelIndex | None = None, engine: str | None = None) -> PlanEvaluation:
-    """Evaluate ``plan`` on ``model`` (left untouched; PEFT works on a copy)."""
+def evaluate(model: nn.Module, plan: Plan, *, index: ModelIndex | None = None, engine: str | None = None,
+             outcomes: dict | None = None) -> PlanEvaluation:
+    """Evaluate ``plan`` on ``model`` (left untouched; PEFT works on a copy). ``outcomes``: see :func:`predict`."""
     index = index or ModelIndex.of(model)
-    outcome = predict(model, plan, engine=engine)
+    outcome = predict(model, plan, engine=engine, outcomes=outcomes)
     entries = tuple(_entry(index, plan, e, outcome.rerouted) for e in plan.entries)
     return PlanEvaluation(plan, outcome, entries, _notes(model, plan, outcome), peft_version())
 
 
-def predict(model: nn.Module, plan: Plan, *, engine: str | None = None) -> Outcome:
+def predict(model: nn.Module, plan: Plan, *, engine: str | None = None, outcomes: dict | None = None) -> Outcome:
     """PEFT's outcome: from PEFT itself, or from the reimplementation (``engine="reimplementation"``
-    or PEFT missing)."""
-    if engine != "reimplementation" and peft_available():
-        return run_peft(model, plan)
-    from ..structure import peft_default_targets
+    or PEFT missing).
 
-    return reimplementation.run(model, plan, default_targets=peft_default_targets(getattr(getattr(model, "config", None), "model_type", None)))
+    ``outcomes`` (one dict per model, e.g. per lint) remembers each outcome under what PEFT is
+    given, ``LoraConfig``'s keyword arguments: a plan whose arguments equal an earlier one's (a
+    suggested fix that is a recipe, a user plan that is a fix) is not run again. Plans that
+    merely adapt the same modules (the seven standard names and ``all-linear`` on Llama) are
+    different inputs and each run."""
+    use_peft = engine != "reimplementation" and peft_available()
+    key = ("peft" if use_peft else "reimplementation", peft_input(plan))
+    if outcomes is not None and key in outcomes:
+        return outcomes[key]
+    if use_peft:
+        outcome = run_peft(model, plan)
+    else:
+        from ..structure import peft_default_targets
+
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        outcome = reimplementation.run(model, plan, default_targets=peft_default_targets(model_type))
+    if outcomes is not None:
+        outcomes[key] = outcome
+    return outcome
+
+
+def peft_input(plan: Plan) -> str:
+    """What PEFT is given for ``plan`` (``LoraConfig``'s keyword arguments), as a key: the
+    source label and the order of keys play no part, the order and type of values do."""
+    return repr(sorted((k, repr(v)) for k, v in plan.lora_kwargs().items()))
 
 
 def _entry(index: ModelIndex, plan: Plan, entry: str, rerouted: dict[str, str]) -> EntryResult:
-    found = entry_matches(index.model, plan, entry, rerouted)
+    found = entry_matches(index.model, plan, entry, rerouted, memo=index.matches)
     owners = [p.rpartition(".")[0] for p in found.parameters]
     paths = [*found.modules, *owners]
     reached, total = _coverage(index, paths)

@@ -27,15 +27,27 @@ class EntryMatch:
     parameters: tuple[str, ...]  # parameter paths it reaches through the MoE conversion or target_parameters
 
 
-def entry_matches(model: nn.Module, plan: Plan, entry: str, rerouted: dict[str, str]) -> EntryMatch:
-    """What ``entry`` of ``plan.target_modules`` reaches on ``model``."""
+def entry_matches(model: nn.Module, plan: Plan, entry: str, rerouted: dict[str, str],
+                  memo: dict | None = None) -> EntryMatch:
+    """What ``entry`` of ``plan.target_modules`` reaches on ``model``. ``memo`` (one dict per
+    model) keeps each answer under the one-entry plan it was computed from, so that an entry
+    several plans share with the same other keys (``q_proj`` in q,k,v,o and in the seven
+    standard names) is matched once."""
     single = dataclasses.replace(plan, target_modules=entry if isinstance(plan.target_modules, str) else (entry,),
                                  target_parameters=())
-    if not isinstance(plan.target_modules, str) and entry in rerouted:
-        return EntryMatch((), parameters_matching(model, [rerouted[entry]]))
-    matcher, extra_params = _matcher(model, single)
-    modules = tuple(k for k, _ in model.named_modules() if k and matcher(k))
-    return EntryMatch(modules, parameters_matching(model, extra_params) if extra_params else ())
+    reroute = rerouted.get(entry) if not isinstance(plan.target_modules, str) else None
+    key = (repr(sorted((k, repr(v)) for k, v in single.lora_kwargs().items())), reroute)
+    if memo is not None and key in memo:
+        return memo[key]
+    if reroute is not None:
+        found = EntryMatch((), parameters_matching(model, [reroute]))
+    else:
+        matcher, extra_params = _matcher(model, single)
+        modules = tuple(k for k, _ in model.named_modules() if k and matcher(k))
+        found = EntryMatch(modules, parameters_matching(model, extra_params) if extra_params else ())
+    if memo is not None:
+        memo[key] = found
+    return found
 
 
 def parameters_matching(model: nn.Module, entries) -> tuple[str, ...]:

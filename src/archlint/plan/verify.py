@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..findings import Fix, star_indices
+from .context import outcomes
 from .evaluate import predict
 from .model import Plan
 from .oracle import Outcome, peft_available, peft_version
@@ -52,7 +53,7 @@ def verify(ctx, candidate: Candidate) -> Outcome | None:
 
     def compute():
         plan = Plan.from_mapping(dict(candidate.config), source="fix")
-        return predict(ctx.built.module, plan)
+        return predict(ctx.built.module, plan, outcomes=outcomes(ctx))
 
     if key not in ctx.cache:
         with ctx.timed("verify"):
