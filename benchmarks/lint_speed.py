@@ -9,10 +9,11 @@ Every run is a fresh subprocess with ``HF_HUB_OFFLINE=1``; its peak RSS comes fr
 ``os.wait4``, which returns the child's own rusage. Runs are interleaved (floor, A, B,
 C, floor, A, ...) so that machine noise hits all of them alike. One extra ``--debug``
 run per model reports archlint's own resolve/build/graph/rules split, the part of
-"rules" spent in behavioural probes (meta forwards and tiny CPU checks, issue #3), the
-parts spent evaluating LoRA plans through PEFT (``plans``: the common recipes or the
-user's plan; ``verify``: the suggested fixes), and the probe time as a share of the
-model's median lint wall time.
+"rules" spent in behavioural probes (``probe``: per-module meta forwards and tiny CPU
+checks; ``forward``: the fake-tensor training forward of TRAIN001 — issue #3), the parts
+spent evaluating LoRA plans through PEFT (``plans``: the common recipes or the user's
+plan; ``verify``: the suggested fixes), and probe + forward as a share of the model's
+median lint wall time.
 
     python benchmarks/lint_speed.py [--runs 5]
 """
@@ -37,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "fixtures" / "configs"
 MODELS = ("google__gemma-4-E2B-it", "meta-llama__Llama-3.1-8B", "deepseek-ai__DeepSeek-V3")
 FLOOR = "import torch, transformers"
-STAGES = ("resolve", "build", "graph", "rules", "probe", "plans", "verify")
+STAGES = ("resolve", "build", "graph", "rules", "probe", "forward", "plans", "verify")
 _DEBUG_LINE = re.compile(r"^archlint: debug: (?P<target>.*): (?P<times>\w+ [\d.]+s(?:, \w+ [\d.]+s)*)$")
 
 
@@ -139,12 +140,12 @@ def main(argv: list[str] | None = None) -> None:
 
     print()
     print("archlint --debug stage timings (one extra run per model, seconds)")
-    header = f"{'model':<28}" + "".join(f"{s:>9}" for s in STAGES) + f"{'probe/wall':>12}"
+    header = f"{'model':<28}" + "".join(f"{s:>9}" for s in STAGES) + f"{'probes/wall':>12}"
     print(header)
     print("-" * len(header))
     for model in MODELS:
         times = debug_timings(model)
-        share = times.get("probe", 0.0) / medians[model][0]
+        share = (times.get("probe", 0.0) + times.get("forward", 0.0)) / medians[model][0]
         print(f"{model:<28}" + "".join(f"{times.get(s, float('nan')):>9.3f}" for s in STAGES) + f"{share:>11.1%}")
 
 
