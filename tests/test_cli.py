@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from support import REPO, config, run_cli
+from support import config, run_cli
 
 from archlint.rules import all_rules
 

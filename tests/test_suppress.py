@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
-
 from support import REPO
 
 from archlint import lint

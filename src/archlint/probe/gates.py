@@ -64,7 +64,7 @@ def projection_ops(trace: Trace) -> dict[int, Projection]:
         if op.name not in PROJECTIONS:
             continue
         for t in op.tensors:
-            origin = _through(trace, t, VIEW_OPS | {"index", "_to_copy"})
+            origin = trace.origin(t, through=VIEW_OPS | {"index", "_to_copy"})
             if origin.kind == "param" and len(origin.shape) >= 2:
                 out[op.index] = Projection(op.index, origin.name)
                 break
@@ -178,12 +178,3 @@ def _activation(trace: Trace, branch: _Branch) -> str | None:
 
 def _squares(ops: list[Op]) -> bool:
     return any(op.name == "mul" and len(op.tensors) == 2 and op.tensors[0] == op.tensors[1] for op in ops)
-
-
-def _through(trace: Trace, operand: Operand, names: frozenset) -> Operand:
-    while operand.kind == "op":
-        op = trace.ops[operand.op]
-        if op.name not in names or not op.tensors:
-            break
-        operand = op.tensors[0]
-    return operand

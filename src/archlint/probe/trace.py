@@ -80,11 +80,12 @@ class Trace:
     def names(self) -> list[str]:
         return [op.name for op in self.ops]
 
-    def origin(self, operand: Operand) -> Operand:
-        """Follow ``operand`` back through view-like ops to where it came from."""
+    def origin(self, operand: Operand, through: frozenset[str] = VIEW_OPS) -> Operand:
+        """Follow ``operand`` back through view-like ops (or the ops named in ``through``)
+        to where it came from."""
         while operand.kind == "op":
             op = self.ops[operand.op]
-            if op.name not in VIEW_OPS or not op.tensors:
+            if op.name not in through or not op.tensors:
                 break
             operand = op.tensors[0]
         return operand
