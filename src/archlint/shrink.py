@@ -40,6 +40,12 @@ class ShrunkModel:
         return path
 
 
+def shared_shrunk_copy(ctx) -> ShrunkModel | None:
+    """The shrunk copy of this lint, made once: TRAIN001's forward and the LoRA training steps
+    run on it (neither changes it; the steps adapt copies of it)."""
+    return ctx.memo("shrunk_copy", lambda: shrunk_copy(ctx))
+
+
 def shrunk_copy(ctx) -> ShrunkModel | None:
     """The shrunk copy of ``ctx.built.module``, or ``None`` when it cannot be made faithfully."""
     from transformers import PreTrainedModel
@@ -155,7 +161,9 @@ def _shrink_dict(sub: dict, count: int, keep: tuple[int, ...], count_key: str) -
     for key, value in list(sub.items()):
         if "layer" not in key:
             continue
-        if isinstance(value, (list, tuple)) and len(value) == count:
+        if isinstance(value, (list, tuple)) and list(value) == list(range(count)):
+            sub[key] = list(range(len(keep)))  # every layer by number (Llama-4's `moe_layers`)
+        elif isinstance(value, (list, tuple)) and len(value) == count:
             sub[key] = [value[i] for i in keep]
         elif isinstance(value, (list, tuple)) and all(_is_index(v, count) for v in value):
             sub[key] = [keep.index(v) for v in value if v in keep]  # layer numbers (`cross_attention_layers`)

@@ -56,13 +56,13 @@ def training_forward(ctx) -> ForwardOutcome:
 
 
 def _compute(ctx) -> ForwardOutcome:
-    from .shrink import shrunk_copy
+    from .shrink import shared_shrunk_copy
 
     start = time.perf_counter()
     if not _takes_token_ids(ctx.built.module):
         return ForwardOutcome("not-applicable", "", 0.0)  # no forward, or not a token model
     with ctx.timed("forward"), _quiet():
-        copy = shrunk_copy(ctx)
+        copy = shared_shrunk_copy(ctx)
         if copy is not None:
             outcome = run(copy.module, label=copy.description, path_map=copy.original_path)
             if outcome.status != "failed":
