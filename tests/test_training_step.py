@@ -8,7 +8,7 @@ from functools import cache
 import pytest
 from support import REPO, config
 
-from archlint.training_step import STAGES, StepChecker, step_checker
+from archlint.lora.training_step import STAGES, StepChecker
 
 ZOO = "fixtures/zoo/training_step.py"
 
@@ -16,9 +16,9 @@ ZOO = "fixtures/zoo/training_step.py"
 @cache
 def _checker(target: str) -> StepChecker:
     from archlint.build import build
+    from archlint.facts import Facts
     from archlint.graph import ModuleGraph
     from archlint.resolve import resolve
-    from archlint.rules.base import LintContext
 
     cwd = os.getcwd()
     os.chdir(REPO)
@@ -27,7 +27,7 @@ def _checker(target: str) -> StepChecker:
         built = build(spec)
     finally:
         os.chdir(cwd)
-    return step_checker(LintContext(graph=ModuleGraph(built.module), built=built, config=spec.config))
+    return Facts(ModuleGraph(built.module), built, spec.config).training_steps
 
 
 def _zoo(name: str) -> StepChecker:

@@ -14,7 +14,7 @@ working after one training step of the adapted model ran clean:
 Fake tensors carry shapes and dtypes but no memory, so this runs the installed PEFT and
 transformers code end to end on the meta model. It runs on the copy whose repeated blocks
 are cut to one layer per structure (:mod:`.shrink`, shared with TRAIN001), built once per
-lint; a step is remembered per set of modules it adapts, so plans that adapt the same
+lint (:mod:`archlint.facts.training`); a step is remembered per set of modules it adapts, so plans that adapt the same
 modules of the copy (the seven standard names and ``all-linear`` on Llama) share one step.
 A plan that matches nothing on the copy (an entry naming a layer the copy does not keep)
 is stepped on the model itself.
@@ -34,8 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import one_line
-from .train_forward import _accepts, _quiet, _raising_module
+from ..errors import one_line
+from ..train_forward import _accepts, _quiet, _raising_module
 
 STAGES = ("inject", "forward", "backward")
 BATCH, SEQ = 2, 8
@@ -170,7 +170,7 @@ class StepChecker:
 def _inject(model: nn.Module, kwargs: dict[str, Any]) -> tuple[nn.Module | None, str | None, str]:
     from peft import LoraConfig, get_peft_model
 
-    from .plan.oracle import fresh_copy
+    from .oracle import fresh_copy
 
     copy = fresh_copy(model)
     paths = {id(m): p for p, m in copy.named_modules()}
@@ -298,23 +298,3 @@ def _user_path(step_model: StepModel, path: str | None) -> str | None:
         return None
     return step_model.original_path(_peft_path(path))
 
-
-def step_checker(ctx) -> StepChecker:
-    """This lint's checker: steps on the shrunk copy TRAIN001's forward also runs on, with the
-    input TRAIN001 found missing supplied."""
-    return ctx.memo("training_step_checker", lambda: _checker(ctx))
-
-
-def _checker(ctx) -> StepChecker:
-    from .shrink import shared_shrunk_copy
-    from .train_forward import training_forward
-
-    base = training_forward(ctx)
-    copy = shared_shrunk_copy(ctx)
-    shrunk = StepModel(copy.module, copy.description, copy.original_path) if copy is not None else None
-    checker = StepChecker(ctx.built.module, shrunk, supplied=(base.missing,) if base.missing else ())
-    if base.status == "failed":
-        checker.unusable = f"the model's own training forward fails ({base.error}); forward and backward not checked"
-    elif base.status == "not-applicable":
-        checker.unusable = "the model takes no input_ids; forward and backward not checked"
-    return checker
