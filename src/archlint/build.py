@@ -38,6 +38,8 @@ _AUTO_CLASS_ORDER = (
     "AutoModelForCausalLM",
     "AutoModelForImageTextToText",
     "AutoModelForSeq2SeqLM",
+    "AutoModelForSpeechSeq2Seq",
+    "AutoModelForTextToWaveform",
 )
 
 
@@ -97,18 +99,56 @@ def model_class(spec: ModelSpec) -> tuple[type, bool]:
             except Exception as e:
                 raise TargetError("remote-code", f"{spec.target}: loading the model's own code ({reference}) failed: {_one_line(e)}") from e
     candidates = [
-        getattr(transformers, auto_name)._model_mapping[type(config)]
-        for auto_name in _AUTO_CLASS_ORDER
+        (getattr(transformers, auto_name)._model_mapping[type(config)], auto_name != "AutoModel")
+        for auto_name in (*_AUTO_CLASS_ORDER, "AutoModel")
+        if hasattr(transformers, auto_name)
         if type(config) in getattr(transformers, auto_name)._model_mapping
     ]
-    # A composite config (Llama4Config, Qwen3_5Config) is mapped to a causal-LM class that
-    # takes only its text sub-config; the class that takes the whole config builds every tower.
-    whole = [cls for cls in candidates if not _takes_text_config(cls, config)]
-    if whole or candidates:
-        return (whole or candidates)[0], True
-    if type(config) in transformers.AutoModel._model_mapping:
-        return transformers.AutoModel._model_mapping[type(config)], False
+    # A composite config (Llama4Config, Qwen3_5Config, MusicgenConfig) is mapped to a causal-LM
+    # class that takes only a sub-config; the class that takes the whole config builds every
+    # tower. Only when none does is the text class built, from the text sub-config.
+    whole = [c for c in candidates if _takes_config(c[0], config)]
+    text = [c for c in candidates if _takes_text_config(c[0], config)]
+    if whole or text or candidates:
+        return (whole or text or candidates)[0]
+    # Sub-component configs (`siglip2_text_model`, `gemma4_unified_vision`) are in no Auto
+    # table: their own modeling module names the classes built from them.
+    own = _own_model_classes(config)
+    if own:
+        return own[0]
     raise TargetError("no-model-class", f"{spec.target}: transformers has no model class for {type(config).__name__}")
+
+
+#: Preference among a modeling module's classes for one config class: a head first.
+_OWN_CLASS_SUFFIXES = (("ForCausalLM", True), ("ForConditionalGeneration", True), ("LMHeadModel", True), ("Model", False))
+
+
+def _own_model_classes(config) -> list[tuple[type, bool]]:
+    """``PreTrainedModel`` classes of the config's own modeling module whose ``config_class``
+    is exactly the config's class, ordered by :data:`_OWN_CLASS_SUFFIXES`."""
+    import importlib
+
+    from transformers import PreTrainedModel
+
+    package = type(config).__module__.rpartition(".")[0]
+    name = type(config).__module__.rpartition(".")[2].replace("configuration_", "modeling_", 1)
+    try:
+        module = importlib.import_module(f"{package}.{name}")
+    except Exception:  # a missing optional dependency: no class from here
+        return []
+    found = [cls for cls in vars(module).values()
+             if isinstance(cls, type) and issubclass(cls, PreTrainedModel)
+             and getattr(cls, "config_class", None) is type(config)]
+    ordered = []
+    for suffix, head in _OWN_CLASS_SUFFIXES:
+        ordered += [(cls, head) for cls in sorted(found, key=lambda c: c.__name__) if cls.__name__.endswith(suffix)]
+    return ordered
+
+
+def _takes_config(cls: type, config) -> bool:
+    """True when ``cls`` is built from a config of ``config``'s class (or declares none)."""
+    config_class = getattr(cls, "config_class", None)
+    return config_class is None or isinstance(config, config_class)
 
 
 def _takes_text_config(cls: type, config) -> bool:

@@ -26,8 +26,10 @@ step says so.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +40,7 @@ from ..errors import one_line
 from ..train_forward import _accepts, _quiet, _raising_module
 
 STAGES = ("inject", "forward", "backward")
-BATCH, SEQ = 2, 8
+BATCH, SEQ = 2, 256  # long enough for compressed attention (DeepSeek-V4 pools 128 tokens)
 
 #: LoraConfig keys that only choose what is adapted or scale it: two plans that differ only
 #: in these and adapt the same modules run the same step.
@@ -108,7 +110,7 @@ class StepChecker:
         """Inject ``LoraConfig(**lora_kwargs)``, run forward and backward; never raises."""
         start = time.perf_counter()
         try:
-            with _quiet():
+            with _quiet(), _fake_tensor_log_off():
                 return self._check(dict(lora_kwargs))
         finally:
             self.seconds += time.perf_counter() - start
@@ -161,7 +163,8 @@ class StepChecker:
         if missing:
             module = missing[0]
             text = (f"RuntimeError: no gradient reaches the LoRA parameters of {len(missing)} adapted module(s) "
-                    f"the forward ran, e.g. {_user_path(step_model, paths[id(module)])}")
+                    f"the forward ran (their output reaches the loss through no differentiable path, e.g. only "
+                    f"through a top-k selection), e.g. {_user_path(step_model, paths[id(module)])}")
             return StepCheck(("inject", "forward"), "backward", text, _user_path(step_model, paths[id(module)]),
                              label, lora_parameters=len(parameters), seconds=time.perf_counter() - start)
         return StepCheck(STAGES, model=label, lora_parameters=len(parameters), seconds=time.perf_counter() - start)
@@ -298,3 +301,16 @@ def _user_path(step_model: StepModel, path: str | None) -> str | None:
         return None
     return step_model.original_path(_peft_path(path))
 
+
+
+@contextlib.contextmanager
+def _fake_tensor_log_off() -> Iterator[None]:
+    """FakeTensorMode logs every op whose meta kernel raises, with a traceback, before the
+    exception reaches archlint; the exception is the step's answer, the log is noise."""
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
