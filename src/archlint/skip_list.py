@@ -96,10 +96,11 @@ def _skips(pattern: str, path: str) -> bool:
 
 
 def _shortest_suffix(path: str, others: set[str]) -> str:
-    """``.mlp.gate`` for ``model.layers.3.mlp.gate``: the shortest suffix starting at a dot
-    that skips the path and none of ``others``; the escaped full path if none does."""
+    """``.mlp.gate`` for ``model.layers.3.mlp.gate``: the shortest suffix of at least two
+    names, starting at a dot, that skips the path and none of ``others``; the escaped full
+    path if none does."""
     parts = path.split(".")
-    for start in range(len(parts) - 1, 0, -1):
+    for start in range(len(parts) - 2, 0, -1):
         suffix = "." + ".".join(parts[start:])
         if not any(part.isdigit() for part in parts[start:]) and not any(_skips(suffix, o) for o in others):
             return suffix
