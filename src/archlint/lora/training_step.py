@@ -14,8 +14,10 @@ working after one training step of the adapted model ran clean:
 Fake tensors carry shapes and dtypes but no memory, so this runs the installed PEFT and
 transformers code end to end on the meta model. It runs on the copy whose repeated blocks
 are cut to one layer per structure (:mod:`.shrink`, shared with TRAIN001), built once per
-lint (:mod:`archlint.facts.training`); a step is remembered per set of modules it adapts, so plans that adapt the same
-modules of the copy (the seven standard names and ``all-linear`` on Llama) share one step.
+lint (:mod:`archlint.facts.training`). A step is remembered per set of modules it adapts, so
+plans that adapt the same modules of the copy (the seven standard names and ``all-linear``
+on Llama) share one step, and a plan adapting a subset of the modules of a plan whose step
+ran clean is clean without a run of its own (``StepChecker._implied`` says why).
 A plan that matches nothing on the copy (an entry naming a layer the copy does not keep)
 is stepped on the model itself.
 
@@ -127,8 +129,24 @@ class StepChecker:
             return StepCheck(("inject",), model=step_model.label, note=self.unusable)
         key = (id(step_model.module), _adapted_set(adapted), _behaviour_key(kwargs))
         if key not in self._steps:
-            self._steps[key] = self._step(step_model, adapted)
+            self._steps[key] = self._implied(key) or self._step(step_model, adapted)
         return self._steps[key]
+
+    def _implied(self, key: tuple) -> StepCheck | None:
+        """The clean step of a plan that adapts a superset of these modules, if one ran.
+
+        A LoRA layer adds its delta to its base layer's output and changes nothing else, so
+        adapting fewer modules of the same model cannot break a forward that ran with more,
+        and a gradient that reached an adapter still reaches it when other modules are left
+        frozen (the gradient flows through frozen layers' activations all the same)."""
+        model, (modules, parameters), behaviour = key
+        for (other_model, (other_modules, other_parameters), other_behaviour), step in self._steps.items():
+            if (other_model, other_behaviour) != (model, behaviour) or not step.ok or step.checked != STAGES:
+                continue
+            if set(modules) <= set(other_modules) and set(parameters) <= set(other_parameters):
+                return StepCheck(step.checked, model=step.model,
+                                 note="implied by the clean step of a plan that adapts a superset of these modules")
+        return None
 
     def _step(self, step_model: StepModel, adapted: nn.Module) -> StepCheck:
         start = time.perf_counter()
