@@ -98,12 +98,15 @@ def model_class(spec: ModelSpec) -> tuple[type, bool]:
                 return get_class_from_dynamic_module(reference, config.name_or_path or spec.target), True
             except Exception as e:
                 raise TargetError("remote-code", f"{spec.target}: loading the model's own code ({reference}) failed: {_one_line(e)}") from e
-    candidates = [
-        (getattr(transformers, auto_name)._model_mapping[type(config)], auto_name != "AutoModel")
-        for auto_name in (*_AUTO_CLASS_ORDER, "AutoModel")
-        if hasattr(transformers, auto_name)
-        if type(config) in getattr(transformers, auto_name)._model_mapping
-    ]
+    candidates, unimportable = [], []
+    for auto_name in (*_AUTO_CLASS_ORDER, "AutoModel"):
+        mapping = getattr(transformers, auto_name)._model_mapping
+        if type(config) not in mapping:
+            continue
+        try:
+            candidates.append((mapping[type(config)], auto_name != "AutoModel"))
+        except Exception as e:  # a class needing a missing package, or named but absent
+            unimportable.append(_one_line(e))
     # A composite config (Llama4Config, Qwen3_5Config, MusicgenConfig) is mapped to a causal-LM
     # class that takes only a sub-config; the class that takes the whole config builds every
     # tower. Only when none does is the text class built, from the text sub-config.
@@ -116,6 +119,8 @@ def model_class(spec: ModelSpec) -> tuple[type, bool]:
     own = _own_model_classes(config)
     if own:
         return own[0]
+    if unimportable:
+        raise TargetError("build-failed", f"{spec.target}: the model class cannot be imported: {unimportable[0]}")
     raise TargetError("no-model-class", f"{spec.target}: transformers has no model class for {type(config).__name__}")
 
 
@@ -147,15 +152,24 @@ def _own_model_classes(config) -> list[tuple[type, bool]]:
 
 def _takes_config(cls: type, config) -> bool:
     """True when ``cls`` is built from a config of ``config``'s class (or declares none)."""
-    config_class = getattr(cls, "config_class", None)
+    config_class = _config_class(cls)
     return config_class is None or isinstance(config, config_class)
+
+
+def _config_class(cls: type):
+    """``cls.config_class``; None when the class is transformers' placeholder for one that
+    needs a missing package (any attribute access raises ImportError)."""
+    try:
+        return getattr(cls, "config_class", None)
+    except ImportError:
+        return None
 
 
 def _takes_text_config(cls: type, config) -> bool:
     """True when ``cls`` is built from ``config``'s text sub-config, the case in which
     transformers' Auto classes hand it ``config.get_text_config()``."""
     text_config_class = (getattr(config, "sub_configs", None) or {}).get("text_config")
-    return text_config_class is not None and getattr(cls, "config_class", None) is text_config_class
+    return text_config_class is not None and _config_class(cls) is text_config_class
 
 
 def _from_config(cls: type, spec: ModelSpec) -> nn.Module:
