@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .api import lint, lint_many
     from .findings import Confidence, Finding, Fix, Severity
-    from .plan import Plan
+    from .lora import Plan
     from .report import Report, TargetResult
 
 _HOMES = {
@@ -25,7 +25,7 @@ _HOMES = {
     "Finding": ".findings",
     "Fix": ".findings",
     "Severity": ".findings",
-    "Plan": ".plan",
+    "Plan": ".lora",
     "Report": ".report",
     "TargetResult": ".report",
 }
