@@ -23,7 +23,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .errors import TargetError, one_line as _one_line
+from .errors import TargetError
+from .errors import one_line as _one_line
 from .resolve import ModelSpec
 
 #: Largest real (non-meta) storage a built model may hold, in bytes, over all tensors.
@@ -95,7 +96,8 @@ def model_class(spec: ModelSpec) -> tuple[type, bool]:
             try:
                 return get_class_from_dynamic_module(reference, config.name_or_path or spec.target), True
             except Exception as e:
-                raise TargetError("remote-code", f"{spec.target}: loading the model's own code ({reference}) failed: {_one_line(e)}") from e
+                raise TargetError("remote-code", f"{spec.target}: loading the model's own code ({reference}) failed: "
+                                                 f"{_one_line(e)}") from e
     candidates = [
         getattr(transformers, auto_name)._model_mapping[type(config)]
         for auto_name in _AUTO_CLASS_ORDER
@@ -140,7 +142,8 @@ def _call_factory(spec: ModelSpec) -> nn.Module:
             raise  # let _with_fallback retry with small factories on the CPU
         raise TargetError("factory-failed", f"{spec.target}: the factory raised {_one_line(e)}") from e
     if not isinstance(result, nn.Module):
-        raise TargetError("factory-not-module", f"{spec.target}: the factory returned a {type(result).__name__}, not an nn.Module")
+        raise TargetError("factory-not-module",
+                          f"{spec.target}: the factory returned a {type(result).__name__}, not an nn.Module")
     return result
 
 
@@ -154,7 +157,8 @@ def _with_fallback(spec: ModelSpec, make) -> tuple[nn.Module, str]:
         raise
     except Exception as first:
         if not _is_meta_unsafe(first):
-            raise TargetError("build-failed", f"{spec.target}: building the model failed: {_one_line(first)}") from first
+            raise TargetError("build-failed",
+                              f"{spec.target}: building the model failed: {_one_line(first)}") from first
     try:
         with _hybrid_meta(), meta_device_safe_creation_ops():
             return make(), "meta+cpu-factories"

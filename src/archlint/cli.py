@@ -52,14 +52,16 @@ def _codes(value: tuple[str, ...]) -> list[str]:
 @click.option("--report", "reports", multiple=True, metavar="FORMAT:PATH",
               help="Also write a report in FORMAT to PATH (repeatable; the model is built once).")
 @click.option("--select", multiple=True, help="Only these codes or prefixes (comma-separated, repeatable).")
-@click.option("--extend-select", multiple=True, help="Add these codes or prefixes to the selection (comma-separated, repeatable).")
+@click.option("--extend-select", multiple=True,
+              help="Add these codes or prefixes to the selection (comma-separated, repeatable).")
 @click.option("--ignore", multiple=True, help="Skip these codes or prefixes (comma-separated, repeatable).")
 @click.option("--fail-on", type=click.Choice(FAIL_ON), default=None,
               help="Lowest severity that makes the exit code 1  [default: fail-on from the config, else warning]")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Read this archlint.toml or pyproject.toml instead of the nearest one.")
 @click.option("--baseline", type=click.Path(dir_okay=False), help="Report only findings not in this baseline file.")
-@click.option("--write-baseline", type=click.Path(dir_okay=False), help="Record today's findings in this baseline file.")
+@click.option("--write-baseline", type=click.Path(dir_okay=False),
+              help="Record today's findings in this baseline file.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a config's own Python code (auto_map) to run.")
 @click.option("--offline", is_flag=True, help="Use only the local Hugging Face cache.")
 @click.option("--tree", is_flag=True, help="Also print the collapsed module tree with findings marked.")
@@ -69,7 +71,8 @@ def _codes(value: tuple[str, ...]) -> list[str]:
 @click.option("--target-modules", help="LoRA plan: comma-separated names, 're:REGEX' or 'all-linear'.")
 @click.option("--exclude-modules", help="LoRA plan: comma-separated names or 're:REGEX'.")
 @click.option("--target-parameters", help="LoRA plan: comma-separated parameter names (e.g. mlp.experts.down_proj).")
-@click.option("--peft-config", type=click.Path(dir_okay=False), help="LoRA plan from a LoraConfig JSON (adapter_config.json).")
+@click.option("--peft-config", type=click.Path(dir_okay=False),
+              help="LoRA plan from a LoraConfig JSON (adapter_config.json).")
 def check(targets, fmt, output, reports, select, extend_select, ignore, fail_on, config_file, baseline,
           write_baseline, trust_remote_code, offline, tree, quiet, no_color, debug,
           target_modules, exclude_modules, target_parameters, peft_config):
@@ -78,8 +81,8 @@ def check(targets, fmt, output, reports, select, extend_select, ignore, fail_on,
     from .api import lint_many
     from .baseline import baseline_step, check_baseline_options
     from .config import load_config
-    from .outputs import ReportSpec, append_step_summary, stdout_style, write_reports
     from .lora.plan import plan_from_options
+    from .outputs import ReportSpec, append_step_summary, stdout_style, write_reports
     from .progress import spinner
     from .render import RenderOptions, render
 

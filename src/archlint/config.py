@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import difflib
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from .errors import UsageError
 from .findings import Severity
@@ -160,7 +161,8 @@ def parse_config(table: Mapping[str, Any], file: Path, prefix: str = "") -> Conf
         fail_on=fail_on,
         severity=v.severity(table.get("severity", {})),
         per_module_ignores=tuple(
-            v.module_ignore(item, f"per-module-ignores[{i}]") for i, item in enumerate(v.array(table, "per-module-ignores"))
+            v.module_ignore(item, f"per-module-ignores[{i}]")
+            for i, item in enumerate(v.array(table, "per-module-ignores"))
         ),
     )
 
@@ -227,7 +229,8 @@ class _Validator:
         self.known_keys(item, _MODEL_KEYS, f"{key}.")
         target = item.get("target")
         if not isinstance(target, str) or not target.strip():
-            self.fail(f"{key}.target", "required: the model to lint (Hub id, folder, config.json, model type or FILE.py:NAME)")
+            self.fail(f"{key}.target",
+                      "required: the model to lint (Hub id, folder, config.json, model type or FILE.py:NAME)")
         trust = item.get("trust-remote-code", False)
         if not isinstance(trust, bool):
             self.fail(f"{key}.trust-remote-code", "expected true or false")
@@ -287,5 +290,5 @@ class _Validator:
         if not selectors:
             self.fail(f"{key}.codes", "expected at least one rule code or prefix")
         codes = frozenset().union(*(selector_codes(s) for s in selectors))
-        return ModuleIgnore(model.strip(), target_identity(model.strip(), self.file.parent), modules, tuple(selectors), codes,
-                            reason.strip(), key, str(self.file))
+        return ModuleIgnore(model.strip(), target_identity(model.strip(), self.file.parent), modules, tuple(selectors),
+                            codes, reason.strip(), key, str(self.file))

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import TargetError, one_line as _one_line
+from .errors import TargetError
+from .errors import one_line as _one_line
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _FACTORY = re.compile(r"^(?P<module>[^:]+):(?P<name>[A-Za-z_][\w.]*)$")
@@ -75,7 +76,8 @@ def _looks_like_path(target: str) -> bool:
 def _resolve_local(target: str, path: Path, trust_remote_code: bool) -> ModelSpec:
     config_file = path / "config.json" if path.is_dir() else path
     if not config_file.is_file():
-        raise TargetError("no-config", f"{target}: no config.json in this folder; point archlint at a model folder or a config file")
+        raise TargetError("no-config", f"{target}: no config.json in this folder; "
+                                       "point archlint at a model folder or a config file")
     config = load_config(config_file, target, trust_remote_code)
     return ModelSpec(target, "local", config=config, config_file=str(config_file), trust_remote_code=trust_remote_code)
 
@@ -90,9 +92,11 @@ def load_config(config_file: Path, target: str, trust_remote_code: bool, **hub_k
     except (OSError, UnicodeDecodeError) as e:
         raise TargetError("unreadable-config", f"{target}: cannot read {config_file}: {e}") from e
     except json.JSONDecodeError as e:
-        raise TargetError("malformed-config", f"{target}: {config_file} is not valid JSON ({e.msg} at line {e.lineno})") from e
+        raise TargetError("malformed-config",
+                          f"{target}: {config_file} is not valid JSON ({e.msg} at line {e.lineno})") from e
     if not isinstance(raw, dict):
-        raise TargetError("malformed-config", f"{target}: {config_file} holds a JSON {type(raw).__name__}, not an object")
+        raise TargetError("malformed-config",
+                          f"{target}: {config_file} holds a JSON {type(raw).__name__}, not an object")
     model_type = raw.get("model_type")
     native = model_type in CONFIG_MAPPING_NAMES
     has_remote = "AutoConfig" in raw.get("auto_map", {})
@@ -121,7 +125,8 @@ def load_config(config_file: Path, target: str, trust_remote_code: bool, **hub_k
 def _unknown_type_message(target: str, model_type: Any, config_file: Path) -> str:
     if model_type is None:
         return f"{target}: {config_file} has no model_type; it is not a transformers config"
-    return f"{target}: model_type {model_type!r} is unknown to the installed transformers{_did_you_mean(str(model_type))}; upgrade transformers or check the config"
+    return (f"{target}: model_type {model_type!r} is unknown to the installed transformers"
+            f"{_did_you_mean(str(model_type))}; upgrade transformers or check the config")
 
 
 # -- transformers model types ------------------------------------------------------
@@ -139,7 +144,8 @@ def _resolve_model_type(target: str) -> ModelSpec:
     try:
         config = fill_sub_configs(AutoConfig.for_model(target))
     except Exception as e:
-        raise TargetError("bad-config", f"{target}: transformers cannot build its default config: {_one_line(e)}") from e
+        raise TargetError("bad-config",
+                          f"{target}: transformers cannot build its default config: {_one_line(e)}") from e
     return ModelSpec(target, "model_type", config=config)
 
 
@@ -173,17 +179,19 @@ def _did_you_mean(word: str) -> str:
 
 
 def _resolve_hub(target: str, repo: str, revision: str | None, trust_remote_code: bool, offline: bool) -> ModelSpec:
-    from huggingface_hub import hf_hub_download
     from huggingface_hub import errors as hub_errors
+    from huggingface_hub import hf_hub_download
 
     try:
         config_file = hf_hub_download(repo, "config.json", revision=revision, local_files_only=offline)
     except hub_errors.GatedRepoError as e:
-        raise TargetError("gated", f"{target}: the repository is gated; accept its licence on the Hub and set HF_TOKEN (or run `hf auth login`)") from e
+        raise TargetError("gated", f"{target}: the repository is gated; accept its licence on the Hub "
+                                   "and set HF_TOKEN (or run `hf auth login`)") from e
     except hub_errors.RevisionNotFoundError as e:
         raise TargetError("revision-not-found", f"{target}: revision {revision!r} does not exist in {repo}") from e
     except hub_errors.RepositoryNotFoundError as e:
-        raise TargetError("repo-not-found", f"{target}: no such repository on the Hub (or it is private: set HF_TOKEN)") from e
+        raise TargetError("repo-not-found",
+                          f"{target}: no such repository on the Hub (or it is private: set HF_TOKEN)") from e
     except (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled) as e:
         # Before EntryNotFoundError: LocalEntryNotFoundError is a subclass of it.
         raise TargetError(
@@ -192,14 +200,16 @@ def _resolve_hub(target: str, repo: str, revision: str | None, trust_remote_code
             f"(offline or no network); connect once, or lint a local copy of the config",
         ) from e
     except (hub_errors.EntryNotFoundError, hub_errors.RemoteEntryNotFoundError) as e:
-        raise TargetError("no-config", f"{target}: the repository has no config.json; it is not a transformers model") from e
+        raise TargetError("no-config",
+                          f"{target}: the repository has no config.json; it is not a transformers model") from e
     except hub_errors.HfHubHTTPError as e:
         raise TargetError("hub-error", f"{target}: the Hub answered {_one_line(e)}") from e
     except OSError as e:
         raise TargetError("hub-error", f"{target}: could not fetch config.json: {_one_line(e)}") from e
     hub_kwargs = {"repo_id": repo, "revision": revision} if trust_remote_code else {}
     config = load_config(Path(config_file), target, trust_remote_code, **hub_kwargs)
-    return ModelSpec(target, "hub", config=config, config_file=config_file, revision=revision, trust_remote_code=trust_remote_code)
+    return ModelSpec(target, "hub", config=config, config_file=config_file, revision=revision,
+                     trust_remote_code=trust_remote_code)
 
 
 # -- Python factories ---------------------------------------------------------------
@@ -218,7 +228,8 @@ def _resolve_factory(target: str, module_ref: str, name: str) -> ModelSpec:
             raise TargetError("factory-missing", f"{target}: {module_ref} has no attribute {name!r}")
         obj = getattr(obj, attr)
     if not callable(obj):
-        raise TargetError("factory-not-callable", f"{target}: {name} is a {type(obj).__name__}, not an nn.Module class or a function returning one")
+        raise TargetError("factory-not-callable", f"{target}: {name} is a {type(obj).__name__}, "
+                                                  "not an nn.Module class or a function returning one")
     return ModelSpec(target, "factory", factory=obj, config_file=getattr(module, "__file__", None))
 
 

@@ -124,7 +124,8 @@ def _same(path: str) -> str:
     return path
 
 
-def _forward(model: nn.Module, paths: dict[int, str], *, supplied: tuple[str, ...] = ()) -> tuple[Exception | None, str]:
+def _forward(model: nn.Module, paths: dict[int, str], *,
+             supplied: tuple[str, ...] = ()) -> tuple[Exception | None, str]:
     """One fake forward in training mode (plus all-zero ``supplied`` inputs); the
     exception, if any, and the path of the innermost module whose forward raised it."""
     from torch._subclasses.fake_tensor import FakeTensorMode

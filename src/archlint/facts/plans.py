@@ -90,7 +90,8 @@ def plans(facts: Facts) -> PlanFacts:
     found = PlanFacts(facts, ModelIndex.of(facts.graph))
     wanted = [facts.plan] if facts.plan is not None else common_recipes(facts.built.model_type)
     try:
-        found.evaluations = [evaluate(facts.built.module, p, index=found.index, outcomes=found.outcomes) for p in wanted]
+        found.evaluations = [evaluate(facts.built.module, p, index=found.index, outcomes=found.outcomes)
+                             for p in wanted]
     except Exception as e:
         found.error = one_line(e)
         found.exception = e

@@ -39,7 +39,9 @@ def _recipes(evaluations: list[PlanEvaluation]) -> list[str]:
     for e in evaluations:
         name = label(e.plan).ljust(width)
         if e.ok:
-            wrapped = f"{len(e.outcome.modules)} modules" + (f" + {len(e.outcome.parameters)} parameters" if e.outcome.parameters else "")
+            wrapped = f"{len(e.outcome.modules)} modules"
+            if e.outcome.parameters:
+                wrapped += f" + {len(e.outcome.parameters)} parameters"
             lines.append(f"    {escape(name)}  [green]works [/]  {wrapped}, {e.outcome.trainable:,} trainable")
         else:
             lines.append(f"    {escape(name)}  [bold red]breaks[/]  {escape(short_error(e))}")

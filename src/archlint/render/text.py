@@ -11,8 +11,8 @@ from rich.text import Text
 from rich.tree import Tree
 
 from ..findings import Finding, Severity
-from .plans import plan_lines
 from ..report import Report, TargetResult
+from .plans import plan_lines
 
 STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
@@ -79,10 +79,12 @@ def _code_block(console: Console, code: str, findings: list[Finding], options) -
             break
         console.print(f"          {escape(message)}")
         for f in group[:budget]:
-            console.print(f"            [bold]{escape(f.pattern or '(model)')}[/] [dim]×{f.count} {escape(f.module_class)}[/]")
+            console.print(f"            [bold]{escape(f.pattern or '(model)')}[/] "
+                          f"[dim]×{f.count} {escape(f.module_class)}[/]")
         budget -= len(group[:budget])
     if len(findings) > options.max_patterns:
-        console.print(f"          [dim]… {len(findings) - options.max_patterns} more patterns (--format json lists every path)[/]")
+        console.print(f"          [dim]… {len(findings) - options.max_patterns} more patterns "
+                      "(--format json lists every path)[/]")
     fixes = list(dict.fromkeys(f.fix for f in findings if f.fix))
     for fix in fixes[:2]:
         console.print(f"          [green]fix:[/] {escape(fix.title)}")
@@ -93,11 +95,13 @@ def _code_block(console: Console, code: str, findings: list[Finding], options) -
 def _summary(console: Console, report: Report, options) -> None:
     counts = report.counts()
     modules = {str(s): sum(f.count for f in report.findings if f.severity == s) for s in Severity}
-    parts = [f"[{STYLE[s]}]{counts[str(s)]} {s}[/] [dim]({modules[str(s)]} modules)[/]" for s in sorted(Severity, reverse=True)]
+    parts = [f"[{STYLE[s]}]{counts[str(s)]} {s}[/] [dim]({modules[str(s)]} modules)[/]"
+             for s in sorted(Severity, reverse=True)]
     failed = f", [bold red]{len(report.errors)} failed[/]" if report.errors else ""
     fail_on = str(options.fail_on) if options.fail_on else "never"
     console.print(
-        f"findings: {', '.join(parts)} in {len(report.results)} target{'s' if len(report.results) != 1 else ''}{failed} "
+        f"findings: {', '.join(parts)} in {len(report.results)} "
+        f"target{'s' if len(report.results) != 1 else ''}{failed} "
         f"[dim](fail-on: {fail_on}; versions: "
         + ", ".join(f"{k} {v}" for k, v in report.versions.items() if v) + ")[/]"
     )

@@ -107,7 +107,10 @@ class CustomRmsNorm(Rule):
 
 
 def describe(s) -> str:
-    scale = ("x̂ · (1 + w)" if s.offset == 1 else f"x̂ · ({s.offset:g} + w)" if s.offset else "x̂ · w") if s.has_weight else "x̂ (no weight)"
+    if not s.has_weight:
+        scale = "x̂ (no weight)"
+    else:
+        scale = "x̂ · (1 + w)" if s.offset == 1 else f"x̂ · ({s.offset:g} + w)" if s.offset else "x̂ · w"
     if s.casting_mode == "none":
         order = f"entirely in {s.input_dtype}"
     elif not s.has_weight:
