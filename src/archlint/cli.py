@@ -1,7 +1,7 @@
 """The command line: parse, call the library, pick a renderer, set the exit code.
 
-``archlint TARGET...`` is short for ``archlint check TARGET...``. Exit codes (DESIGN
-decision 9): 0 nothing at or above ``--fail-on``; 1 findings at or above it; 2 usage
+``archlint TARGET...`` is short for ``archlint check TARGET...``. Exit codes:
+0 nothing at or above ``--fail-on``; 1 findings at or above it; 2 usage
 error; 3 a target could not be resolved or built.
 """
 
@@ -12,10 +12,9 @@ import sys
 import click
 
 from .errors import UsageError
-from .findings import Severity
-from .render import FORMATS
+from .findings import FailOn
+from .render import OutputFormat
 
-FAIL_ON = ("error", "warning", "info", "never")
 
 
 class _DefaultToCheck(click.Group):
@@ -47,14 +46,14 @@ def _codes(value: tuple[str, ...]) -> list[str]:
 
 @main.command()
 @click.argument("targets", nargs=-1)
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True, help="Output format.")
+@click.option("--format", "fmt", type=click.Choice([f.value for f in OutputFormat]), default="text", show_default=True, help="Output format.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write the report to FILE.")
 @click.option("--report", "reports", multiple=True, metavar="FORMAT:PATH",
               help="Also write a report in FORMAT to PATH (repeatable; the model is built once).")
 @click.option("--select", multiple=True, help="Only these codes or prefixes (comma-separated, repeatable).")
 @click.option("--extend-select", multiple=True, help="Add these codes or prefixes to the selection (comma-separated, repeatable).")
 @click.option("--ignore", multiple=True, help="Skip these codes or prefixes (comma-separated, repeatable).")
-@click.option("--fail-on", type=click.Choice(FAIL_ON), default=None,
+@click.option("--fail-on", type=click.Choice([f.value for f in FailOn]), default=None,
               help="Lowest severity that makes the exit code 1  [default: fail-on from the config, else warning]")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Read this archlint.toml or pyproject.toml instead of the nearest one.")
@@ -97,8 +96,7 @@ def check(targets, fmt, output, reports, select, extend_select, ignore, fail_on,
             sys.exit(3 if report.errors else 0)
     except UsageError as e:
         raise click.UsageError(str(e)) from e
-    fail_on = fail_on or cfg.fail_on or "warning"
-    fail_level = None if fail_on == "never" else Severity.parse(fail_on)
+    fail_level = FailOn(fail_on or cfg.fail_on or FailOn.WARNING).severity
     for result in report.errors:
         click.echo(f"archlint: error: {result.error.message}", err=True)
     if debug:

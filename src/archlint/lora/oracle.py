@@ -23,6 +23,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from torch import nn
 
+from ..report import Engine
 from .plan import Plan
 
 
@@ -38,7 +39,7 @@ class Outcome:
     trainable: int = 0  # get_nb_trainable_parameters()[0]
     # PEFT's transformers-v5 MoE conversion: target_modules entry -> the expert parameter it became
     rerouted: dict[str, str] = field(default_factory=dict)
-    engine: str = "peft"  # "peft" or "reimplementation"
+    engine: Engine = Engine.PEFT
 
     @property
     def error(self) -> dict[str, str] | None:

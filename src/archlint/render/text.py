@@ -12,7 +12,7 @@ from rich.tree import Tree
 
 from ..findings import Finding, Severity
 from .plans import plan_lines
-from ..report import Report, TargetResult
+from ..report import Report, TargetResult, TreeNode
 
 STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
@@ -51,7 +51,7 @@ def _target(console: Console, result: TargetResult, options) -> None:
     if not options.quiet:
         for line in plan_lines(result.plans):  # the LoRA plan, or the recipes' works/breaks table
             console.print(line)
-    if options.tree and result.graph is not None:
+    if options.tree and result.tree is not None:
         console.print(_tree(result))
     if not shown and not options.quiet:
         console.print("  [green]no findings[/]")
@@ -111,60 +111,25 @@ def _params(n: int) -> str:
 
 
 def _tree(result: TargetResult) -> Tree:
-    """The module tree with identical siblings collapsed (``layers.* ×30``) and findings marked."""
-    graph = result.graph
+    """The collapsed module tree (``layers.* ×30``) with findings marked."""
     marks: dict[str, set[str]] = defaultdict(set)
     for f in result.findings:
         for p in f.paths:
             marks[p].add(f.code)
-    root_path = next(iter(graph.nx.nodes))
-    tree = Tree(f"[bold]{graph.info(root_path).class_name}[/]{_marks(marks[root_path])}")
-    _grow(graph, root_path, tree, marks)
+    root = result.tree
+    tree = Tree(f"[bold]{root.class_name}[/]{_marks(_codes(root, marks))}")
+    _grow(root, tree, marks)
     return tree
 
 
-def _grow(graph, path: str, branch: Tree, marks) -> None:
-    info = graph.info(path)
-    seen: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for attr, child in info.children.items():
-        key = (graph.info(child).pattern, graph.info(child).skey)
-        seen[key].append(attr)
-    for (_, _), attrs in seen.items():
-        child = info.children[attrs[0]]
-        child_info = graph.info(child)
-        group_paths = [info.children[a] for a in attrs]
-        codes = set().union(*(marks[p] for p in group_paths))
-        label = attrs[0] if len(attrs) == 1 else f"{_ranges(attrs)} ×{len(attrs)}"
-        node = branch.add(f"{escape(label)} [dim]{child_info.class_name}[/]{_marks(codes)}")
-        _grow(graph, child, node, _merged_marks(graph, group_paths, marks))
+def _grow(node: TreeNode, branch: Tree, marks: dict[str, set[str]]) -> None:
+    for child in node.children:
+        twig = branch.add(f"{escape(child.label)} [dim]{child.class_name}[/]{_marks(_codes(child, marks))}")
+        _grow(child, twig, marks)
 
 
-def _merged_marks(graph, paths, marks):
-    """Marks of a collapsed group, keyed by the representative's descendant paths."""
-    if len(paths) == 1:
-        return marks
-    rep = paths[0]
-    merged = defaultdict(set, marks)
-    for other in paths[1:]:
-        for p, codes in list(marks.items()):
-            if p.startswith(other + "."):
-                merged[rep + p[len(other):]] |= codes
-    return merged
-
-
-def _ranges(attrs: list[str]) -> str:
-    if not all(a.isdigit() for a in attrs):
-        return ",".join(attrs)
-    nums = sorted(int(a) for a in attrs)
-    spans, start, prev = [], nums[0], nums[0]
-    for n in nums[1:] + [None]:
-        if n is not None and n == prev + 1:
-            prev = n
-            continue
-        spans.append(f"{start}" if start == prev else f"{start}-{prev}")
-        if n is not None:
-            start = prev = n
-    return "[" + ",".join(spans) + "]"
+def _codes(node: TreeNode, marks: dict[str, set[str]]) -> set[str]:
+    return set().union(*(marks.get(p, set()) for p in node.paths))
 
 
 def _marks(codes: set[str]) -> str:

@@ -42,7 +42,7 @@ class LinearWrapper(Rule):
         inner Linear unless its extra behaviour is a no-op.
 
     References:
-        https://github.com/huggingface/peft/issues/3129 (G4-01),
+        https://github.com/huggingface/peft/issues/3129,
         https://github.com/huggingface/peft/pull/3154
     """
 
@@ -72,7 +72,7 @@ class LinearWrapper(Rule):
         for group in groups:
             if not ctx.plans.touches(group.paths):
                 continue  # with a plan, only the wrappers it reaches
-            info = group.info
+            info = group.representative
             inner = inner_linear_name(info)
             recipes = broken_recipes(group.paths, ctx.built.model_type)
             breaks = f"; breaks the {', '.join(recipes)} recipe{'s' if len(recipes) > 1 else ''}" if recipes else ""
@@ -95,12 +95,12 @@ class LinearWrapper(Rule):
             groups = [g for g in groups if any(p in scope for p in g.paths)]
         wrapper_paths = {p for g in groups for p in g.paths}
         names = sorted({p.rsplit(".", 1)[-1] for p in wrapper_paths})
-        inner = sorted({inner_linear_name(g.info) for g in groups})
+        inner = sorted({inner_linear_name(g.representative) for g in groups})
         # Plain Linears sharing the wrappers' names: what a bare-name recipe was meant for.
         plain = [
             g for g in ctx.graph.distinct(lambda i: is_linear_like(i.module) and i.path not in wrapper_paths)
-            if reaches(g.info.path, names) and not _inside(g.info.path, wrapper_paths)
-            and (scope is None or g.info.path in scope)
+            if reaches(g.representative.path, names) and not _inside(g.representative.path, wrapper_paths)
+            and (scope is None or g.representative.path in scope)
         ]
         inner_regex = rf".*\.{alternation(names)}\.{alternation(inner)}"
         towers = sorted({ctx.graph.info(p).tower for p in wrapper_paths} - {""})
