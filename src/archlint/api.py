@@ -16,6 +16,7 @@ from .config import Config, load_config
 from .errors import TargetError, UsageError, one_line
 from .findings import Finding, merge_findings
 from .graph import ModuleGraph
+from .module_tree import collapsed_tree
 from .plan import Plan
 from .plan.context import plan_evaluations
 from .plan.restrict import restrict
@@ -144,7 +145,9 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
     graph = ModuleGraph(built.module)
     result.timings["graph"] = time.perf_counter() - clock
     result.graph = graph
-    result.model = ModelSummary(built.class_name, built.model_type, graph.parameter_count(), len(graph), built.head)
+    result.model = ModelSummary(built.class_name, built.model_type, graph.parameter_count(), len(graph), built.head,
+                                built.class_reason or None)
+    result.tree = collapsed_tree(graph)
     ctx = LintContext(graph=graph, built=built, config=spec.config or getattr(built.module, "config", None),
                       plan=options.plan)
     findings: list[Finding] = []
