@@ -140,6 +140,12 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
             raise
         result.error = e
         return result
+    if spec.adapter and options.plan is None:
+        try:
+            options = dataclasses.replace(options, plan=dataclasses.replace(Plan.from_file(spec.adapter), source="adapter"))
+        except UsageError as e:
+            result.error = TargetError("bad-adapter", f"{target}: {spec.adapter}: {e}")
+            return result
     result.anchor = target_anchor(spec)
     clock = time.perf_counter()
     graph = ModuleGraph(built.module)

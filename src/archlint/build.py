@@ -62,7 +62,7 @@ def build(spec: ModelSpec) -> BuiltModel:
         module, strategy = _with_fallback(spec, lambda: _call_factory(spec))
         head = True
         model_type = getattr(getattr(module, "config", None), "model_type", None)
-        reason = f"what {spec.target} returns"
+        reason = "what the factory returns"
     else:
         cls, head, reason = model_class_and_reason(spec)
         module, strategy = _with_fallback(spec, lambda: _from_config(cls, spec))
@@ -98,7 +98,7 @@ def model_class_and_reason(spec: ModelSpec) -> tuple[type, bool, str]:
     config = spec.config
     architectures = getattr(config, "architectures", None) or []
     if architectures and hasattr(transformers, architectures[0]):
-        return getattr(transformers, architectures[0]), True, "architectures[0] of the config"
+        return getattr(transformers, architectures[0]), True, "the config's architectures[0]"
     auto_map = getattr(config, "auto_map", None) or {}
     if auto_map and spec.trust_remote_code:
         from transformers.dynamic_module_utils import get_class_from_dynamic_module
@@ -107,14 +107,14 @@ def model_class_and_reason(spec: ModelSpec) -> tuple[type, bool, str]:
         if reference:
             try:
                 return (get_class_from_dynamic_module(reference, config.name_or_path or spec.target), True,
-                        f"the config's own code ({reference}, --trust-remote-code)")
+                        f"the config's own code ({reference}; --trust-remote-code)")
             except Exception as e:
                 raise TargetError("remote-code", f"{spec.target}: loading the model's own code ({reference}) failed: {_one_line(e)}") from e
-    why = "a bare model type names no class" if spec.kind == "model_type" else "the config names no architectures"
+    why = "a bare model type names no class" if spec.kind == "model_type" else "the config has no architectures"
     if _is_multimodal(config) and type(config) in transformers.AutoModelForImageTextToText._model_mapping:
         return (transformers.AutoModelForImageTextToText._model_mapping[type(config)], True,
-                f"{why}; a multimodal type builds its image-text-to-text class (AutoModelForImageTextToText), "
-                "with its towers")
+                f"{why}; a multimodal type's image-text-to-text class (AutoModelForImageTextToText), "
+                "towers included")
     for auto_name in _AUTO_CLASS_ORDER:
         auto = getattr(transformers, auto_name)
         if type(config) in auto._model_mapping:

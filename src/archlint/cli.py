@@ -118,6 +118,8 @@ def lint_command(opts: SimpleNamespace) -> None:
     from .progress import spinner
     from .render import RenderOptions, render
 
+    if not opts.debug:
+        _quiet_library_logs()
     try:
         check_baseline_options(opts.baseline, opts.write_baseline)
         specs = [ReportSpec.parse(r) for r in opts.reports]
@@ -153,6 +155,15 @@ def lint_command(opts: SimpleNamespace) -> None:
     if "github" in (opts.fmt, *(s.fmt for s in specs)):
         append_step_summary(report)
     sys.exit(report.exit_code(fail_level))
+
+
+def _quiet_library_logs() -> None:
+    """Keep libraries' import-time log lines (bitsandbytes looking for optional CPU kernels)
+    off stderr, which carries only archlint's own lines; ``--debug`` shows them."""
+    import logging
+
+    for name in ("bitsandbytes",):
+        logging.getLogger(name).addHandler(logging.NullHandler())
 
 
 @main.command("rules")

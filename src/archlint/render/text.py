@@ -97,12 +97,11 @@ def _target(out: _Out, result: TargetResult, options) -> None:
 
 def _header(out: _Out, result: TargetResult) -> None:
     m = result.model
+    out.line("", f"[bold]{escape(result.target)}[/]", rest="  ")
     head = "" if m.head else " · [yellow]no task head (AutoModel)[/]"
-    out.line("", f"[bold]{escape(result.target)}[/]  {escape(m.class_name)}"
-                 f"{f' ({escape(m.model_type)})' if m.model_type else ''} · {_params(m.parameters)} parameters · "
-                 f"{m.modules:,} modules{head}", rest="  ")
-    if m.class_reason:
-        out.line("  ", f"[dim]built {escape(m.class_name)}: {escape(m.class_reason)}[/]")
+    why = f" [dim](why this class: {escape(m.class_reason)})[/]" if m.class_reason else ""
+    out.line("  ", f"{escape(m.class_name)}{f' ({escape(m.model_type)})' if m.model_type else ''} · "
+                   f"{_params(m.parameters)} parameters · {m.modules:,} modules{head}{why}")
 
 
 def _markup_line(out: _Out, line: str) -> None:
@@ -171,8 +170,13 @@ def fix_lines(detail: str, room: int, printed: dict[str, str], code: str) -> lis
             lines.append(f"{indent}{m['lhs']}<the regex of the {printed[regex]} fix above>{'  ' + tail if tail else ''}")
             continue
         printed[regex] = code
+        pieces = split_alternatives(regex, room - len(indent) - 11)
+        if len(pieces) == 1:
+            lines.append(f'{indent}{m["lhs"]}r"{regex}"')
+            lines.extend([f"{indent}{tail}"] if tail else [])
+            continue
         lines.append(f"{indent}{m['lhs']}(")
-        lines.extend(f'{indent}    r"{piece}"' for piece in split_alternatives(regex, room - len(indent) - 11))
+        lines.extend(f'{indent}    r"{piece}"' for piece in pieces)
         lines.append(f"{indent}){'  ' + tail if tail else ''}")
     return lines
 
