@@ -38,6 +38,7 @@ class BareWeightProjection(Rule):
     code = "LORA002"
     name = "bare-weight-projection"
     severity = Severity.WARNING
+    severity_note = "info when no common recipe or plan reaches the module"
     confidence = Confidence.MEDIUM  # read from the source of forward
     tools = ("peft", "bitsandbytes")
 

@@ -49,6 +49,7 @@ class CustomRmsNorm(Rule):
     code = "NORM001"
     name = "custom-rmsnorm"
     severity = Severity.INFO
+    severity_note = "warning when the norm is neither exact nor the Llama convention"
     confidence = Confidence.MEDIUM
     tools = ("liger", "unsloth", "gguf", "mlx")
 
