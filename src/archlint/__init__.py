@@ -6,7 +6,7 @@
 
 from .api import lint, lint_many
 from .findings import Confidence, Finding, Fix, Severity
-from .plan import Plan
+from .lora import Plan
 from .report import Report, TargetResult
 
 __all__ = ["Confidence", "Finding", "Fix", "Plan", "Report", "Severity", "TargetResult", "lint", "lint_many"]

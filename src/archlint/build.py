@@ -115,10 +115,17 @@ def model_class_and_reason(spec: ModelSpec) -> tuple[type, bool, str]:
         return (transformers.AutoModelForImageTextToText._model_mapping[type(config)], True,
                 f"{why}; a multimodal type's image-text-to-text class (AutoModelForImageTextToText), "
                 "towers included")
-    for auto_name in _AUTO_CLASS_ORDER:
-        auto = getattr(transformers, auto_name)
-        if type(config) in auto._model_mapping:
-            return auto._model_mapping[type(config)], True, f"{why}; the type's {auto_name} class"
+    candidates = [
+        (getattr(transformers, auto_name)._model_mapping[type(config)], auto_name)
+        for auto_name in _AUTO_CLASS_ORDER
+        if type(config) in getattr(transformers, auto_name)._model_mapping
+    ]
+    # A composite config (Llama4Config, Qwen3_5Config) is mapped to a causal-LM class that
+    # takes only its text sub-config; the class that takes the whole config builds every tower.
+    whole = [(cls, name) for cls, name in candidates if not _takes_text_config(cls, config)]
+    if whole or candidates:
+        cls, auto_name = (whole or candidates)[0]
+        return cls, True, f"{why}; the type's {auto_name} class"
     if type(config) in transformers.AutoModel._model_mapping:
         return (transformers.AutoModel._model_mapping[type(config)], False,
                 f"{why} and the type has no task-head class; AutoModel")
@@ -131,8 +138,17 @@ def _is_multimodal(config) -> bool:
     return any("vision" in key or "image" in key for key in subs)
 
 
+def _takes_text_config(cls: type, config) -> bool:
+    """True when ``cls`` is built from ``config``'s text sub-config, the case in which
+    transformers' Auto classes hand it ``config.get_text_config()``."""
+    text_config_class = (getattr(config, "sub_configs", None) or {}).get("text_config")
+    return text_config_class is not None and getattr(cls, "config_class", None) is text_config_class
+
+
 def _from_config(cls: type, spec: ModelSpec) -> nn.Module:
     config = spec.config
+    if _takes_text_config(cls, config):
+        config = config.get_text_config()
     dtype = getattr(config, "dtype", None)
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None)

@@ -113,8 +113,8 @@ def lint_command(opts: SimpleNamespace) -> None:
     from .api import lint_many
     from .baseline import baseline_step, check_baseline_options
     from .config import load_config
+    from .lora.plan import plan_from_options
     from .outputs import ReportSpec, append_step_summary, error_line, stdout_style, write_reports
-    from .plan.cli_plan import plan_from_options
     from .progress import spinner
     from .render import RenderOptions, render
 

@@ -51,7 +51,7 @@ class TargetResult:
     tree: dict[str, Any] | None = None  # module_tree.collapsed_tree(): the collapsed module tree as data
     anchor: Anchor | None = None  # the target's file (config.json / factory), for SARIF and annotations
     class_anchors: dict[str, Anchor] = field(default_factory=dict)  # module_class -> its `class` line
-    plans: list[Any] = field(default_factory=list)  # archlint.plan.PlanEvaluation: the user's plan, or the recipes
+    plans: list[Any] = field(default_factory=list)  # archlint.lora.evaluate.PlanEvaluation: the user's plan, or the recipes
 
     def to_dict(self) -> dict[str, Any]:
         return {

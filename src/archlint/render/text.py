@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from ..findings import Finding, Severity
-from ..plan.text import plan_lines
+from .plans import plan_lines
 from ..report import Report, TargetResult
 from .tree import tree_lines
 
