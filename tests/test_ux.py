@@ -221,3 +221,31 @@ def test_text_and_json_count_findings_the_same_way():
     assert "a finding is one rule at one module pattern" in text and summary["unit"].startswith("a finding is one rule")
     assert sum(summary["by_code"].values()) == summary["findings"]
     assert sum(summary["modules_by_code"].values()) == sum(f["count"] for f in doc["results"][0]["findings"])
+
+
+# -- 6. every warning actionable -------------------------------------------------------------
+
+
+def test_messages_speak_of_the_users_plan():
+    out = run(GEMMA4, "--target-modules", "q_proj,v_proj", "--select", "LORA001", columns=200)
+    assert "your LoRA plan (flags) reaches it" in out.stdout
+    assert "recipe" not in out.stdout.split("LORA001", 1)[1]
+
+
+def test_kv_shared_layers_are_not_missing_projections():
+    findings = [f for f in lint_cached(GEMMA4).results[0].findings if f.code == "LORA008"]
+    assert findings and all(str(f.severity) == "info" for f in findings)
+    assert all("reuse an earlier layer's K/V (num_kv_shared_layers=20); nothing to change" in f.message for f in findings)
+
+
+def test_every_warning_or_error_has_a_fix_or_says_why_not():
+    for target in (GEMMA4, LLAMA):
+        for f in lint_cached(target).results[0].findings:
+            if str(f.severity) != "info":
+                assert f.fix is not None or "nothing to change" in f.message, (f.code, f.message)
+
+
+def test_a_float32_model_is_described_in_its_own_dtype():
+    report = lint_cached("fixtures/zoo/norms.py:OffsetRmsNormModel", ("NORM001",))
+    message = report.results[0].findings[0].message
+    assert "in this float32 model" in message and "cast to bfloat16" not in message

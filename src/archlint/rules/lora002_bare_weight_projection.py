@@ -63,9 +63,13 @@ class BareWeightProjection(Rule):
             )
             if not params or not ctx.plans.touches(group.paths):
                 continue  # with a plan, only the modules it reaches
-            recipes = broken_recipes(group.paths, ctx.built.model_type)
-            severity = Severity.WARNING if recipes else Severity.INFO
-            breaks = f"; the {', '.join(recipes)} recipe reaches it and PEFT will raise" if recipes else ""
+            if ctx.plan is not None:  # the plan reaches it (touches above): speak of the plan
+                recipes, severity = [], Severity.WARNING
+                breaks = f"; your LoRA plan ({ctx.plan.source}) reaches it and PEFT will raise"
+            else:
+                recipes = broken_recipes(group.paths, ctx.built.model_type)
+                severity = Severity.WARNING if recipes else Severity.INFO
+                breaks = f"; the {', '.join(recipes)} recipe reaches it and PEFT will raise" if recipes else ""
             entries = target_parameters_for(ctx.parameter_paths, [(group, p) for p in params])
             yield self.finding(
                 group.paths,
