@@ -18,11 +18,12 @@ from .facts import Facts
 from .findings import Finding, merge_findings
 from .graph import ModuleGraph
 from .lora.plan import Plan
+from .module_tree import collapsed_tree
 from .report import ModelSummary, Report, TargetResult
 from .resolve import resolve
 from .rules import Rule, all_rules
 from .selection import Layer, selected_codes, validate_selectors
-from .summarise import module_tree, plan_summary, rule_info
+from .summarise import plan_summary, rule_info
 from .suppress import suppress
 from .targets import target_identity
 
@@ -142,12 +143,19 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
             raise
         result.error = e
         return result
+    if spec.adapter and options.plan is None:
+        try:
+            options = dataclasses.replace(options, plan=dataclasses.replace(Plan.from_file(spec.adapter), source="adapter"))
+        except UsageError as e:
+            result.error = TargetError("bad-adapter", f"{target}: {spec.adapter}: {e}")
+            return result
     result.anchor = target_anchor(spec)
     clock = time.perf_counter()
     graph = ModuleGraph(built.module)
     result.timings["graph"] = time.perf_counter() - clock
-    result.tree = module_tree(graph)
-    result.model = ModelSummary(built.class_name, built.model_type, graph.parameter_count(), len(graph), built.head)
+    result.model = ModelSummary(built.class_name, built.model_type, graph.parameter_count(), len(graph), built.head,
+                                built.class_reason or None)
+    result.tree = collapsed_tree(graph)
     facts = Facts(graph, built, config=spec.config or getattr(built.module, "config", None), plan=options.plan)
     if options.plan is not None or any(r.code.startswith("LORA") for r in options.rules):
         _plans(facts, result, debug=options.debug)

@@ -54,18 +54,6 @@ class RuleInfo:
 
 
 @dataclass(frozen=True)
-class TreeNode:
-    """One line of the ``--tree`` view: a module, or identical siblings collapsed into one
-    (``label`` ``[0-29] ×30``). ``paths`` are every module path the node stands for, so a
-    finding on any of them marks it."""
-
-    label: str
-    class_name: str
-    paths: tuple[str, ...]
-    children: tuple[TreeNode, ...] = ()
-
-
-@dataclass(frozen=True)
 class PlanEntry:
     """What one ``target_modules`` entry of a plan reaches."""
 
@@ -97,13 +85,21 @@ class PlanSummary:
     modules: tuple[str, ...] = ()  # wrapped module paths
     parameters: tuple[str, ...] = ()  # wrapped parameter paths
     trainable: int = 0
-    error_type: str | None = None
-    error_message: str | None = None  # PEFT's message with set literals sorted (stable across runs)
+    checked: tuple[str, ...] = ()  # the stages that ran clean: inject, forward, backward
+    error: dict[str, str | None] | None = None  # type, message (stable across runs), stage, module
     notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.verdict is Verdict.OK
+
+    @property
+    def error_type(self) -> str | None:
+        return self.error["type"] if self.error else None
+
+    @property
+    def error_message(self) -> str | None:
+        return self.error["message"] if self.error else None
 
     @property
     def is_recipe(self) -> bool:
@@ -113,13 +109,18 @@ class PlanSummary:
         return {
             "source": self.source,
             "verdict": self.verdict,
-            "error": None if self.ok else {"type": self.error_type, "message": self.error_message},
+            "error": dict(self.error) if self.error else None,
+            "checked": list(self.checked),
             "entries": [e.to_dict() for e in self.entries],
             "modules": list(self.modules),
             "parameters": list(self.parameters),
             "trainable_parameters": self.trainable,
             "peft_version": self.peft_version,
         }
+
+
+#: What ``findings``, ``by_severity`` and ``by_code`` count, in the text summary and in JSON.
+FINDING_UNIT = "a finding is one rule at one module pattern (model.layers.*.q_proj); modules_by_code counts module paths"
 
 
 @dataclass(frozen=True)
@@ -129,15 +130,19 @@ class ModelSummary:
     parameters: int
     modules: int
     head: bool = True
+    class_reason: str | None = None  # why this class was built (architectures[0], the type's image-text class...)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "class": self.class_name,
             "model_type": self.model_type,
             "parameters": self.parameters,
             "modules": self.modules,
             "head": self.head,
         }
+        if self.class_reason:
+            out["class_reason"] = self.class_reason
+        return out
 
 
 @dataclass
@@ -150,7 +155,7 @@ class TargetResult:
     error: TargetError | None = None
     rule_errors: list[dict[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds; shown with --debug, never in JSON
-    tree: TreeNode | None = None  # the collapsed module tree (--tree); not in JSON
+    tree: dict[str, Any] | None = None  # module_tree.collapsed_tree(): the collapsed module tree as data
     anchor: Anchor | None = None  # the target's file (config.json / factory), for SARIF and annotations
     class_anchors: dict[str, Anchor] = field(default_factory=dict)  # module_class -> its `class` line
     plans: list[PlanSummary] = field(default_factory=list)  # the user's plan, or the recipes
@@ -189,7 +194,7 @@ class Report:
         return max((f.severity for f in self.findings), default=None)
 
     def counts(self) -> dict[str, int]:
-        """Findings (grouped) and module occurrences per severity."""
+        """Findings per severity; a finding is one rule at one module pattern."""
         out = {str(s): 0 for s in sorted(Severity, reverse=True)}
         for f in self.findings:
             out[str(f.severity)] += 1
@@ -222,12 +227,21 @@ class Report:
                 "failed_targets": len(self.errors),
                 "findings": len(self.findings),
                 "by_severity": self.counts(),
+                "unit": FINDING_UNIT,
                 "by_code": _by_code(self.findings),
+                "modules_by_code": _modules_by_code(self.findings),
             },
         }
 
 
 def _by_code(findings: list[Finding]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for f in sorted(findings, key=lambda f: f.code):
+        out[f.code] = out.get(f.code, 0) + 1
+    return out
+
+
+def _modules_by_code(findings: list[Finding]) -> dict[str, int]:
     out: dict[str, int] = {}
     for f in sorted(findings, key=lambda f: f.code):
         out[f.code] = out.get(f.code, 0) + f.count

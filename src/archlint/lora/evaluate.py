@@ -26,6 +26,7 @@ from . import reimplementation
 from .oracle import Outcome, conversion_table, peft_available, peft_entry_matcher, peft_version, run_peft
 from .plan import Plan
 from .recipes import peft_default_targets
+from .training_step import StepCheck
 from .targets import parameters_reached
 
 
@@ -53,21 +54,38 @@ class PlanEvaluation:
     entries: tuple[EntryResult, ...]
     notes: tuple[str, ...] = ()
     peft_version: str | None = None
+    step: StepCheck | None = None  # the training step of the adapted model, when PEFT injected it
 
     @property
     def ok(self) -> bool:
-        return self.outcome.ok
+        """PEFT injects the plan and the adapted model's training step runs clean."""
+        return self.outcome.ok and (self.step is None or self.step.ok)
 
     @property
     def engine_label(self) -> str:
         """Who answered, for people: the installed PEFT, or the reimplementation."""
-        if self.outcome.engine is Engine.PEFT:
+        if self.outcome.engine == Engine.PEFT:
             return f"PEFT {self.peft_version} on the meta model"
         return f"archlint's reimplementation of PEFT {reimplementation.REIMPLEMENTED_VERSION} (PEFT not installed)"
 
     @property
     def verdict(self) -> Verdict:
-        return Verdict.OK if self.outcome.ok else Verdict.ERROR
+        return Verdict.OK if self.ok else Verdict.ERROR
+
+    @property
+    def checked(self) -> tuple[str, ...]:
+        """The stages that ran clean: inject (by PEFT), forward and backward (the step)."""
+        if not self.outcome.ok or self.outcome.engine != Engine.PEFT:
+            return ()
+        return self.step.checked if self.step is not None else ("inject",)
+
+    @property
+    def error(self) -> dict[str, str | None] | None:
+        """What failed, at which stage and in which module: PEFT's exception at inject, or
+        the training step's."""
+        if not self.outcome.ok:
+            return {**self.outcome.error, "stage": "inject", "module": None}
+        return self.step.error_dict() if self.step is not None else None
 
 
 @dataclass

@@ -25,6 +25,7 @@ class OutputFormat(enum.StrEnum):
     JSON = "json"
     SARIF = "sarif"
     GITHUB = "github"
+    HTML = "html"
 
 
 FORMATS = tuple(f.value for f in OutputFormat)
@@ -32,10 +33,10 @@ FORMATS = tuple(f.value for f in OutputFormat)
 
 def renderers():
     """Format -> render function; the renderer modules are imported when asked for (rich is slow to import)."""
-    from . import github, json_format, sarif, text
+    from . import github, html, json_format, sarif, text
 
     return {OutputFormat.TEXT: text.render, OutputFormat.JSON: json_format.render,
-            OutputFormat.SARIF: sarif.render, OutputFormat.GITHUB: github.render}
+            OutputFormat.SARIF: sarif.render, OutputFormat.GITHUB: github.render, OutputFormat.HTML: html.render}
 
 
 def render(report: Report, fmt: OutputFormat | str, options: RenderOptions) -> str:

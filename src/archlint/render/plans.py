@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from ..report import PlanSummary
 
+
 def plan_lines(plans: list[PlanSummary]) -> list[str]:
     if not plans:
         return []
@@ -19,6 +20,11 @@ def plan_lines(plans: list[PlanSummary]) -> list[str]:
 
 def short_error(plan: PlanSummary, width: int = 110) -> str:
     """``ValueError: Target module Gemma4ClippableLinear(…) is not supported. …`` on one line."""
+    error = plan.error or {}
+    if error.get("stage") not in (None, "inject"):  # PEFT injected it; the training step failed
+        where = f" in {error['module']}" if error.get("module") else ""
+        text = f"{error['stage']}{where}: {error['type']}: {' '.join((error['message'] or '').split())}"
+        return text if len(text) <= width else text[: width - 1] + "…"
     message = re.sub(r"\(\n.*?\n\)", "(…)", plan.error_message or "", flags=re.S)
     text = f"{plan.error_type}: {' '.join(message.split())}"
     return text if len(text) <= width else text[: width - 1] + "…"
