@@ -7,8 +7,8 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from .anchors import class_anchors, target_anchor
 from .build import build
@@ -161,7 +161,8 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
         _plans(facts, result, debug=options.debug)
     findings = _run([r for r in options.rules if not r.after_suppression], facts, result, debug=options.debug)
     ran = set(options.codes) - {e["code"] for e in result.rule_errors}  # a crashed rule's pragmas cannot be judged
-    kept, facts.suppressions = suppress(merge_findings(findings), graph, options.config.ignores_for(options.identity), ran)
+    ignores = options.config.ignores_for(options.identity)
+    kept, facts.suppressions = suppress(merge_findings(findings), graph, ignores, ran)
     kept += _run([r for r in options.rules if r.after_suppression], facts, result, debug=options.debug)
     result.timings.update(facts.timings)
     cfg = options.config

@@ -23,7 +23,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .errors import TargetError, one_line as _one_line
+from .errors import TargetError
+from .errors import one_line as _one_line
 from .resolve import ModelSpec
 
 #: Largest real (non-meta) storage a built model may hold, in bytes, over all tensors.

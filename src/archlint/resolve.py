@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import TargetError, one_line as _one_line
+from .errors import TargetError
+from .errors import one_line as _one_line
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _FACTORY = re.compile(r"^(?P<module>[^:]+):(?P<name>[A-Za-z_][\w.]*)$")
@@ -286,8 +287,8 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def _resolve_hub(target: str, repo: str, revision: str | None, trust_remote_code: bool, offline: bool) -> ModelSpec:
-    from huggingface_hub import hf_hub_download
     from huggingface_hub import errors as hub_errors
+    from huggingface_hub import hf_hub_download
 
     if not offline and not hub_reachable():
         offline = True  # fail fast: the cache answers, or the error below says what to do

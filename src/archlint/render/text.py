@@ -18,8 +18,8 @@ from rich.markup import escape
 from rich.text import Text
 
 from ..findings import Finding, Severity
-from .plans import plan_lines
 from ..report import Report, TargetResult
+from .plans import plan_lines
 from .tree import tree_lines
 
 STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}

@@ -45,7 +45,8 @@ class HeadDimOver256(Rule):
         groups = ctx.attention_modules
         for group in groups:
             head_dim = group.representative.module.head_dim
-            dims = sorted({g.representative.module.head_dim for g in groups if g.representative.cls is group.representative.cls})
+            cls = group.representative.cls
+            dims = sorted({g.representative.module.head_dim for g in groups if g.representative.cls is cls})
             if head_dim <= FLASH_ATTENTION_MAX_HEAD_DIM:
                 continue
             varying = f" (other layers: {', '.join(map(str, (d for d in dims if d != head_dim)))})" if len(dims) > 1 else ""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from ..findings import Severity
 from ..lora.layers import is_linear_like
+from ..lora.recipes import broken_recipe_names, broken_recipes
+from ..lora.targets import reaches
 from ..lora.verify import Candidate, nothing_under, verified_fix
 from ..probe.extras import extra_ops, summarise
 from ..structure import alternation, anchored_regex, inner_linear_name
-from ..lora.recipes import broken_recipe_names, broken_recipes
-from ..lora.targets import reaches
 from .base import Example, Rule
 
 

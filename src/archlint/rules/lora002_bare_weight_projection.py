@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from ..findings import Confidence, Severity
-from ..lora.verify import Candidate, reaches_all, verified_fix
 from ..lora.layers import is_lora_layer
+from ..lora.recipes import broken_recipes
+from ..lora.verify import Candidate, reaches_all, verified_fix
 from ..source import projected_attributes
 from ..structure import target_parameters_for
-from ..lora.recipes import broken_recipes
 from .base import Example, Rule
 
 

@@ -58,7 +58,8 @@ class WeightlessNorm(Rule):
                 detail, confidence = "nn.LayerNorm(d, elementwise_affine=False), or leave it unpatched", reading.confidence
             yield self.finding(
                 group.paths,
-                f"{group.representative.class_name} normalises without a scale parameter; kernels that expect `.weight` break",
+                f"{group.representative.class_name} normalises without a scale parameter; "
+                "kernels that expect `.weight` break",
                 module_class=group.representative.class_name,
                 fix=Fix("Use a weightless kernel for these modules, or leave them unpatched", detail),
                 details=reading.details(),

@@ -61,7 +61,8 @@ class GradientCheckpointingUnsupported(Rule):
             )
             return
         for group in ctx.repeated_blocks:
-            if isinstance(group.representative.module, GradientCheckpointingLayer) or _flagged_ancestor(ctx, group.representative.path):
+            block = group.representative
+            if isinstance(block.module, GradientCheckpointingLayer) or _flagged_ancestor(ctx, block.path):
                 continue
             yield self.finding(
                 group.paths,
