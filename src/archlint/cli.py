@@ -17,10 +17,8 @@ from types import SimpleNamespace
 import click
 
 from .errors import UsageError
-from .findings import Severity
-from .render import FORMATS
-
-FAIL_ON = ("error", "warning", "info", "never")
+from .findings import FailOn
+from .render import OutputFormat
 
 
 def _codes(value: tuple[str, ...]) -> list[str]:
@@ -30,7 +28,7 @@ def _codes(value: tuple[str, ...]) -> list[str]:
 #: Every option of the lint, in the order ``archlint --help`` lists them. To add one, append
 #: a ``click.option`` here and read it as ``opts.<name>`` in :func:`lint_command`.
 LINT_OPTIONS = [
-    click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+    click.option("--format", "fmt", type=click.Choice([f.value for f in OutputFormat]), default="text", show_default=True,
                  help="Output format (html: one self-contained page)."),
     click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the report to FILE instead of stdout."),
     click.option("--report", "reports", multiple=True, metavar="FORMAT:PATH",
@@ -38,7 +36,7 @@ LINT_OPTIONS = [
     click.option("--select", multiple=True, metavar="CODES", help="Only these codes, prefixes or names (comma-separated, repeatable)."),
     click.option("--extend-select", multiple=True, metavar="CODES", help="Add these to the selection (comma-separated, repeatable)."),
     click.option("--ignore", multiple=True, metavar="CODES", help="Skip these codes, prefixes or names (comma-separated, repeatable)."),
-    click.option("--fail-on", type=click.Choice(FAIL_ON), default=None,
+    click.option("--fail-on", type=click.Choice([f.value for f in FailOn]), default=None,
                  help="Lowest severity that makes the exit code 1  [default: fail-on from the config, else warning]"),
     click.option("--target-modules", metavar="NAMES", help="LoRA plan: comma-separated names, 're:REGEX' or 'all-linear'."),
     click.option("--exclude-modules", metavar="NAMES", help="LoRA plan: comma-separated names or 're:REGEX'."),
@@ -134,8 +132,7 @@ def lint_command(opts: SimpleNamespace) -> None:
             sys.exit(3 if report.errors else 0)
     except UsageError as e:
         raise click.UsageError(str(e)) from e
-    fail_on = opts.fail_on or cfg.fail_on or "warning"
-    fail_level = None if fail_on == "never" else Severity.parse(fail_on)
+    fail_level = FailOn(opts.fail_on or cfg.fail_on or FailOn.WARNING).severity
     for result in report.errors:
         click.echo(error_line(result), err=True)
     if opts.debug:

@@ -11,7 +11,7 @@ Five forms are understood, tried in this order:
 * ``org/name[@revision]``                   a Hugging Face Hub repository (config.json only)
 * ``model_type``                            transformers' built-in default config, offline
 
-Only ``config.json`` is ever fetched from the Hub (decision 3 in DESIGN.md): weights,
+Only ``config.json`` is ever fetched from the Hub: weights,
 pickles and safetensors bodies are never read.
 """
 
@@ -155,11 +155,11 @@ def _resolve_local(target: str, path: Path, trust_remote_code: bool) -> ModelSpe
     if config_file.suffix == ".py":
         raise TargetError("no-config", f"{target}: a Python file, not a config; "
                                        f"{_python_hint(path.parent, os.path.dirname(target), only=path.name)}")
-    config = load_config(config_file, target, trust_remote_code)
+    config = load_model_config(config_file, target, trust_remote_code)
     return ModelSpec(target, "local", config=config, config_file=str(config_file), trust_remote_code=trust_remote_code)
 
 
-def load_config(config_file: Path, target: str, trust_remote_code: bool, **hub_kwargs):
+def load_model_config(config_file: Path, target: str, trust_remote_code: bool, **hub_kwargs):
     """Read a config.json into a transformers config, native classes before remote code."""
     from transformers import AutoConfig
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
@@ -185,7 +185,7 @@ def load_config(config_file: Path, target: str, trust_remote_code: bool, **hub_k
         raise TargetError("unknown-model-type", _unknown_type_message(target, model_type, config_file))
     source = hub_kwargs.pop("repo_id", None) or str(Path(config_file).parent)
     try:
-        # Native classes first (DESIGN decision 2): a known model_type never runs remote code.
+        # Native classes first: a known model_type never runs remote code.
         return AutoConfig.from_pretrained(
             source if not native else str(config_file),
             trust_remote_code=bool(trust_remote_code and not native),
@@ -226,7 +226,7 @@ def fill_sub_configs(config):
     """Replace optional sub-configs that default to None with their default config.
 
     ``Gemma4Config()`` has no vision or audio tower; the Gemma-4 problems live there, so a
-    bare ``archlint gemma4`` must build them (issue #2, scope 2).
+    bare ``archlint gemma4`` must build them.
     """
     specs = getattr(type(config), "sub_configs_defaults", None) or {}
     filled = {}
@@ -309,7 +309,7 @@ def _resolve_hub(target: str, repo: str, revision: str | None, trust_remote_code
     except OSError as e:
         raise TargetError("hub-error", f"{target}: could not fetch config.json: {_one_line(e)}") from e
     hub_kwargs = {"repo_id": repo, "revision": revision} if trust_remote_code else {}
-    config = load_config(Path(config_file), target, trust_remote_code, **hub_kwargs)
+    config = load_model_config(Path(config_file), target, trust_remote_code, **hub_kwargs)
     return ModelSpec(target, "hub", config=config, config_file=config_file, revision=revision, trust_remote_code=trust_remote_code)
 
 

@@ -37,7 +37,7 @@ class TargetNameCollision(Rule):
         `exclude_modules` for the towers to leave alone.
 
     References:
-        https://github.com/huggingface/peft/issues/3129 (G4-01), G4-02
+        https://github.com/huggingface/peft/issues/3129
     """
 
     code = "LORA004"

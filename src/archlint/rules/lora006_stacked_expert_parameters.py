@@ -38,7 +38,7 @@ class StackedExpertParameters(Rule):
         (PEFT's `ParamWrapper` refuses dropout); the fix prints the exact entries.
 
     References:
-        https://github.com/huggingface/peft/pull/2638, https://github.com/Roblox/FAI-RL/pull/50 (G4-03, MOE-01, MOE-02)
+        https://github.com/huggingface/peft/pull/2638, https://github.com/Roblox/FAI-RL/pull/50
     """
 
     code = "LORA006"
@@ -88,8 +88,8 @@ class StackedExpertParameters(Rule):
                 note = "target_modules never reaches them and bitsandbytes leaves them unquantized"
             yield self.finding(
                 group.paths,
-                f"{group.info.class_name} stores {tensors[0].shape[0]} experts as stacked parameters ({shapes}); {note}",
-                module_class=group.info.class_name,
+                f"{group.representative.class_name} stores {tensors[0].shape[0]} experts as stacked parameters ({shapes}); {note}",
+                module_class=group.representative.class_name,
                 severity=severity,
                 fix=fix,
                 details={"parameters": {t.name: list(t.shape) for t in tensors}, "target_parameters": entries},
