@@ -1,8 +1,9 @@
 """The command line: parse, call the library, pick a renderer, set the exit code.
 
-``archlint TARGET...`` is short for ``archlint check TARGET...``. Exit codes (DESIGN
-decision 9): 0 nothing at or above ``--fail-on``; 1 findings at or above it; 2 usage
-error; 3 a target could not be resolved or built.
+``archlint TARGET...`` is short for ``archlint check TARGET...``. Exit codes: 0 nothing
+at or above ``--fail-on``; 1 findings at or above it; 2 usage error (one stderr line);
+3 a target could not be resolved, built or linted in time; 130 interrupted (Ctrl-C).
+docs/errors.md lists them with every error kind.
 """
 
 from __future__ import annotations
@@ -16,15 +17,30 @@ from .findings import Severity
 from .render import FORMATS
 
 FAIL_ON = ("error", "warning", "info", "never")
+INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
 class _DefaultToCheck(click.Group):
-    """Route ``archlint TARGET`` to the ``check`` command."""
+    """Route ``archlint TARGET`` to the ``check`` command; Ctrl-C exits 130 with one line."""
 
     def parse_args(self, ctx, args):
         if not args or args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             args = ["check", *args]
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("\narchlint: interrupted", err=True)
+            raise click.exceptions.Exit(INTERRUPTED) from None
+
+
+class OneLineUsageError(click.UsageError):
+    """A usage error as one stderr line (exit 2), without click's usage banner."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"archlint: error: {self.format_message()}", file=file or sys.stderr)
 
 
 @click.group(cls=_DefaultToCheck, context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,7 +64,7 @@ def _codes(value: tuple[str, ...]) -> list[str]:
 @main.command()
 @click.argument("targets", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True, help="Output format.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write the report to FILE.")
+@click.option("--output", "-o", type=click.Path(), help="Write the report to FILE.")
 @click.option("--report", "reports", multiple=True, metavar="FORMAT:PATH",
               help="Also write a report in FORMAT to PATH (repeatable; the model is built once).")
 @click.option("--select", multiple=True, help="Only these codes or prefixes (comma-separated, repeatable).")
@@ -66,19 +82,21 @@ def _codes(value: tuple[str, ...]) -> list[str]:
 @click.option("--quiet", "-q", is_flag=True, help="Print only findings at or above --fail-on, and errors.")
 @click.option("--no-color", is_flag=True, help="Plain text (also: NO_COLOR).")
 @click.option("--debug", is_flag=True, help="Tracebacks and timings on stderr.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Time limit per target (0: none)  [default: timeout from the config, else 600]")
 @click.option("--target-modules", help="LoRA plan: comma-separated names, 're:REGEX' or 'all-linear'.")
 @click.option("--exclude-modules", help="LoRA plan: comma-separated names or 're:REGEX'.")
 @click.option("--target-parameters", help="LoRA plan: comma-separated parameter names (e.g. mlp.experts.down_proj).")
 @click.option("--peft-config", type=click.Path(dir_okay=False), help="LoRA plan from a LoraConfig JSON (adapter_config.json).")
 def check(targets, fmt, output, reports, select, extend_select, ignore, fail_on, config_file, baseline,
-          write_baseline, trust_remote_code, offline, tree, quiet, no_color, debug,
+          write_baseline, trust_remote_code, offline, tree, quiet, no_color, debug, timeout,
           target_modules, exclude_modules, target_parameters, peft_config):
     """Lint TARGETS (default: the `models` of [tool.archlint]) and report the findings; with a
     LoRA plan, evaluate it instead of the common recipes."""
     from .api import lint_many
     from .baseline import baseline_step, check_baseline_options
     from .config import load_config
-    from .outputs import ReportSpec, append_step_summary, stdout_style, write_reports
+    from .outputs import ReportSpec, append_step_summary, check_writable, stdout_style, write_reports, write_text
     from .plan.cli_plan import plan_from_options
     from .progress import spinner
     from .render import RenderOptions, render
@@ -86,17 +104,21 @@ def check(targets, fmt, output, reports, select, extend_select, ignore, fail_on,
     try:
         check_baseline_options(baseline, write_baseline)
         specs = [ReportSpec.parse(r) for r in reports]
+        check_writable(output, "--output", create_parents=False)
+        for spec in specs:
+            check_writable(spec.path, f"--report {spec.fmt}:{spec.path}", create_parents=True)
+        check_writable(write_baseline, "--write-baseline", create_parents=False)
         cfg = load_config(config_file)
         plan = plan_from_options(target_modules=target_modules, exclude_modules=exclude_modules,
                                  target_parameters=target_parameters, peft_config=peft_config)
         with spinner(sys.stderr, enabled=not quiet) as progress:
             report = lint_many(list(targets), select=_codes(select), extend_select=_codes(extend_select),
                                ignore=_codes(ignore), trust_remote_code=trust_remote_code, offline=offline,
-                               debug=debug, config=cfg, progress=progress, plan=plan)
+                               debug=debug, config=cfg, progress=progress, plan=plan, timeout=timeout)
         if baseline_step(report, baseline, write_baseline):
             sys.exit(3 if report.errors else 0)
     except UsageError as e:
-        raise click.UsageError(str(e)) from e
+        raise OneLineUsageError(str(e)) from e
     fail_on = fail_on or cfg.fail_on or "warning"
     fail_level = None if fail_on == "never" else Severity.parse(fail_on)
     for result in report.errors:
@@ -108,12 +130,14 @@ def check(targets, fmt, output, reports, select, extend_select, ignore, fail_on,
     color, width = stdout_style(no_color=no_color, to_terminal=output is None and sys.stdout.isatty())
     options = RenderOptions(color=color and output is None, width=width, tree=tree, quiet=quiet, fail_on=fail_level)
     text = render(report, fmt, options)
-    if output:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    else:
-        click.echo(text, nl=False)
-    write_reports(report, specs, options)
+    try:
+        if output:
+            write_text(output, text, "--output", create_parents=False)
+        else:
+            click.echo(text, nl=False)
+        write_reports(report, specs, options)
+    except UsageError as e:
+        raise OneLineUsageError(str(e)) from e
     if "github" in (fmt, *(s.fmt for s in specs)):
         append_step_summary(report)
     sys.exit(report.exit_code(fail_level))
@@ -145,5 +169,5 @@ def explain(rule):
     try:
         found = get_rule(rule)
     except UsageError as e:
-        raise click.UsageError(str(e)) from e
+        raise OneLineUsageError(str(e)) from e
     click.echo(rule_markdown(found))

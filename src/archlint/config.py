@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .plan import Plan as LoraPlan
 
 FAIL_ON = ("error", "warning", "info", "never")
-_TOP_KEYS = ("models", "select", "extend-select", "ignore", "fail-on", "severity", "per-module-ignores")
+_TOP_KEYS = ("models", "select", "extend-select", "ignore", "fail-on", "severity", "per-module-ignores", "timeout")
 _MODEL_KEYS = ("target", "trust-remote-code", "target-modules", "exclude-modules", "target-parameters", "peft-config")
 _IGNORE_KEYS = ("model", "modules", "codes", "reason")
 
@@ -81,6 +81,7 @@ class Config:
     fail_on: str | None = None
     severity: Mapping[str, Severity] = field(default_factory=dict)
     per_module_ignores: tuple[ModuleIgnore, ...] = ()
+    timeout: float | None = None  # seconds per target; 0 = no limit; None = archlint's default
 
     def model_entry(self, identity: str) -> ModelEntry | None:
         return next((m for m in self.models if m.location == identity), None)
@@ -157,6 +158,9 @@ def parse_config(table: Mapping[str, Any], file: Path, prefix: str = "") -> Conf
     fail_on = table.get("fail-on")
     if fail_on is not None and fail_on not in FAIL_ON:
         v.fail("fail-on", f"{fail_on!r} is not one of {', '.join(FAIL_ON)}")
+    timeout = table.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout < float("inf")):
+        v.fail("timeout", f"{timeout!r} is not a number of seconds (0 or more; 0 = no limit)")
     models = tuple(v.model(item, f"models[{i}]") for i, item in enumerate(v.array(table, "models")))
     seen: dict[str, str] = {}
     for i, m in enumerate(models):
@@ -170,6 +174,7 @@ def parse_config(table: Mapping[str, Any], file: Path, prefix: str = "") -> Conf
         extend_select=tuple(v.selectors(table, "extend-select")),
         ignore=tuple(v.selectors(table, "ignore")),
         fail_on=fail_on,
+        timeout=float(timeout) if timeout is not None else None,
         severity=v.severity(table.get("severity", {})),
         per_module_ignores=tuple(
             v.module_ignore(item, f"per-module-ignores[{i}]") for i, item in enumerate(v.array(table, "per-module-ignores"))

@@ -1,0 +1,128 @@
+"""Fetching one config.json from the Hugging Face Hub, within a deadline, every fault named.
+
+One HEAD request asks the Hub first (no retries, ``timeout`` seconds for connecting and
+for reading), so its answer decides the kind of error at once:
+
+=====================================  =====================================================
+the Hub's answer                       kind
+=====================================  =====================================================
+401/403 with ``GatedRepo``             ``gated``
+404 ``RepoNotFound`` (or 401 without)  ``repo-not-found``
+404 ``RevisionNotFound``               ``revision-not-found``
+404 ``EntryNotFound``                  ``no-config``
+another status (5xx, 429, ...)         ``hub-error`` with the status
+no answer within the deadline          ``hub-error`` ("did not answer within N s")
+connection refused, DNS failure        ``offline``
+``HF_HUB_OFFLINE`` / ``--offline``     ``offline`` (no request is made)
+=====================================  =====================================================
+
+When the Hub cannot be asked or does not answer well, a copy in the local cache is used if
+there is one. Only after a good answer is ``hf_hub_download`` called (it caches the file);
+it is never left to retry a failing Hub (huggingface_hub's own retries take ~30 s and
+print their log on stderr). huggingface_hub's logging and warnings are silenced meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .errors import TargetError, one_line
+from .quiet import quiet_libraries
+
+#: Seconds for all Hub traffic of one target (connect and read), unless the target's own
+#: time limit leaves less.
+HUB_TIMEOUT = 30.0
+
+def check_repo_id(target: str, repo: str) -> None:
+    """Refuse what huggingface_hub refuses (``org/..``, ``org--x/m``, ``org/m.``) as kind ``bad-target``."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo)
+    except HFValidationError as e:
+        raise TargetError(
+            "bad-target",
+            f"{target}: not a valid Hub id (letters, digits, '-', '_', '.'; no '--' or '..'; "
+            f"no '-' or '.' at either end); {_first_sentence(e)}",
+        ) from e
+
+
+def fetch_config(target: str, repo: str, revision: str | None, *, offline: bool, timeout: float | None) -> str:
+    """The local path of ``repo``'s config.json, or a :class:`TargetError` of the right kind."""
+    from huggingface_hub import constants
+
+    check_repo_id(target, repo)
+    timeout = HUB_TIMEOUT if timeout is None else max(0.1, min(timeout, HUB_TIMEOUT))
+    start = time.monotonic()
+    with quiet_libraries():
+        problem = None
+        if not offline and not constants.is_offline_mode():
+            problem = _ask(target, repo, revision, timeout)
+        left = max(0.1, timeout - (time.monotonic() - start))
+        return _download(target, repo, revision, problem, local_only=offline or problem is not None, timeout=left)
+
+
+def _ask(target: str, repo: str, revision: str | None, timeout: float) -> TargetError | None:
+    """One HEAD request. Raises what no cached copy can fix (the repository or revision
+    does not exist, it is gated); returns the fault a cached copy can stand in for."""
+    import httpx2
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub import errors as hub_errors
+
+    url = hf_hub_url(repo, "config.json", revision=revision)
+    try:
+        get_hf_file_metadata(url, timeout=timeout, retry_on_errors=False)
+    except hub_errors.GatedRepoError as e:
+        raise TargetError("gated", f"{target}: the repository is gated; accept its licence on the Hub and set HF_TOKEN (or run `hf auth login`)") from e
+    except hub_errors.RevisionNotFoundError as e:
+        raise TargetError("revision-not-found", f"{target}: revision {revision!r} does not exist in {repo}") from e
+    except hub_errors.RepositoryNotFoundError as e:
+        raise TargetError("repo-not-found", f"{target}: no such repository on the Hub (or it is private: set HF_TOKEN)") from e
+    except hub_errors.RemoteEntryNotFoundError as e:
+        raise TargetError("no-config", f"{target}: the repository has no config.json; it is not a transformers model") from e
+    except hub_errors.HfHubHTTPError as e:
+        status = e.response.status_code if e.response is not None else "an error"
+        return TargetError("hub-error", f"{target}: the Hub answered HTTP {status} for config.json; try again later")
+    except httpx2.TimeoutException:
+        return TargetError("hub-error", f"{target}: the Hub did not answer within {timeout:g} s; try again later or raise --timeout")
+    except (httpx2.ConnectError, hub_errors.OfflineModeIsEnabled, ConnectionError):
+        return _offline(target)
+    except (httpx2.HTTPError, OSError) as e:
+        return TargetError("hub-error", f"{target}: talking to the Hub failed: {one_line(e)}")
+    return None
+
+
+def _download(target: str, repo: str, revision: str | None, problem: TargetError | None, *, local_only: bool, timeout: float) -> str:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub import errors as hub_errors
+
+    try:
+        return hf_hub_download(repo, "config.json", revision=revision, local_files_only=local_only, etag_timeout=timeout)
+    except (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled) as e:
+        raise (problem or _offline(target)) from e
+    except hub_errors.GatedRepoError as e:
+        raise TargetError("gated", f"{target}: the repository is gated; accept its licence on the Hub and set HF_TOKEN (or run `hf auth login`)") from e
+    except hub_errors.RevisionNotFoundError as e:
+        raise TargetError("revision-not-found", f"{target}: revision {revision!r} does not exist in {repo}") from e
+    except hub_errors.RepositoryNotFoundError as e:
+        raise TargetError("repo-not-found", f"{target}: no such repository on the Hub (or it is private: set HF_TOKEN)") from e
+    except (hub_errors.EntryNotFoundError, hub_errors.RemoteEntryNotFoundError) as e:
+        raise TargetError("no-config", f"{target}: the repository has no config.json; it is not a transformers model") from e
+    except hub_errors.HfHubHTTPError as e:
+        status = e.response.status_code if e.response is not None else "an error"
+        raise TargetError("hub-error", f"{target}: the Hub answered HTTP {status} for config.json; try again later") from e
+    except Exception as e:  # httpx2's network errors, OSError from the cache
+        raise TargetError("hub-error", f"{target}: could not fetch config.json: {one_line(e)}") from e
+
+
+def _offline(target: str) -> TargetError:
+    return TargetError(
+        "offline",
+        f"{target}: config.json is not in the local cache and the Hub cannot be reached "
+        f"(offline or no network); connect once, or lint a local copy of the config",
+    )
+
+
+def _first_sentence(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text.split(". ")[0].rstrip(".")
