@@ -75,7 +75,7 @@ def _codes(value: tuple[str, ...]) -> list[str]:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Read this archlint.toml or pyproject.toml instead of the nearest one.")
 @click.option("--baseline", type=click.Path(dir_okay=False), help="Report only findings not in this baseline file.")
-@click.option("--write-baseline", type=click.Path(dir_okay=False), help="Record today's findings in this baseline file.")
+@click.option("--write-baseline", type=click.Path(), help="Record today's findings in this baseline file.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a config's own Python code (auto_map) to run.")
 @click.option("--offline", is_flag=True, help="Use only the local Hugging Face cache.")
 @click.option("--tree", is_flag=True, help="Also print the collapsed module tree with findings marked.")

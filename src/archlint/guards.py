@@ -148,10 +148,10 @@ def check_types(raw: Mapping[str, Any], target: str, prefix: str = "") -> None:
         isinstance(architectures, list) and all(isinstance(a, str) for a in architectures)
     ):
         fail("architectures", architectures, "a list of class names (strings)")
-    auto_map = raw.get("auto_map")
-    if auto_map is not None:
+    if "auto_map" in raw:  # null too: transformers iterates it
+        auto_map = raw["auto_map"]
         if not isinstance(auto_map, dict):
-            fail("auto_map", auto_map, "an object mapping Auto classes to \"module.Class\" references")
+            fail("auto_map", auto_map, "an object mapping Auto classes to \"module.Class\" references (or no key)")
         for name, reference in auto_map.items():
             ok = isinstance(reference, str) or (
                 isinstance(reference, list) and all(isinstance(r, (str, type(None))) for r in reference)

@@ -43,7 +43,7 @@ def check_repo_id(target: str, repo: str) -> None:
         raise TargetError(
             "bad-target",
             f"{target}: not a valid Hub id (letters, digits, '-', '_', '.'; no '--' or '..'; "
-            f"no '-' or '.' at either end); {_first_sentence(e)}",
+            f"no '-' or '.' at either end); {_flat(e)}",
         ) from e
 
 
@@ -123,6 +123,5 @@ def _offline(target: str) -> TargetError:
     )
 
 
-def _first_sentence(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text.split(". ")[0].rstrip(".")
+def _flat(error: BaseException) -> str:
+    return " ".join(str(error).split()).rstrip(".")
