@@ -44,6 +44,8 @@ def main() -> int:
     parser.add_argument("--select", default="ATTN001", help="rule codes (comma-separated), or 'all'")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--depth", type=int, default=2, help="layers the base configs are cut to before mutating")
+    parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                        help="stop linting after this long and report the examples done")
     args = parser.parse_args()
 
     from config_mutations import mutated_configs
@@ -65,6 +67,8 @@ def main() -> int:
               suppress_health_check=list(HealthCheck))
     @given(mutated_configs(depth=args.depth))
     def one(text: str) -> None:
+        if args.budget is not None and time.monotonic() - start > args.budget:
+            return  # out of time: the rest of the draws are skipped, the report covers what ran
         (folder / "config.json").write_text(text, encoding="utf-8")
         box: dict = {}
 
@@ -97,8 +101,11 @@ def main() -> int:
         counts["examples"] += 1
         counts[outcome] += 1
         examples.setdefault(outcome, text[:300])
-        if counts["examples"] % 500 == 0:
-            print(f"  {counts['examples']} examples, {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
+        if counts["examples"] % 250 == 0:
+            escaped_so_far = sum(n for k, n in counts.items() if k.startswith("escaped"))
+            print(f"  {counts['examples']} examples, {time.monotonic() - start:.0f} s: escaped {escaped_so_far}, "
+                  f"hung {counts['hung']}, invalid {counts['invalid']}, internal {counts['error internal']}, "
+                  f"timeout {counts['error timeout']}", file=sys.stderr, flush=True)
 
     one()
     total = time.monotonic() - start

@@ -15,6 +15,8 @@
 :class:`DeadlineExceeded` derives from ``BaseException`` so that the ``except Exception``
 clauses of model code and of transformers do not swallow it; in case something does
 (a bare ``except:``), it is raised again every :data:`REPEAT` seconds until the block ends.
+Python drops an exception raised inside a weakref callback or ``__del__`` (and prints
+"Exception ignored in ..."); such a dropped delivery is kept off stderr and simply repeated.
 
 When the main thread already has its own SIGALRM handler (a test runner's timeout, say),
 the watchdog is used there too, so that handler is never replaced.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import signal
+import sys
 import threading
 import time
 
@@ -74,6 +77,7 @@ class Deadline:
         if self.seconds is None:
             return self
         self._armed = True
+        _drop_unraisable_deadlines()
         if _can_use_signal():
             self._uses_signal = True
             self._previous_handler = signal.signal(signal.SIGALRM, self._on_alarm)
@@ -123,6 +127,21 @@ class Deadline:
                     return
                 _set_async_exc(self._thread_id, DeadlineExceeded)
             wait = REPEAT
+
+
+def _drop_unraisable_deadlines() -> None:
+    """Keep a delivery that landed in a weakref callback or ``__del__`` off stderr."""
+    previous = sys.unraisablehook
+    if getattr(previous, "archlint_deadline_filter", False):
+        return
+
+    def hook(unraisable) -> None:
+        if isinstance(unraisable.exc_value, DeadlineExceeded) or unraisable.exc_type is DeadlineExceeded:
+            return
+        previous(unraisable)
+
+    hook.archlint_deadline_filter = True
+    sys.unraisablehook = hook
 
 
 def _can_use_signal() -> bool:

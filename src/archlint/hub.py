@@ -24,14 +24,28 @@ print their log on stderr). huggingface_hub's logging and warnings are silenced 
 
 from __future__ import annotations
 
+import os
 import time
 
 from .errors import TargetError, one_line
 from .quiet import quiet_libraries
 
-#: Seconds for all Hub traffic of one target (connect and read), unless the target's own
-#: time limit leaves less.
+#: Seconds for all Hub traffic of one target (connect and read), unless ``HF_HUB_ETAG_TIMEOUT``
+#: (huggingface_hub's own setting for this request) says otherwise or the target's time
+#: limit leaves less.
 HUB_TIMEOUT = 30.0
+
+
+def hub_deadline(target_limit: float | None) -> float:
+    """Seconds the Hub may take for one target."""
+    limit = HUB_TIMEOUT
+    try:
+        limit = float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or HUB_TIMEOUT)
+    except ValueError:
+        pass
+    if limit <= 0:
+        limit = HUB_TIMEOUT
+    return limit if target_limit is None else max(0.1, min(target_limit, limit))
 
 def check_repo_id(target: str, repo: str) -> None:
     """Refuse what huggingface_hub refuses (``org/..``, ``org--x/m``, ``org/m.``) as kind ``bad-target``."""
@@ -52,7 +66,7 @@ def fetch_config(target: str, repo: str, revision: str | None, *, offline: bool,
     from huggingface_hub import constants
 
     check_repo_id(target, repo)
-    timeout = HUB_TIMEOUT if timeout is None else max(0.1, min(timeout, HUB_TIMEOUT))
+    timeout = hub_deadline(timeout)
     start = time.monotonic()
     with quiet_libraries():
         problem = None
