@@ -96,8 +96,8 @@ def check(targets, fmt, output, reports, select, extend_select, ignore, fail_on,
     from .api import lint_many
     from .baseline import baseline_step, check_baseline_options
     from .config import load_config
+    from .lora.plan import plan_from_options
     from .outputs import ReportSpec, append_step_summary, check_writable, stdout_style, write_reports, write_text
-    from .plan.cli_plan import plan_from_options
     from .progress import spinner
     from .render import RenderOptions, render
 
