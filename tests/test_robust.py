@@ -330,3 +330,20 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path):
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines() == ["archlint: interrupted"], stderr
+
+
+# -- the catalogue ---------------------------------------------------------------------
+
+
+def test_every_error_kind_is_catalogued_and_documented():
+    import re
+
+    from archlint.errors import KINDS
+
+    raised = set()
+    for path in (REPO / "src" / "archlint").rglob("*.py"):
+        raised |= set(re.findall(r'TargetError\(\s*"([a-z-]+)"', path.read_text()))
+    raised |= {"timeout", "internal"}  # made by errors.timeout_error / errors.internal_error
+    assert raised == set(KINDS), raised ^ set(KINDS)
+    documented = set(re.findall(r"^\| `([a-z-]+)` \|", (REPO / "docs" / "errors.md").read_text(), re.M))
+    assert documented == set(KINDS), documented ^ set(KINDS)

@@ -98,7 +98,7 @@ def _ask(target: str, repo: str, revision: str | None, timeout: float) -> Target
         status = e.response.status_code if e.response is not None else "an error"
         return TargetError("hub-error", f"{target}: the Hub answered HTTP {status} for config.json; try again later")
     except httpx2.TimeoutException:
-        return TargetError("hub-error", f"{target}: the Hub did not answer within {timeout:g} s; try again later or raise --timeout")
+        return TargetError("hub-error", f"{target}: the Hub did not answer within {timeout:g} s; try again later, or set HF_HUB_ETAG_TIMEOUT to wait longer")
     except (httpx2.ConnectError, hub_errors.OfflineModeIsEnabled, ConnectionError):
         return _offline(target)
     except (httpx2.HTTPError, OSError) as e:
