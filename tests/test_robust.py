@@ -304,6 +304,22 @@ def test_non_utf8_peft_config_is_a_usage_error(tmp_path):
     assert len(lines) == 1 and "UTF-8" in lines[0], result.stderr
 
 
+def test_non_utf8_baseline_is_a_usage_error(tmp_path):
+    bad = tmp_path / "baseline.json"
+    bad.write_bytes(b'{"archlint_baseline": 1, "findings": ["\xff"]}')
+    result = invoke(str(REPO / GOOD), "--baseline", str(bad))
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_configuration_nested_thousands_deep_is_a_usage_error(tmp_path, monkeypatch):
+    write(tmp_path / "archlint.toml", "select = " + "[" * 5000 + "]" * 5000 + "\n")
+    monkeypatch.chdir(tmp_path)
+    result = invoke(str(REPO / GOOD))
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "nested too deep" in result.stderr, result.stderr
+
+
 # -- Ctrl-C ------------------------------------------------------------------------------
 
 

@@ -134,6 +134,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(path, "(file)", f"cannot read it: {e}") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(path, "(file)", f"not valid TOML: {e}") from e
+    except RecursionError as e:  # arrays or tables nested thousands deep
+        raise ConfigError(path, "(file)", "not valid TOML: nested too deep") from e
 
 
 # -- validation -----------------------------------------------------------------------

@@ -48,6 +48,7 @@ class TargetError(Exception):
     """
 
     def __init__(self, kind: str, message: str):
+        message = " ".join(message.splitlines())  # one line, even when a target string holds a newline
         super().__init__(message)
         self.kind = kind
         self.message = message
