@@ -19,11 +19,13 @@ from .facts import Facts
 from .findings import Finding, merge_findings
 from .graph import ModuleGraph
 from .lora.plan import Plan
+from .module_tree import collapsed_tree
 from .quiet import quiet_libraries
 from .report import ModelSummary, Report, TargetResult
 from .resolve import resolve
 from .rules import Rule, all_rules
 from .selection import Layer, selected_codes, validate_selectors
+from .summarise import plan_summary, rule_info
 from .suppress import suppress
 from .targets import target_identity
 
@@ -102,7 +104,8 @@ def lint_many(
         result = _lint_guarded(where, options)
         result.target = label
         results.append(result)
-    return Report(results=results, archlint_version=archlint_version(), versions=versions(), rules=codes)
+    return Report(results=results, archlint_version=archlint_version(), versions=versions(), rules=codes,
+                  rule_info=rule_info(rules))
 
 
 def _targets(targets: Sequence[str] | None, cfg: Config) -> list[tuple[str, str, str]]:
@@ -176,33 +179,46 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
             raise
         result.error = e
         return result
+    if spec.adapter and options.plan is None:
+        try:
+            options = dataclasses.replace(options, plan=dataclasses.replace(Plan.from_file(spec.adapter), source="adapter"))
+        except UsageError as e:
+            result.error = TargetError("bad-adapter", f"{target}: {spec.adapter}: {e}")
+            return result
     result.anchor = target_anchor(spec)
     clock = time.perf_counter()
     graph = ModuleGraph(built.module)
     result.timings["graph"] = time.perf_counter() - clock
-    result.graph = graph
-    result.model = ModelSummary(built.class_name, built.model_type, graph.parameter_count(), len(graph), built.head)
+    result.model = ModelSummary(built.class_name, built.model_type, graph.parameter_count(), len(graph), built.head,
+                                built.class_reason or None)
+    result.tree = collapsed_tree(graph)
     facts = Facts(graph, built, config=spec.config or getattr(built.module, "config", None), plan=options.plan)
     if options.plan is not None or any(r.code.startswith("LORA") for r in options.rules):
         _plans(facts, result, debug=options.debug)
-    findings: list[Finding] = []
-    for rule in options.rules:
-        try:
-            with facts.timed("rules"):  # the rules' own time; the facts they read are timed apart
-                findings.extend(rule().check(facts))
-        except Exception as e:  # one broken rule must not hide the others' findings
-            if options.debug:
-                raise
-            result.rule_errors.append({"code": rule.code, "message": one_line(e)})
-    result.timings.update(facts.timings)
+    findings = _run([r for r in options.rules if not r.after_suppression], facts, result, debug=options.debug)
     ran = set(options.codes) - {e["code"] for e in result.rule_errors}  # a crashed rule's pragmas cannot be judged
-    kept = suppress(merge_findings(findings), graph, options.config.ignores_for(options.identity), ran)
+    kept, facts.suppressions = suppress(merge_findings(findings), graph, options.config.ignores_for(options.identity), ran)
+    kept += _run([r for r in options.rules if r.after_suppression], facts, result, debug=options.debug)
+    result.timings.update(facts.timings)
     cfg = options.config
     if cfg.severity:
         kept = [dataclasses.replace(f, severity=cfg.severity_for(f.code, f.severity)) for f in kept]
     result.findings = merge_findings(kept)
     result.class_anchors = class_anchors(graph, result.findings)
     return result
+
+
+def _run(rules: Sequence[type[Rule]], facts: Facts, result: TargetResult, *, debug: bool) -> list[Finding]:
+    findings: list[Finding] = []
+    for rule in rules:
+        try:
+            with facts.timed("rules"):  # the rules' own time; the facts they read are timed apart
+                findings.extend(rule().check(facts))
+        except Exception as e:  # one broken rule must not hide the others' findings
+            if debug:
+                raise
+            result.rule_errors.append({"code": rule.code, "message": one_line(e)})
+    return findings
 
 
 def _plans(facts: Facts, result: TargetResult, *, debug: bool) -> None:
@@ -212,7 +228,7 @@ def _plans(facts: Facts, result: TargetResult, *, debug: bool) -> None:
         if debug:
             raise plans.exception
         result.rule_errors.append({"code": "PLAN", "message": plans.error})
-    result.plans = plans.evaluations
+    result.plans = [plan_summary(e) for e in plans.evaluations]
 
 
 def archlint_version() -> str:

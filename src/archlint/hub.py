@@ -12,7 +12,7 @@ the Hub's answer                       kind
 404 ``EntryNotFound``                  ``no-config``
 another status (5xx, 429, ...)         ``hub-error`` with the status
 no answer within the deadline          ``hub-error`` ("did not answer within N s")
-connection refused, DNS failure        ``offline``
+no TCP connection within 3 s, refused  ``offline``
 ``HF_HUB_OFFLINE`` / ``--offline``     ``offline`` (no request is made)
 =====================================  =====================================================
 
@@ -47,6 +47,44 @@ def hub_deadline(target_limit: float | None) -> float:
         limit = HUB_TIMEOUT
     return limit if target_limit is None else max(0.1, min(target_limit, limit))
 
+OFFLINE_ADVICE = (
+    "config.json is not in the local Hugging Face cache and the Hub cannot be reached; "
+    "connect once to cache it (later runs work with --offline), or lint a local copy: "
+    "archlint ./FOLDER (a folder holding config.json)"
+)
+
+#: Seconds a TCP connection to the Hub may take to open before the Hub counts as unreachable.
+REACH_TIMEOUT = 3.0
+
+
+def hub_reachable(timeout: float = REACH_TIMEOUT) -> bool:
+    """Whether a TCP connection to the Hub endpoint opens within ``timeout`` seconds (name
+    lookup included), so that an unreachable Hub costs seconds, not the whole deadline."""
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    outcome: list[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((url.hostname, port), timeout=timeout).close()
+            outcome.append(True)
+        except OSError:
+            outcome.append(False)
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(outcome and outcome[0])
+
+
 def check_repo_id(target: str, repo: str) -> None:
     """Refuse what huggingface_hub refuses (``org/..``, ``org--x/m``, ``org/m.``) as kind ``bad-target``."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
@@ -71,7 +109,10 @@ def fetch_config(target: str, repo: str, revision: str | None, *, offline: bool,
     with quiet_libraries():
         problem = None
         if not offline and not constants.is_offline_mode():
-            problem = _ask(target, repo, revision, timeout)
+            if hub_reachable(min(REACH_TIMEOUT, timeout)):
+                problem = _ask(target, repo, revision, max(0.1, timeout - (time.monotonic() - start)))
+            else:
+                problem = _offline(target)
         left = max(0.1, timeout - (time.monotonic() - start))
         return _download(target, repo, revision, problem, local_only=offline or problem is not None, timeout=left)
 
@@ -130,11 +171,7 @@ def _download(target: str, repo: str, revision: str | None, problem: TargetError
 
 
 def _offline(target: str) -> TargetError:
-    return TargetError(
-        "offline",
-        f"{target}: config.json is not in the local cache and the Hub cannot be reached "
-        f"(offline or no network); connect once, or lint a local copy of the config",
-    )
+    return TargetError("offline", f"{target}: {OFFLINE_ADVICE}")
 
 
 def _flat(error: BaseException) -> str:

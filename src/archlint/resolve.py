@@ -3,17 +3,21 @@
 Five forms are understood, tried in this order:
 
 * ``FILE.py:NAME`` or ``pkg.module:NAME``   a Python factory or ``nn.Module`` class
-* an existing folder (holding ``config.json``) or a ``.json`` file
+* an existing folder (holding ``config.json``) or a ``.json`` file; a weight file
+  (``.safetensors``, ``.bin``, ``*.index.json``) stands for its folder; a PEFT adapter
+  (a folder with ``adapter_config.json``, or that file) for its base model, with the
+  adapter as the LoRA plan
 * a path-looking string that does not exist (``./x``, ``/x``, ``a/b/c``, ``x.json``): an error
 * ``org/name[@revision]``                   a Hugging Face Hub repository (config.json only)
 * ``model_type``                            transformers' built-in default config, offline
 
-Only ``config.json`` is ever fetched from the Hub (decision 3 in DESIGN.md): weights,
+Only ``config.json`` is ever fetched from the Hub: weights,
 pickles and safetensors bodies are never read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import importlib.util
@@ -44,10 +48,11 @@ class ModelSpec:
     config_file: str | None = None  # where config.json was read from, if anywhere
     revision: str | None = None
     trust_remote_code: bool = False
+    adapter: str | None = None  # a PEFT adapter_config.json whose base model this is: the LoRA plan
 
 
 def resolve(target: str, *, trust_remote_code: bool = False, offline: bool = False,
-            hub_timeout: float | None = None) -> ModelSpec:
+            hub_timeout: float | None = None, _adapters: tuple[str, ...] = ()) -> ModelSpec:
     """Turn a target string into a :class:`ModelSpec`, or raise :class:`TargetError`.
 
     ``hub_timeout`` bounds all Hub traffic of this target, connecting and reading
@@ -56,7 +61,11 @@ def resolve(target: str, *, trust_remote_code: bool = False, offline: bool = Fal
         return _resolve_factory(target, m["module"], m["name"])
     path = Path(target).expanduser()
     if _exists(path):
-        return _resolve_local(target, path, trust_remote_code)
+        adapter = _adapter_config(path)
+        if adapter is not None:
+            return _resolve_adapter(target, adapter, trust_remote_code=trust_remote_code, offline=offline,
+                                    hub_timeout=hub_timeout, seen=_adapters)
+        return _resolve_local(target, _weights_folder(path), trust_remote_code)
     if os.path.islink(path):
         raise TargetError("not-found", f"{target}: a symbolic link that leads nowhere (a loop, or a missing file)")
     if _looks_like_path(target):
@@ -87,15 +96,90 @@ def _looks_like_path(target: str) -> bool:
 # -- local folders and files -------------------------------------------------------
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+
+def _weights_folder(path: Path) -> Path:
+    """A weight file or a sharded checkpoint's index stands for the folder holding it."""
+    if path.is_file() and (path.name.endswith(WEIGHT_SUFFIXES) or path.name.endswith(".index.json")):
+        return path.parent
+    return path
+
+
+def _adapter_config(path: Path) -> Path | None:
+    """``adapter_config.json`` when ``path`` is a PEFT adapter (that file, or a folder holding
+    it and no config.json of its own)."""
+    if path.is_file() and path.name == "adapter_config.json":
+        return path
+    if path.is_dir() and (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+        return path / "adapter_config.json"
+    return None
+
+
+def _resolve_adapter(target: str, adapter: Path, *, trust_remote_code: bool, offline: bool,
+                     hub_timeout: float | None = None, seen: tuple[str, ...] = ()) -> ModelSpec:
+    if str(adapter.resolve()) in seen:
+        raise TargetError("bad-config", f"{target}: {adapter}: base_model_name_or_path leads back to this adapter")
+    try:
+        raw = parse_json(adapter.read_text(encoding="utf-8"), f"{target}: {adapter}")
+    except (OSError, ValueError, RecursionError) as e:  # unreadable, not UTF-8, not JSON
+        raise TargetError("malformed-config", f"{target}: {adapter} is not a readable PEFT adapter config ({_one_line(e)})") from e
+    base = raw.get("base_model_name_or_path") if isinstance(raw, dict) else None
+    if not isinstance(base, str) or not base:
+        raise TargetError("no-config", f"{target}: {adapter} is a PEFT adapter without base_model_name_or_path; "
+                                       "lint the base model and pass the adapter with --peft-config")
+    local = adapter.parent / base
+    where = str(local) if not Path(base).is_absolute() and local.exists() else base
+    spec = resolve(where, trust_remote_code=trust_remote_code, offline=offline, hub_timeout=hub_timeout,
+                   _adapters=(*seen, str(adapter.resolve())))
+    return dataclasses.replace(spec, target=target, adapter=str(adapter))
+
+
+def _python_hint(folder: Path, typed: str, only: str | None = None) -> str:
+    """For a folder without config.json: the ``FILE.py:NAME`` targets its Python files offer,
+    spelled from the folder as the user typed it."""
+    classes = [c for c in module_classes(folder) if only is None or c.startswith(f"{only}:")]
+    if not classes:
+        return "point archlint at a model folder, a config.json, or FILE.py:NAME for your own model code"
+    shown = ", ".join(os.path.join(typed, c) for c in classes[:6]) + (f" and {len(classes) - 6} more" if len(classes) > 6 else "")
+    return f"lint one of its nn.Module classes as FILE.py:NAME: {shown}"
+
+
+def module_classes(folder: Path, limit: int = 200) -> list[str]:
+    """``FILE.py:Class`` for each class in the folder's Python files that derives from an
+    ``nn.Module`` (directly, through ``PreTrainedModel``, or through another such class of the
+    same file). Read with ``ast``: nothing is imported or run."""
+    import ast
+
+    found: list[str] = []
+    for file in sorted(folder.glob("*.py"))[:limit]:
+        try:
+            tree = ast.parse(file.read_text(encoding="utf-8"), filename=str(file))
+        except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+            continue
+        modules: set[str] = set()
+        for node in tree.body:
+            if not isinstance(node, ast.ClassDef):
+                continue
+            bases = {ast.unparse(b).rsplit(".", 1)[-1] for b in node.bases}
+            if bases & ({"Module", "PreTrainedModel"} | modules) or any(b.endswith("PreTrainedModel") for b in bases):
+                modules.add(node.name)
+                found.append(f"{file.name}:{node.name}")
+    return found
+
+
 def _resolve_local(target: str, path: Path, trust_remote_code: bool) -> ModelSpec:
     config_file = path / "config.json" if path.is_dir() else path
     if not config_file.is_file():
-        raise TargetError("no-config", f"{target}: no config.json in this folder; point archlint at a model folder or a config file")
-    config = load_config(config_file, target, trust_remote_code)
+        raise TargetError("no-config", f"{target}: no config.json in this folder; {_python_hint(path, target)}")
+    if config_file.suffix == ".py":
+        raise TargetError("no-config", f"{target}: a Python file, not a config; "
+                                       f"{_python_hint(path.parent, os.path.dirname(target), only=path.name)}")
+    config = load_model_config(config_file, target, trust_remote_code)
     return ModelSpec(target, "local", config=config, config_file=str(config_file), trust_remote_code=trust_remote_code)
 
 
-def load_config(config_file: Path, target: str, trust_remote_code: bool, **hub_kwargs):
+def load_model_config(config_file: Path, target: str, trust_remote_code: bool, **hub_kwargs):
     """Read a config.json into a transformers config, native classes before remote code.
 
     The JSON is checked first (depth, value types, sizes: :mod:`archlint.guards`). A
@@ -196,7 +280,7 @@ def fill_sub_configs(config):
     """Replace optional sub-configs that default to None with their default config.
 
     ``Gemma4Config()`` has no vision or audio tower; the Gemma-4 problems live there, so a
-    bare ``archlint gemma4`` must build them (issue #2, scope 2).
+    bare ``archlint gemma4`` must build them.
     """
     specs = getattr(type(config), "sub_configs_defaults", None) or {}
     filled = {}
@@ -220,7 +304,6 @@ def _did_you_mean(word: str) -> str:
 
 # -- the Hub ------------------------------------------------------------------------
 
-
 def _resolve_hub(target: str, repo: str, revision: str | None, trust_remote_code: bool, offline: bool,
                  hub_timeout: float | None) -> ModelSpec:
     from .hub import fetch_config
@@ -229,7 +312,7 @@ def _resolve_hub(target: str, repo: str, revision: str | None, trust_remote_code
     config_file = fetch_config(target, repo, revision, offline=offline, timeout=hub_timeout)
     hub_kwargs = {"repo_id": repo, "revision": revision} if trust_remote_code else {}
     with quiet_libraries():
-        config = load_config(Path(config_file), target, trust_remote_code, **hub_kwargs)
+        config = load_model_config(Path(config_file), target, trust_remote_code, **hub_kwargs)
     return ModelSpec(target, "hub", config=config, config_file=config_file, revision=revision, trust_remote_code=trust_remote_code)
 
 

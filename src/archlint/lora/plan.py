@@ -19,7 +19,7 @@ from .targets import REGEX_PREFIX
 
 ALL_LINEAR = "all-linear"
 
-#: The keys archlint reads and evaluates (issue #5 point 1).
+#: The keys archlint reads and evaluates.
 PLAN_KEYS = ("target_modules", "exclude_modules", "target_parameters", "layers_to_transform",
              "layers_pattern", "modules_to_save", "r")
 
