@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..build import BuiltModel
     from ..graph import ModuleGraph
     from ..lora.plan import Plan
+    from ..suppress import Suppressions
 
 T = TypeVar("T")
 
@@ -33,6 +34,7 @@ class Facts:
         self.built = built
         self.config = config  # transformers.PretrainedConfig, or None for a plain nn.Module
         self.plan = plan
+        self.suppressions: Suppressions | None = None  # set by the engine once suppressions are applied
         self.timings: dict[str, float] = {}  # seconds per phase, each phase's own time (--debug)
         self._nested: list[float] = []  # per open phase: time spent in phases opened inside it
 

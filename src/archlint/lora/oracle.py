@@ -23,6 +23,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from torch import nn
 
+from ..report import Engine
 from .plan import Plan
 
 
@@ -38,7 +39,11 @@ class Outcome:
     trainable: int = 0  # get_nb_trainable_parameters()[0]
     # PEFT's transformers-v5 MoE conversion: target_modules entry -> the expert parameter it became
     rerouted: dict[str, str] = field(default_factory=dict)
-    engine: str = "peft"  # "peft" or "reimplementation"
+    engine: Engine = Engine.PEFT
+    # A suggested fix's training step (lora.training_step): the stages that ran clean, and
+    # what failed ("forward: AttributeError: … in model.layers.0.mlp.router"), if anything.
+    checked: tuple[str, ...] = ()
+    step_error: str | None = None
 
     @property
     def error(self) -> dict[str, str] | None:

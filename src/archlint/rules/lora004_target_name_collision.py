@@ -37,12 +37,13 @@ class TargetNameCollision(Rule):
         `exclude_modules` for the towers to leave alone.
 
     References:
-        https://github.com/huggingface/peft/issues/3129 (G4-01), G4-02
+        https://github.com/huggingface/peft/issues/3129
     """
 
     code = "LORA004"
     name = "target-name-collision"
     severity = Severity.ERROR
+    severity_note = "warning when PEFT raises only if the wrappers are targeted; info when all are adaptable"
     tools = ("peft", "vllm", "sglang")
 
     VALID = (Example("fixtures/zoo/towers.py:SingleTower"),)
