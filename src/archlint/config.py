@@ -149,7 +149,8 @@ def parse_config(table: Mapping[str, Any], file: Path, prefix: str = "") -> Conf
     if fail_on is not None and fail_on not in set(FailOn):
         v.fail("fail-on", f"{fail_on!r} is not one of {', '.join(FailOn)}")
     timeout = table.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout < float("inf")):
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not 0 <= timeout < float("inf")):
         v.fail("timeout", f"{timeout!r} is not a number of seconds (0 or more; 0 = no limit)")
     models = tuple(v.model(item, f"models[{i}]") for i, item in enumerate(v.array(table, "models")))
     seen: dict[str, str] = {}

@@ -105,7 +105,8 @@ def run(model: nn.Module, *, label: str, path_map=None) -> ForwardOutcome:
     for name in _named_missing_inputs(model, error):
         again, _ = _forward(model, paths, supplied=(name,))
         if again is None or _message(again) != _message(error):
-            return ForwardOutcome(ForwardStatus.MISSING_INPUT, label, 0.0, missing=name, error=text, raised_in=raised_in,
+            return ForwardOutcome(ForwardStatus.MISSING_INPUT, label, 0.0, missing=name, error=text,
+                                  raised_in=raised_in,
                                   details={"with_input": "ok" if again is None else one_line(again)})
     return ForwardOutcome(ForwardStatus.FAILED, label, 0.0, error=text, raised_in=raised_in)
 

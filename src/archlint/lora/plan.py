@@ -78,7 +78,8 @@ class Plan:
         except json.JSONDecodeError as e:
             raise UsageError(f"--peft-config {path}: not valid JSON ({e.msg}, line {e.lineno})") from None
         except UnicodeDecodeError as e:
-            raise UsageError(f"--peft-config {path}: not UTF-8 text (byte {e.start}); expected a LoraConfig JSON") from None
+            raise UsageError(f"--peft-config {path}: not UTF-8 text (byte {e.start}); "
+                             "expected a LoraConfig JSON") from None
         except (ValueError, RecursionError) as e:  # nesting or numbers Python's parser refuses
             raise UsageError(f"--peft-config {path}: not valid JSON ({type(e).__name__})") from None
         if not isinstance(data, dict):
