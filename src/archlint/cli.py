@@ -195,12 +195,19 @@ def lint_command(opts: SimpleNamespace) -> None:
 
 
 def _quiet_library_logs() -> None:
-    """Keep libraries' import-time log lines (bitsandbytes looking for optional CPU kernels)
-    off stderr, which carries only archlint's own lines; ``--debug`` shows them."""
+    """Keep libraries' log lines (bitsandbytes looking for optional CPU kernels at import,
+    transformers' notes on legacy config values) off stderr, which carries only archlint's
+    own lines; ``--debug`` shows them."""
     import logging
+    import os
 
     for name in ("bitsandbytes",):
         logging.getLogger(name).addHandler(logging.NullHandler())
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers first logs
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
 
 
 @main.command("rules")
