@@ -21,7 +21,7 @@ CASES = [
 @pytest.mark.parametrize(("rule", "example", "valid"), CASES)
 def test_example(rule, example, valid):
     plan = json.dumps(example.plan, sort_keys=True) if example.plan else None
-    result = lint_cached(example.target, (rule.code,), plan).results[0]
+    result = lint_cached(example.target, (rule.code,), plan, example.quantization).results[0]
     assert result.error is None, result.error
     assert not result.rule_errors, result.rule_errors
     found = [f for f in result.findings if f.code == rule.code]

@@ -19,6 +19,8 @@ from .graph import ModuleGraph
 from .plan import Plan
 from .plan.context import plan_evaluations
 from .plan.restrict import restrict
+from .checkpoint import agreement as checkpoint_agreement, checkpoint_source
+from .quantize import QuantizationRequest, preview as quantization_preview, wanted as wanted_quantization
 from .report import ModelSummary, Report, TargetResult
 from .resolve import resolve
 from .rules import LintContext, Rule, all_rules, validate_selectors
@@ -40,6 +42,8 @@ def lint(
     debug: bool = False,
     config: Config | str | os.PathLike | None = None,
     plan: Plan | None = None,
+    quantization: str | None = None,
+    check_checkpoint: bool = False,
 ) -> Report:
     """Lint one target (Hub id, folder, config.json, model type or ``FILE.py:NAME``).
 
@@ -47,11 +51,14 @@ def lint(
     severities, per-module-ignores and per-model settings apply; the keyword options
     beat it, as the command line does. Inline ``# archlint: ignore[...]`` pragmas in
     the model's own source always apply. ``plan`` is a LoRA plan
-    (:class:`archlint.plan.Plan`) evaluated instead of the common recipes.
+    (:class:`archlint.plan.Plan`) evaluated instead of the common recipes. ``quantization``
+    previews a method (``bnb-4bit``, ``bnb-8bit``, ``fp8`` or a quantization_config JSON file)
+    with transformers' own quantizer; ``check_checkpoint`` reads a Hub repository's
+    safetensors headers (a local folder's are always read).
     """
     return lint_many([target], select=select, extend_select=extend_select, ignore=ignore,
                      trust_remote_code=trust_remote_code, offline=offline, debug=debug, config=config,
-                     plan=plan)
+                     plan=plan, quantization=quantization, check_checkpoint=check_checkpoint)
 
 
 def lint_many(
@@ -66,6 +73,8 @@ def lint_many(
     config: Config | str | os.PathLike | None = None,
     progress: Callable[[str], None] | None = None,
     plan: Plan | None = None,
+    quantization: str | None = None,
+    check_checkpoint: bool = False,
 ) -> Report:
     """Lint several targets into one report; a target that fails does not stop the others.
 
@@ -81,6 +90,7 @@ def lint_many(
         Layer(select or None, extend_select or (), ignore or ()),
     ])
     rules = [r for r in all_rules() if r.code in codes]
+    request = QuantizationRequest.parse(quantization) if quantization else None
     results = []
     for label, where, identity in _targets(targets, cfg):
         entry = cfg.model_entry(identity)
@@ -89,6 +99,7 @@ def lint_many(
             trust_remote_code=trust_remote_code or bool(entry and entry.trust_remote_code),
             progress=progress or _silent,
             plan=plan if plan is not None else (entry.plan if entry else None),
+            quantization=request, check_checkpoint=check_checkpoint,
         )
         result = _lint_one(where, options)
         result.target = label
@@ -118,6 +129,8 @@ class _Options:
     debug: bool
     progress: Callable[[str], None]
     plan: Plan | None
+    quantization: QuantizationRequest | None = None
+    check_checkpoint: bool = False
 
 
 def _silent(message: str) -> None:
@@ -147,6 +160,7 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
     result.model = ModelSummary(built.class_name, built.model_type, graph.parameter_count(), len(graph), built.head)
     ctx = LintContext(graph=graph, built=built, config=spec.config or getattr(built.module, "config", None),
                       plan=options.plan)
+    _load_time_facts(ctx, spec, result, options)
     findings: list[Finding] = []
     clock = time.perf_counter()
     for rule in options.rules:
@@ -167,6 +181,20 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
     result.findings = merge_findings(kept)
     result.class_anchors = class_anchors(graph, result.findings)
     return result
+
+
+def _load_time_facts(ctx: LintContext, spec, result: TargetResult, options: _Options) -> None:
+    """The quantization preview and the checkpoint agreement, computed before the rules that read them."""
+    if wanted_quantization(options.quantization, ctx.config):
+        clock = time.perf_counter()
+        ctx.quantization = result.quantization = quantization_preview(
+            ctx.built.module, ctx.config, options.quantization, tower_of=ctx.graph.tower_of)
+        result.timings["quantization"] = time.perf_counter() - clock
+    source = checkpoint_source(spec, hub=options.check_checkpoint)
+    if source is not None:
+        clock = time.perf_counter()
+        ctx.checkpoint = result.checkpoint = checkpoint_agreement(ctx.built.module, source, offline=options.offline)
+        result.timings["checkpoint"] = time.perf_counter() - clock
 
 
 def _plans(ctx: LintContext, result: TargetResult, rules, findings: list[Finding], *, debug: bool) -> list[Finding]:

@@ -70,9 +70,13 @@ def _codes(value: tuple[str, ...]) -> list[str]:
 @click.option("--exclude-modules", help="LoRA plan: comma-separated names or 're:REGEX'.")
 @click.option("--target-parameters", help="LoRA plan: comma-separated parameter names (e.g. mlp.experts.down_proj).")
 @click.option("--peft-config", type=click.Path(dir_okay=False), help="LoRA plan from a LoraConfig JSON (adapter_config.json).")
+@click.option("--quantization", metavar="METHOD",
+              help="Preview quantization with transformers' own quantizer: bnb-4bit, bnb-8bit, fp8 or a quantization_config JSON.")
+@click.option("--check-checkpoint", is_flag=True,
+              help="Also read a Hub repository's safetensors headers (range requests) and check them against the model.")
 def check(targets, fmt, output, reports, select, extend_select, ignore, fail_on, config_file, baseline,
           write_baseline, trust_remote_code, offline, tree, quiet, no_color, debug,
-          target_modules, exclude_modules, target_parameters, peft_config):
+          target_modules, exclude_modules, target_parameters, peft_config, quantization, check_checkpoint):
     """Lint TARGETS (default: the `models` of [tool.archlint]) and report the findings; with a
     LoRA plan, evaluate it instead of the common recipes."""
     from .api import lint_many
@@ -92,7 +96,8 @@ def check(targets, fmt, output, reports, select, extend_select, ignore, fail_on,
         with spinner(sys.stderr, enabled=not quiet) as progress:
             report = lint_many(list(targets), select=_codes(select), extend_select=_codes(extend_select),
                                ignore=_codes(ignore), trust_remote_code=trust_remote_code, offline=offline,
-                               debug=debug, config=cfg, progress=progress, plan=plan)
+                               debug=debug, config=cfg, progress=progress, plan=plan,
+                               quantization=quantization, check_checkpoint=check_checkpoint)
         if baseline_step(report, baseline, write_baseline):
             sys.exit(3 if report.errors else 0)
     except UsageError as e:

@@ -39,6 +39,7 @@ class QuantizationPreview:
     user_skip_list: list[str] | None = None  # the user's own list, when given
     default_skip_list: list[str] = field(default_factory=list)  # get_modules_to_not_convert without a user list
     dropped_defaults: list[str] = field(default_factory=list)  # modules the defaults keep that the user's list quantizes
+    idle_skip_entries: list[str] = field(default_factory=list)  # user entries that keep no convertible module
     bytes: dict[str, Any] = field(default_factory=dict)
     towers: list[dict[str, Any]] = field(default_factory=list)
     unquantized: list[dict[str, Any]] = field(default_factory=list)  # large weights left in high precision
@@ -109,7 +110,7 @@ def preview(model: nn.Module, config, request: QuantizationRequest | None, *, to
     result.quantized_parameters = run.quantized_parameters
     result.kept = [p for p in unrestricted.quantized_modules if p not in set(run.quantized_modules)]
     result.skip_list = run.skip_list
-    _skip_lists(result, model, qconfig, request)
+    _skip_lists(result, model, request, unrestricted.quantized_modules)
     rows = tensor_bytes(model, run.model, run.quantizer, set(run.quantized_parameters), result.label)
     result.bytes = totals(rows)
     tower_of = tower_of or (lambda name: "")
@@ -118,9 +119,12 @@ def preview(model: nn.Module, config, request: QuantizationRequest | None, *, to
     return result
 
 
-def _skip_lists(result: QuantizationPreview, model: nn.Module, qconfig, request: QuantizationRequest | None) -> None:
-    """The defaults ``get_modules_to_not_convert`` computes without a user list, and the
-    quantized modules those defaults would have kept (QUANT002)."""
+def _skip_lists(result: QuantizationPreview, model: nn.Module, request: QuantizationRequest | None,
+                convertible: list[str]) -> None:
+    """The defaults ``get_modules_to_not_convert`` computes without a user list, the
+    quantized modules those defaults would have kept, and the user's entries that keep
+    none of the modules the method converts (a container name: transformers matches each
+    module's own path, so the container's Linears are still converted)."""
     from transformers.quantizers.base import HfQuantizer
     from transformers.quantizers.quantizers_utils import should_convert_module
 
@@ -131,6 +135,8 @@ def _skip_lists(result: QuantizationPreview, model: nn.Module, qconfig, request:
         return
     result.skip_list_key, result.user_skip_list = given[0], given[1]
     result.dropped_defaults = [p for p in result.quantized if not should_convert_module(p, result.default_skip_list)]
+    result.idle_skip_entries = [e for e in result.user_skip_list
+                                if all(should_convert_module(p, [e]) for p in convertible)]
 
 
 def _unquantized(rows, converted: nn.Module, skip_list: list[str], after_total: int) -> list[dict[str, Any]]:

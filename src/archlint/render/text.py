@@ -12,6 +12,7 @@ from rich.tree import Tree
 
 from ..findings import Finding, Severity
 from ..plan.text import plan_lines
+from .load_time import checkpoint_lines, quantization_lines
 from ..report import Report, TargetResult
 
 STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -50,6 +51,10 @@ def _target(console: Console, result: TargetResult, options) -> None:
         _code_block(console, code, findings, options)
     if not options.quiet:
         for line in plan_lines(result.plans):  # the LoRA plan, or the recipes' works/breaks table
+            console.print(line)
+        for line in quantization_lines(result.quantization.to_dict() if result.quantization else None):
+            console.print(line)
+        for line in checkpoint_lines(result.checkpoint.to_dict() if result.checkpoint else None):
             console.print(line)
     if options.tree and result.graph is not None:
         console.print(_tree(result))

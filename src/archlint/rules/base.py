@@ -42,6 +42,7 @@ class Example:
     fix: str | None = None
     note: str = ""
     plan: Mapping[str, Any] | None = None  # a LoRA plan (LoraConfig keys) to lint with, for plan rules
+    quantization: str | None = None  # a --quantization value (preset or fixtures/ JSON file) to lint with
 
 
 @dataclass
@@ -52,6 +53,8 @@ class LintContext:
     built: BuiltModel
     config: Any = None  # transformers.PretrainedConfig, or None for a plain nn.Module
     plan: Any = None  # the user's archlint.plan.Plan, or None (then the common recipes are evaluated)
+    quantization: Any = None  # archlint.quantize.QuantizationPreview, when asked for or shipped in the config
+    checkpoint: Any = None  # archlint.checkpoint.CheckpointAgreement, when a checkpoint's headers were read
     cache: dict[str, Any] = field(default_factory=dict)  # shared analyses, computed once
     timings: dict[str, float] = field(default_factory=dict)  # seconds per costly phase (--debug)
 
