@@ -111,7 +111,11 @@ def run_quantizer(model: nn.Module, qconfig, *, pre_quantized: bool, empty_skip_
 
 
 def is_trainable(quantizer) -> bool:
-    """transformers' verdict on training through the method (Trainer refuses otherwise)."""
+    """transformers' verdict on training through the method (Trainer refuses otherwise). A
+    pre-quantized checkpoint loaded with ``dequantize=True`` is no longer quantized at all:
+    ``postprocess_model`` removes the quantizer from the model."""
+    if quantizer.pre_quantized and getattr(quantizer.quantization_config, "dequantize", False):
+        return True
     with captured_logs():
         return bool(quantizer.is_trainable or getattr(quantizer, "is_qat_trainable", False))
 

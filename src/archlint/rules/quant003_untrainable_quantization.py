@@ -76,7 +76,7 @@ class UntrainableQuantization(Rule):
                     "quantization_config.dequantize = True  # e.g. from_pretrained(..., "
                     f"quantization_config={_config_class(preview.method)}(dequantize=True))"),
             details={"method": preview.method, "config_key": "quantization_config.dequantize",
-                     "quantized_parameters": sorted(params & quantized_params)},
+                     "quantized_parameters": [p for p in preview.quantized_parameters if p in params]},
         )
 
 
