@@ -7,9 +7,9 @@ targets for the type (when PEFT has them), the seven standard names, q/k/v/o,
 
 * ``get_peft_model(model, LoraConfig(r=8, target_modules=...), low_cpu_mem_usage=True)``:
   the truth (the flag only keeps the new adapter weights on meta);
-* archlint's evaluation (:func:`archlint.plan.evaluate`, the installed PEFT run as the
+* archlint's evaluation (:func:`archlint.lora.evaluate`, the installed PEFT run as the
   oracle on a copy of archlint's meta model, plus archlint's per-entry matching);
-* archlint's reimplementation (:mod:`archlint.plan.reimplementation`, used without PEFT).
+* archlint's reimplementation (:mod:`archlint.lora.reimplementation`, used without PEFT).
 
 Agreement means the same verdict, the same exception type and message, the same set of
 wrapped modules and parameters, and the same trainable parameter count. Each model runs
@@ -82,10 +82,10 @@ def _diff(predicted: dict, truth: dict) -> list[str]:
 def run_type(model_type: str) -> dict:
     """In the child: build, then per recipe: evaluate, reimplement, and ask PEFT on a fresh model."""
     from archlint.build import build
-    from archlint.plan import Plan, evaluate
-    from archlint.plan import reimplementation
+    from archlint.lora import Plan, evaluate
+    from archlint.lora import reimplementation
     from archlint.resolve import resolve
-    from archlint.structure import peft_default_targets
+    from archlint.lora.recipes import peft_default_targets
 
     clock = time.perf_counter()
     try:
@@ -240,7 +240,7 @@ def main(argv=None) -> int:
     import transformers
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
-    import archlint.plan  # noqa: F401
+    import archlint.lora.evaluate  # noqa: F401
 
     types = args.types or sorted(CONFIG_MAPPING_NAMES)
     clock = time.monotonic()

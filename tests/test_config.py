@@ -9,7 +9,8 @@ import pytest
 from support import REPO, config, run_cli
 
 from archlint import Severity, lint
-from archlint.config import ConfigError, find_config, load_config, module_matches
+from archlint.config import ConfigError, find_config, load_config
+from archlint.lora.targets import written_entry_reaches as module_matches
 from archlint.selection import Layer, selected_codes
 
 WRAPPED = str(REPO / "fixtures/zoo/towers.py") + ":WrappedVisionTower"

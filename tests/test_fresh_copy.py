@@ -1,4 +1,4 @@
-"""The copy PEFT runs on (archlint.plan.oracle.fresh_copy): what copy.deepcopy gives, independent
+"""The copy PEFT runs on (archlint.lora.oracle.fresh_copy): what copy.deepcopy gives, independent
 of the linted model, faster.
 
 PEFT mutates the model it is given (replaces children, freezes parameters, sets attributes and
@@ -16,7 +16,7 @@ import torch
 from support import config, meta_model
 from torch import nn
 
-from archlint.plan.oracle import fresh_copy
+from archlint.lora.oracle import fresh_copy
 
 GEMMA4_E2B = config("google__gemma-4-E2B-it")
 LLAMA = config("meta-llama__Llama-3.1-8B")
@@ -141,9 +141,9 @@ SEVEN = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_p
 def test_a_plan_with_the_same_peft_input_is_not_run_twice(monkeypatch):
     import importlib
 
-    from archlint.plan import Plan
+    from archlint.lora import Plan
 
-    evaluate = importlib.import_module("archlint.plan.evaluate")
+    evaluate = importlib.import_module("archlint.lora.evaluate")
     runs = []
     real = evaluate.run_peft
     monkeypatch.setattr(evaluate, "run_peft", lambda model, plan: runs.append(plan.source) or real(model, plan))
@@ -164,7 +164,7 @@ def test_a_lint_runs_peft_once_per_distinct_input(monkeypatch):
 
     from archlint import lint
 
-    evaluate = importlib.import_module("archlint.plan.evaluate")
+    evaluate = importlib.import_module("archlint.lora.evaluate")
     inputs = []
     real = evaluate.run_peft
     monkeypatch.setattr(evaluate, "run_peft", lambda model, plan: inputs.append(evaluate.peft_input(plan)) or real(model, plan))

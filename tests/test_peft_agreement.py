@@ -15,10 +15,10 @@ import warnings
 import pytest
 from support import CONFIGS
 
-from archlint.plan import Plan
-from archlint.plan import reimplementation
-from archlint.plan.evaluate import predict
-from archlint.structure import peft_default_targets
+from archlint.lora import Plan
+from archlint.lora import reimplementation
+from archlint.lora.evaluate import predict
+from archlint.lora.recipes import peft_default_targets
 
 
 def _native(folder) -> bool:

@@ -242,7 +242,7 @@ def test_with_a_plan_only_findings_about_what_it_touches_remain():
 def test_without_peft_the_reimplementation_answers(monkeypatch):
     import importlib
 
-    evaluate_module = importlib.import_module("archlint.plan.evaluate")
+    evaluate_module = importlib.import_module("archlint.lora.evaluate")
 
     monkeypatch.setattr(evaluate_module, "peft_available", lambda: False)
     model = meta_model(GEMMA4_E2B)

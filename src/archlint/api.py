@@ -14,17 +14,16 @@ from .anchors import class_anchors, target_anchor
 from .build import build
 from .config import Config, load_config
 from .errors import TargetError, UsageError, one_line
+from .facts import Facts
 from .findings import Finding, merge_findings
 from .graph import ModuleGraph
-from .plan import Plan
-from .plan.context import plan_evaluations
-from .plan.restrict import restrict
-from .checkpoint import agreement as checkpoint_agreement, checkpoint_source
-from .quantize import QuantizationRequest, preview as quantization_preview, wanted as wanted_quantization
+from .checkpoint import checkpoint_source
+from .lora.plan import Plan
+from .quantize import QuantizationRequest
 from .report import ModelSummary, Report, TargetResult
 from .resolve import resolve
-from .rules import LintContext, Rule, all_rules, validate_selectors
-from .selection import Layer, selected_codes
+from .rules import Rule, all_rules
+from .selection import Layer, selected_codes, validate_selectors
 from .suppress import suppress
 from .targets import target_identity
 
@@ -51,7 +50,7 @@ def lint(
     severities, per-module-ignores and per-model settings apply; the keyword options
     beat it, as the command line does. Inline ``# archlint: ignore[...]`` pragmas in
     the model's own source always apply. ``plan`` is a LoRA plan
-    (:class:`archlint.plan.Plan`) evaluated instead of the common recipes. ``quantization``
+    (:class:`archlint.lora.Plan`) evaluated instead of the common recipes. ``quantization``
     previews a method (``bnb-4bit``, ``bnb-8bit``, ``fp8`` or a quantization_config JSON file)
     with transformers' own quantizer; ``check_checkpoint`` reads a Hub repository's
     safetensors headers (a local folder's are always read).
@@ -129,8 +128,8 @@ class _Options:
     debug: bool
     progress: Callable[[str], None]
     plan: Plan | None
-    quantization: QuantizationRequest | None = None
-    check_checkpoint: bool = False
+    quantization: QuantizationRequest | None = None  # --quantization
+    check_checkpoint: bool = False  # --check-checkpoint: read a Hub repository's safetensors headers
 
 
 def _silent(message: str) -> None:
@@ -138,6 +137,8 @@ def _silent(message: str) -> None:
 
 
 def _lint_one(target: str, options: _Options) -> TargetResult:
+    """One target through the pipeline: resolve -> build -> graph -> facts -> rules ->
+    suppressions -> report."""
     result = TargetResult(target)
     clock = time.perf_counter()
     try:
@@ -158,21 +159,23 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
     result.timings["graph"] = time.perf_counter() - clock
     result.graph = graph
     result.model = ModelSummary(built.class_name, built.model_type, graph.parameter_count(), len(graph), built.head)
-    ctx = LintContext(graph=graph, built=built, config=spec.config or getattr(built.module, "config", None),
-                      plan=options.plan)
-    _load_time_facts(ctx, spec, result, options)
+    facts = Facts(graph, built, config=spec.config or getattr(built.module, "config", None), plan=options.plan,
+                  quantization_request=options.quantization,
+                  checkpoint_source=checkpoint_source(spec, hub=options.check_checkpoint, offline=options.offline))
+    result.quantization = facts.quantization  # asked for, or shipped in the config: reported even unselected
+    result.checkpoint = facts.checkpoint
+    if options.plan is not None or any(r.code.startswith("LORA") for r in options.rules):
+        _plans(facts, result, debug=options.debug)
     findings: list[Finding] = []
-    clock = time.perf_counter()
     for rule in options.rules:
         try:
-            findings.extend(rule().check(ctx))
+            with facts.timed("rules"):  # the rules' own time; the facts they read are timed apart
+                findings.extend(rule().check(facts))
         except Exception as e:  # one broken rule must not hide the others' findings
             if options.debug:
                 raise
             result.rule_errors.append({"code": rule.code, "message": one_line(e)})
-    result.timings["rules"] = time.perf_counter() - clock
-    result.timings.update(ctx.timings)  # phases inside the rules (probes, forwards), already counted in "rules"
-    findings = _plans(ctx, result, options.rules, findings, debug=options.debug)
+    result.timings.update(facts.timings)
     ran = set(options.codes) - {e["code"] for e in result.rule_errors}  # a crashed rule's pragmas cannot be judged
     kept = suppress(merge_findings(findings), graph, options.config.ignores_for(options.identity), ran)
     cfg = options.config
@@ -183,36 +186,14 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
     return result
 
 
-def _load_time_facts(ctx: LintContext, spec, result: TargetResult, options: _Options) -> None:
-    """The quantization preview and the checkpoint agreement, computed before the rules that read them."""
-    if wanted_quantization(options.quantization, ctx.config):
-        clock = time.perf_counter()
-        ctx.quantization = result.quantization = quantization_preview(
-            ctx.built.module, ctx.config, options.quantization, tower_of=ctx.graph.tower_of)
-        result.timings["quantization"] = time.perf_counter() - clock
-    source = checkpoint_source(spec, hub=options.check_checkpoint)
-    if source is not None:
-        clock = time.perf_counter()
-        ctx.checkpoint = result.checkpoint = checkpoint_agreement(ctx.built.module, source, offline=options.offline)
-        result.timings["checkpoint"] = time.perf_counter() - clock
-
-
-def _plans(ctx: LintContext, result: TargetResult, rules, findings: list[Finding], *, debug: bool) -> list[Finding]:
-    """Evaluate the plan (or the common recipes) into the result; with a plan, keep only
-    the LORA001-006 findings about what it touches. Skipped when no LoRA rule is selected
-    and no plan was given."""
-    if ctx.plan is None and not any(r.code.startswith("LORA") for r in rules):
-        return findings
-    try:
-        result.plans = plan_evaluations(ctx)
-    except Exception as e:  # a plan PEFT cannot even be asked about must not hide the findings
+def _plans(facts: Facts, result: TargetResult, *, debug: bool) -> None:
+    """Evaluate the plan (or the common recipes) before the rules, into the result."""
+    plans = facts.plans
+    if plans.exception is not None:
         if debug:
-            raise
-        result.rule_errors.append({"code": "PLAN", "message": one_line(e)})
-        return findings
-    if ctx.plan is not None:
-        findings = restrict(ctx, findings, result.plans[0])
-    return findings
+            raise plans.exception
+        result.rule_errors.append({"code": "PLAN", "message": plans.error})
+    result.plans = plans.evaluations
 
 
 def archlint_version() -> str:

@@ -96,17 +96,32 @@ def model_class(spec: ModelSpec) -> tuple[type, bool]:
                 return get_class_from_dynamic_module(reference, config.name_or_path or spec.target), True
             except Exception as e:
                 raise TargetError("remote-code", f"{spec.target}: loading the model's own code ({reference}) failed: {_one_line(e)}") from e
-    for auto_name in _AUTO_CLASS_ORDER:
-        auto = getattr(transformers, auto_name)
-        if type(config) in auto._model_mapping:
-            return auto._model_mapping[type(config)], True
+    candidates = [
+        getattr(transformers, auto_name)._model_mapping[type(config)]
+        for auto_name in _AUTO_CLASS_ORDER
+        if type(config) in getattr(transformers, auto_name)._model_mapping
+    ]
+    # A composite config (Llama4Config, Qwen3_5Config) is mapped to a causal-LM class that
+    # takes only its text sub-config; the class that takes the whole config builds every tower.
+    whole = [cls for cls in candidates if not _takes_text_config(cls, config)]
+    if whole or candidates:
+        return (whole or candidates)[0], True
     if type(config) in transformers.AutoModel._model_mapping:
         return transformers.AutoModel._model_mapping[type(config)], False
     raise TargetError("no-model-class", f"{spec.target}: transformers has no model class for {type(config).__name__}")
 
 
+def _takes_text_config(cls: type, config) -> bool:
+    """True when ``cls`` is built from ``config``'s text sub-config, the case in which
+    transformers' Auto classes hand it ``config.get_text_config()``."""
+    text_config_class = (getattr(config, "sub_configs", None) or {}).get("text_config")
+    return text_config_class is not None and getattr(cls, "config_class", None) is text_config_class
+
+
 def _from_config(cls: type, spec: ModelSpec) -> nn.Module:
     config = spec.config
+    if _takes_text_config(cls, config):
+        config = config.get_text_config()
     dtype = getattr(config, "dtype", None)
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None)

@@ -83,7 +83,7 @@ def check(targets, fmt, output, reports, select, extend_select, ignore, fail_on,
     from .baseline import baseline_step, check_baseline_options
     from .config import load_config
     from .outputs import ReportSpec, append_step_summary, stdout_style, write_reports
-    from .plan.cli_plan import plan_from_options
+    from .lora.plan import plan_from_options
     from .progress import spinner
     from .render import RenderOptions, render
 

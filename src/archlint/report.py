@@ -43,7 +43,7 @@ class TargetResult:
     graph: Any = None  # the ModuleGraph, for the tree view; not serialised
     anchor: Anchor | None = None  # the target's file (config.json / factory), for SARIF and annotations
     class_anchors: dict[str, Anchor] = field(default_factory=dict)  # module_class -> its `class` line
-    plans: list[Any] = field(default_factory=list)  # archlint.plan.PlanEvaluation: the user's plan, or the recipes
+    plans: list[Any] = field(default_factory=list)  # archlint.lora.evaluate.PlanEvaluation: the user's plan, or the recipes
     quantization: Any = None  # archlint.quantize.QuantizationPreview, when asked for or shipped in the config
     checkpoint: Any = None  # archlint.checkpoint.CheckpointAgreement, when a checkpoint's headers were read
 

@@ -42,9 +42,10 @@ class CheckpointSource:
     kind: str  # "local" | "hub"
     location: str  # folder path or repo id
     revision: str | None = None
+    offline: bool = False  # --offline: a Hub checkpoint is then reported as not checked
 
 
-def checkpoint_source(spec, *, hub: bool) -> CheckpointSource | None:
+def checkpoint_source(spec, *, hub: bool, offline: bool = False) -> CheckpointSource | None:
     """The checkpoint of a resolved target: a local folder holding safetensors, or (with
     ``hub``) the Hub repository the config came from."""
     if spec.kind == "local" and spec.config_file:
@@ -53,7 +54,7 @@ def checkpoint_source(spec, *, hub: bool) -> CheckpointSource | None:
             return CheckpointSource("local", str(folder))
     if spec.kind == "hub" and hub:
         repo = spec.target.partition("@")[0]
-        return CheckpointSource("hub", repo, spec.revision)
+        return CheckpointSource("hub", repo, spec.revision, offline=offline)
     return None
 
 
@@ -90,14 +91,14 @@ class CheckpointAgreement:
         return out
 
 
-def agreement(model: nn.Module, source: CheckpointSource, *, offline: bool = False) -> CheckpointAgreement:
+def agreement(model: nn.Module, source: CheckpointSource) -> CheckpointAgreement:
     """Read the headers of ``source`` and run transformers' loader on them."""
     label = source.location if source.kind == "local" else f"{source.location}@{source.revision or 'main'}"
     result = CheckpointAgreement(label, config_dtype=_config_dtype(model))
     try:
         if source.kind == "local":
             headers = read_local(source.location)
-        elif offline:
+        elif source.offline:
             raise CheckpointUnreadable("--offline: the Hub's safetensors headers cannot be read")
         else:
             headers = read_hub(source.location, source.revision)
@@ -200,6 +201,6 @@ def _load_dtype(model: nn.Module) -> torch.dtype:
 
 
 def _fresh_copy(model: nn.Module) -> nn.Module:
-    from ..plan.oracle import fresh_copy
+    from ..lora.oracle import fresh_copy
 
     return fresh_copy(model)

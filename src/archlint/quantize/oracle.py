@@ -143,7 +143,7 @@ def _load_dtype(model: nn.Module) -> torch.dtype:
 
 
 def _fresh_copy(model: nn.Module) -> nn.Module:
-    from ..plan.oracle import fresh_copy
+    from ..lora.oracle import fresh_copy
 
     return fresh_copy(model)
 

@@ -11,7 +11,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from ..findings import Finding, Severity
-from ..plan.text import plan_lines
+from .plans import plan_lines
 from .load_time import checkpoint_lines, quantization_lines
 from ..report import Report, TargetResult
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from torch import nn
 
 from ..findings import Confidence, Fix, Severity
-from ..structure import expert_counts
 from .base import Example, Rule
 
 
@@ -51,7 +50,7 @@ class MoeZero3Leaf(Rule):
     )
 
     def check(self, ctx):
-        counts = expert_counts(ctx)
+        counts = ctx.expert_counts
         blocks: dict[str, list[str]] = {}
         for info in ctx.graph:
             if not isinstance(info.module, (nn.ModuleList, nn.ModuleDict)):

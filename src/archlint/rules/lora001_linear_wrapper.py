@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from ..findings import Severity
-from ..peft_support import is_linear_like
-from ..plan.context import plan_scope
-from ..plan.verify import Candidate, nothing_under, verified_fix
+from ..lora.layers import is_linear_like
+from ..lora.verify import Candidate, nothing_under, verified_fix
 from ..probe.extras import extra_ops, summarise
-from ..probe.readings import read
-from ..probe.run import probe
-from ..structure import alternation, anchored_regex, broken_recipes, inner_linear_name, linear_wrappers, name_matches
+from ..structure import alternation, anchored_regex, inner_linear_name
+from ..lora.recipes import broken_recipes
+from ..lora.targets import reaches
 from .base import Example, Rule
 
 
@@ -66,17 +65,19 @@ class LinearWrapper(Rule):
     )
 
     def check(self, ctx):
-        groups = linear_wrappers(ctx)
+        groups = ctx.linear_wrappers
         if not groups:
             return
         fix = self._fix(ctx, groups)
         for group in groups:
+            if not ctx.plans.touches(group.paths):
+                continue  # with a plan, only the wrappers it reaches
             info = group.info
             inner = inner_linear_name(info)
-            recipes = broken_recipes(ctx, group.paths)
+            recipes = broken_recipes(group.paths, ctx.built.model_type)
             breaks = f"; breaks the {', '.join(recipes)} recipe{'s' if len(recipes) > 1 else ''}" if recipes else ""
-            result = probe(ctx, info.module)
-            extras = read(ctx, info.module, extra_ops)
+            result = ctx.probes.probe(info.module)
+            extras = ctx.probes.read(info.module, extra_ops)
             adds = f" and adds {summarise(extras)}" if extras else " and adds nothing" if extras == [] else ""
             yield self.finding(
                 group.paths,
@@ -89,7 +90,7 @@ class LinearWrapper(Rule):
             )
 
     def _fix(self, ctx, groups):
-        scope = plan_scope(ctx)  # with a plan, fix what the plan meant: its own names only
+        scope = ctx.plans.scope  # with a plan, fix what the plan meant: its own names only
         if scope is not None and any(p in scope for g in groups for p in g.paths):
             groups = [g for g in groups if any(p in scope for p in g.paths)]
         wrapper_paths = {p for g in groups for p in g.paths}
@@ -98,7 +99,7 @@ class LinearWrapper(Rule):
         # Plain Linears sharing the wrappers' names: what a bare-name recipe was meant for.
         plain = [
             g for g in ctx.graph.distinct(lambda i: is_linear_like(i.module) and i.path not in wrapper_paths)
-            if name_matches(g.info.path, names) and not _inside(g.info.path, wrapper_paths)
+            if reaches(g.info.path, names) and not _inside(g.info.path, wrapper_paths)
             and (scope is None or g.info.path in scope)
         ]
         inner_regex = rf".*\.{alternation(names)}\.{alternation(inner)}"
@@ -115,7 +116,7 @@ class LinearWrapper(Rule):
         else:
             candidates.append(Candidate(f'target_modules=r"{inner_regex}"', {"target_modules": inner_regex},
                                         "the inner Linear of each wrapper"))
-        return verified_fix(ctx, "Target plain Linears only: anchor the regex, or reach the wrapped Linear through its "
+        return verified_fix(ctx.plans.outcome_of, "Target plain Linears only: anchor the regex, or reach the wrapped Linear through its "
                             "child; do not replace a wrapper by its Linear when it adds ops", candidates)
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..findings import Severity
-from ..peft_support import is_linear_like
-from ..plan.context import model_index, plan_evaluations
-from ..plan.recipes import label
-from ..plan.verify import Candidate, reaches_all, verified_fix
+from ..findings import Severity, star_indices
+from ..lora.layers import is_linear_like
+from ..lora.recipes import label
+from ..lora.verify import Candidate, reaches_all, verified_fix
 from ..structure import unique_suffix
 from .base import Example, Rule
 
@@ -61,18 +60,18 @@ class PartialLayerCoverage(Rule):
         yield from self._rerouted(ctx)
 
     def _coverage(self, ctx):
-        index = model_index(ctx)
+        blocks_of = ctx.graph.blocks
         found = defaultdict(lambda: {"recipes": [], "paths": None, "reached": 0, "total": 0, "missing": None})
-        for evaluation in plan_evaluations(ctx):
+        for evaluation in ctx.plans.evaluations:
             for entry in evaluation.entries:
                 by_list = defaultdict(set)
                 for p in entry.modules:
-                    block = index.block_of(p)
+                    block = blocks_of.block_of(p)
                     if block is not None:
-                        by_list[index.blocks[block][0]].add(p)
+                        by_list[blocks_of.list_of(block)].add(p)
                 for container, paths in by_list.items():
-                    length = next(n for c, n in index.blocks.values() if c == container)
-                    blocks = {index.block_of(p) for p in paths}
+                    length = len(blocks_of.lists[container])
+                    blocks = {blocks_of.block_of(p) for p in paths}
                     if len(blocks) >= length:
                         continue
                     key = (entry.entry, container)
@@ -80,7 +79,7 @@ class PartialLayerCoverage(Rule):
                     record["recipes"].append(label(evaluation.plan))
                     record["paths"] = sorted(paths)
                     record["reached"], record["total"] = len(blocks), length
-                    record["missing"] = sorted(int(b.rsplit(".", 1)[1]) for b, (c, _) in index.blocks.items()
+                    record["missing"] = sorted(int(b.rsplit(".", 1)[1]) for b, c in blocks_of.outer.items()
                                                if c == container and b not in blocks and b.rsplit(".", 1)[1].isdigit())
         for (entry, container), r in sorted(found.items()):
             yield self.finding(
@@ -95,7 +94,7 @@ class PartialLayerCoverage(Rule):
     def _rerouted(self, ctx):
         universe = [f"{i.path}.{n}" for i in ctx.graph for n in i.parameters]
         found = {}
-        for evaluation in plan_evaluations(ctx):
+        for evaluation in ctx.plans.evaluations:
             outcome = evaluation.outcome
             wrapped = set(outcome.modules)
             for name, param in sorted(outcome.rerouted.items()):
@@ -109,7 +108,7 @@ class PartialLayerCoverage(Rule):
             weights = [f"{p}.weight" for p in skipped]
             plan = evaluations[0].plan.to_mapping()
             fixed = {**plan, "target_parameters": sorted(set(plan.get("target_parameters") or []) | set(_suffixes(weights, universe)))}
-            fix = verified_fix(ctx, f"Adapt the plain `{leaf}` Linears through target_parameters", [Candidate(
+            fix = verified_fix(ctx.plans.outcome_of, f"Adapt the plain `{leaf}` Linears through target_parameters", [Candidate(
                 "target_parameters=[" + ", ".join(f'"{e}"' for e in fixed["target_parameters"]) + "]", fixed,
                 f"with {labels[0]}", expect=reaches_all(weights))])
             yield self.finding(
@@ -125,8 +124,6 @@ class PartialLayerCoverage(Rule):
 
 def _suffixes(weights: list[str], universe: list[str]) -> list[str]:
     """The shortest target_parameters entries reaching exactly these weights, per pattern."""
-    from ..findings import star_indices
-
     groups = defaultdict(list)
     for w in weights:
         groups[star_indices(w)].append(w)

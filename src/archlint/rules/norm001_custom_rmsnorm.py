@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..findings import Confidence, Fix, Severity
-from ..probe.readings import norm_reading
+from ..probe.norms import liger_arguments, liger_settings
 from ..structure import is_rms_norm
 from .base import Example, Rule
 
@@ -65,7 +65,7 @@ class CustomRmsNorm(Rule):
     def check(self, ctx):
         for group in ctx.graph.distinct(lambda i: is_rms_norm(i) and type(i.module) is not nn.RMSNorm):
             info = group.info
-            reading = norm_reading(ctx, info.module)
+            reading = ctx.probes.norm(info.module)
             semantics = reading.semantics
             if semantics is not None and semantics.kind != "rms":
                 continue  # it centres on the mean: a LayerNorm whatever its name says (NORM003)
@@ -118,23 +118,3 @@ def describe(s) -> str:
         order = f"in {s.compute_dtype} including the scale, cast to {s.input_dtype} after"
     eps = "" if s.eps_inside_sqrt in (True, None) else ", eps added outside the square root"
     return f"{scale}, {order}{eps}"
-
-
-def liger_settings(s) -> dict | None:
-    """The ``LigerRMSNorm`` settings reproducing ``s``; None when no Liger mode does."""
-    if s.eps_inside_sqrt is False:
-        return None
-    out = {"eps": s.eps, "offset": float(s.offset), "casting_mode": s.casting_mode}
-    if not s.has_weight:
-        out["elementwise_affine"] = False
-    return out
-
-
-def liger_arguments(s) -> str:
-    """``LigerRMSNorm`` keyword arguments reproducing ``s`` (offset, casting_mode)."""
-    parts = [f"eps={s.eps}", f"offset={float(s.offset)}", f"casting_mode='{s.casting_mode}'"]
-    if not s.has_weight:
-        parts.append("elementwise_affine=False")
-    if s.eps_inside_sqrt is False:
-        parts.append("# no Liger mode adds eps outside the square root: leave unpatched")
-    return ", ".join(parts)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..findings import Fix, Severity
-from ..plan.context import user_plan
 from .base import Example, Rule
 
 
@@ -55,7 +54,7 @@ class UntrainableQuantization(Rule):
         preview = ctx.quantization
         if preview is None or preview.unavailable or ctx.plan is None or preview.trainable:
             return
-        evaluation = user_plan(ctx)
+        evaluation = ctx.plans.user
         params = set(evaluation.outcome.parameters) if evaluation else set()
         modules = set(evaluation.outcome.modules) if evaluation else set()
         for entry in evaluation.entries if evaluation else ():

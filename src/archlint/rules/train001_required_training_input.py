@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..findings import Confidence, Fix, Severity
-from ..train_forward import TEXT_INPUTS, training_forward
+from ..train_forward import TEXT_INPUTS
 from .base import Example, Rule
 
 
@@ -53,7 +53,7 @@ class RequiredTrainingInput(Rule):
     )
 
     def check(self, ctx):
-        outcome = training_forward(ctx)
+        outcome = ctx.training_forward
         details = {"forward": outcome.status, "ran_on": outcome.model, "inputs": list(TEXT_INPUTS),
                    "seconds": round(outcome.seconds, 3)}
         path = outcome.raised_in if outcome.raised_in in ctx.graph.nx else ""

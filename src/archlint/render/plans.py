@@ -7,9 +7,9 @@ import re
 
 from rich.markup import escape
 
-from .evaluate import PlanEvaluation
-from .oracle import stable_message
-from .recipes import label
+from ..lora.evaluate import PlanEvaluation
+from ..lora.oracle import stable_message
+from ..lora.recipes import label
 
 
 def plan_lines(evaluations: list[PlanEvaluation]) -> list[str]:
