@@ -55,22 +55,28 @@ class UnquantizedWeights(Rule):
         if preview is None or preview.unavailable or not preview.unquantized or preview.dequantize:
             return  # dequantize=True loads every weight in high precision on purpose
         after = preview.bytes["after"]
+        by_owner: dict[str, list[dict]] = {}  # owner pattern -> its unquantized weight groups
         for group in preview.unquantized:
-            if group["share"] < SHARE:
+            by_owner.setdefault(group["pattern"].rpartition(".")[0], []).append(group)
+        for pattern, groups in by_owner.items():
+            size = sum(g["bytes"] for g in groups)
+            share = size / after if after else 0.0
+            if share < SHARE:
                 continue
-            owners = sorted({p.rpartition(".")[0] for p in group["paths"]})
-            leaf = group["pattern"].rpartition(".")[2]
+            owners = sorted({p.rpartition(".")[0] for g in groups for p in g["paths"]})
+            leaves = ", ".join(f"{g['ndim']}-D `{g['pattern'].rpartition('.')[2]}`" for g in groups)
+            cls = groups[0]["class"]
             yield self.finding(
                 owners,
-                f"{preview.method} leaves {group['ndim']}-D `{leaf}` ({group['class']}) in high precision: "
-                f"{gb(group['bytes'])}, {group['share']:.0%} of the {gb(after)} the quantized model needs",
-                module_class=group["class"],
-                pattern=star_indices(owners[0]) if owners else "",
+                f"{preview.method} leaves {leaves} of {cls} in high precision: "
+                f"{gb(size)}, {share:.0%} of the {gb(after)} the quantized model needs",
+                module_class=cls,
+                pattern=pattern,
                 fix=Fix("Budget for the unquantized weights",
-                        f"{preview.source}: {gb(preview.bytes['before'])} -> {gb(after)} "
-                        f"(of which {gb(group['bytes'])} stay {_dtype(preview)}); "
-                        "the footprint table lists every tower"),
-                details={"bytes": group["bytes"], "share": group["share"], "parameters": group["paths"]},
+                        f"{preview.source}: {gb(preview.bytes['before'])} -> {gb(after)}, of which {gb(size)} stay "
+                        f"{_dtype(preview)} in {pattern}; the footprint table lists every tower"),
+                details={"bytes": int(size), "share": round(share, 4),
+                         "parameters": [p for g in groups for p in g["paths"]]},
             )
 
 
