@@ -161,3 +161,13 @@ def test_cli_prints_the_footprint_table_and_json_carries_it():
     q = doc["results"][0]["quantization"]
     assert q["method"] == "mxfp4" and len(q["quantized"]) == 24
     assert set(q["bytes"]) == {"before", "after", "by_dtype"}
+
+
+def test_peft_runs_on_the_quantized_copy_for_trainable_methods():
+    pytest.importorskip("bitsandbytes")
+    plan = json.dumps({"target_modules": "all-linear"})
+    result = lint_cached(config("meta-llama__Llama-3.1-8B"), ("QUANT",), plan, "bnb-4bit").results[0]
+    verdict = result.quantization.peft
+    assert verdict["ok"] is True and len(verdict["modules"]) == 224  # every Linear4bit but the kept lm_head
+    assert set(verdict["modules"]) == set(result.quantization.quantized)
+    assert not [f for f in result.findings if f.code == "QUANT003"]

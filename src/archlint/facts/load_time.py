@@ -19,7 +19,8 @@ def quantization(facts: Facts) -> QuantizationPreview | None:
     """The quantization preview, when a method is asked for or the config ships quantized."""
     if not wanted(facts.quantization_request, facts.config):
         return None
-    return preview(facts.built.module, facts.config, facts.quantization_request, tower_of=facts.graph.tower_of)
+    return preview(facts.built.module, facts.config, facts.quantization_request, tower_of=facts.graph.tower_of,
+                   plan=facts.plan)
 
 
 @fact(phase="checkpoint")

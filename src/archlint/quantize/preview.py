@@ -16,7 +16,8 @@ from typing import Any
 from torch import nn
 
 from .footprint import by_tower, storage_label, tensor_bytes, totals
-from .oracle import QuantizerUnavailable, environment_verdict, first_line, is_trainable, run_quantizer
+from .oracle import (QuantizerUnavailable, captured_logs, environment_verdict, first_line, is_trainable,
+                     run_quantizer)
 from .request import QuantizationRequest, config_quantization
 
 #: Unquantized weights below this share of the quantized model's bytes are not listed.
@@ -47,6 +48,7 @@ class QuantizationPreview:
     dequantize: bool | None = None  # the config's `dequantize`, for methods that have it
     notes: list[str] = field(default_factory=list)
     unavailable: str | None = None  # why transformers' quantizer could not run here
+    peft: dict[str, Any] | None = None  # PEFT's verdict on the user's plan over the quantized copy
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -64,6 +66,8 @@ class QuantizationPreview:
         }
         if self.unavailable:
             out["unavailable"] = self.unavailable
+        if self.peft is not None:
+            out["peft"] = self.peft
         return out
 
 
@@ -72,12 +76,15 @@ def wanted(request: QuantizationRequest | None, config) -> bool:
     return request is not None or config_quantization(config) is not None
 
 
-def preview(model: nn.Module, config, request: QuantizationRequest | None, *, tower_of=None) -> QuantizationPreview:
+def preview(model: nn.Module, config, request: QuantizationRequest | None, *, tower_of=None,
+            plan=None) -> QuantizationPreview:
     """Preview ``request`` (or the config's own ``quantization_config``) on ``model``.
 
     As ``from_pretrained`` does, a config that ships a ``quantization_config`` is
     pre-quantized and the user's config is merged into it
-    (``AutoHfQuantizer.merge_quantization_configs``)."""
+    (``AutoHfQuantizer.merge_quantization_configs``). With a LoRA ``plan`` and a trainable
+    method, PEFT is run on the quantized copy (after ``postprocess_model``, as a loaded model
+    is): its verdict on the quantized module types is ``peft``."""
     from transformers.quantizers.auto import AutoHfQuantizer
 
     shipped = config_quantization(config)
@@ -116,7 +123,21 @@ def preview(model: nn.Module, config, request: QuantizationRequest | None, *, to
     tower_of = tower_of or (lambda name: "")
     result.towers = by_tower(rows, tower_of)
     result.unquantized = _unquantized(rows, run.model, run.skip_list, result.bytes["after"])
+    if plan is not None and result.trainable and result.quantized:
+        result.peft = _peft_on_quantized(run, plan)
     return result
+
+
+def _peft_on_quantized(run, plan) -> dict[str, Any]:
+    """``get_peft_model`` on the converted copy itself (it is ours to change)."""
+    from ..lora.oracle import peft_available, run_peft
+
+    if not peft_available():
+        return {"ok": None, "error": "PEFT is not installed"}
+    with captured_logs():
+        run.quantizer.postprocess_model(run.model)
+    outcome = run_peft(run.model, plan, fresh=lambda m: m)
+    return {"ok": outcome.ok, "error": outcome.error, "modules": list(outcome.modules)}
 
 
 def _skip_lists(result: QuantizationPreview, model: nn.Module, request: QuantizationRequest | None,

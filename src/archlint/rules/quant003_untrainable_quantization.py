@@ -52,7 +52,10 @@ class UntrainableQuantization(Rule):
 
     def check(self, ctx):
         preview = ctx.quantization
-        if preview is None or preview.unavailable or ctx.plan is None or preview.trainable:
+        if preview is None or preview.unavailable or ctx.plan is None:
+            return
+        if preview.trainable:
+            yield from self._unwrappable(ctx, preview)
             return
         evaluation = ctx.plans.user
         params = set(evaluation.outcome.parameters) if evaluation else set()
@@ -76,6 +79,26 @@ class UntrainableQuantization(Rule):
                     f"quantization_config={_config_class(preview.method)}(dequantize=True))"),
             details={"method": preview.method, "config_key": "quantization_config.dequantize",
                      "quantized_parameters": [p for p in preview.quantized_parameters if p in params]},
+        )
+
+
+    def _unwrappable(self, ctx, preview):
+        """PEFT raised on the quantized copy although the plan works on the unquantized model."""
+        verdict = preview.peft
+        evaluation = ctx.plans.user
+        if not verdict or verdict.get("ok") is not False or evaluation is None or not evaluation.ok:
+            return
+        error = verdict.get("error") or {}
+        root = ctx.graph.info("").class_name
+        yield self.finding(
+            [""],
+            f"PEFT cannot apply the plan to the {preview.method}-quantized model: "
+            f"{error.get('type')}: {error.get('message', '').splitlines()[0] if error.get('message') else ''}",
+            module_class=root,
+            fix=Fix("Target the modules PEFT can wrap under this method",
+                    f"the plan works on the unquantized model; exclude the quantized types PEFT rejects, "
+                    f"or quantize with a method PEFT supports (bitsandbytes)"),
+            details={"method": preview.method, "peft_error": error},
         )
 
 
