@@ -105,7 +105,7 @@ def _like_a_fresh_process(cwd: Path, env: dict):
             if file and cwd != REPO and Path(file).resolve().is_relative_to(cwd.resolve()):
                 del sys.modules[name]
         hf_constants.HF_HUB_OFFLINE = saved_offline
-        for handler, stream in zip(handlers, streams):
+        for handler, stream in zip(handlers, streams, strict=True):
             handler.setStream(stream)
 
 
@@ -169,7 +169,8 @@ def _validator(name: str):
 
 def _validate(name: str, doc) -> None:
     errors = sorted(_validator(name).iter_errors(doc), key=lambda e: list(e.absolute_path))
-    assert not errors, f"{name}: " + "; ".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:5])
+    where = ["/".join(map(str, e.absolute_path)) for e in errors[:5]]
+    assert not errors, f"{name}: " + "; ".join(f"{w}: {e.message}" for w, e in zip(where, errors, strict=False))
 
 
 def validate_report(doc) -> None:

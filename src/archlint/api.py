@@ -20,6 +20,7 @@ from .graph import ModuleGraph
 from .checkpoint import checkpoint_source
 from .lora.plan import Plan
 from .quantize import QuantizationRequest
+from .module_tree import collapsed_tree
 from .report import ModelSummary, Report, TargetResult
 from .resolve import resolve
 from .rules import Rule, all_rules
@@ -153,12 +154,20 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
             raise
         result.error = e
         return result
+    if spec.adapter and options.plan is None:
+        try:
+            options = dataclasses.replace(options, plan=dataclasses.replace(Plan.from_file(spec.adapter), source="adapter"))
+        except UsageError as e:
+            result.error = TargetError("bad-adapter", f"{target}: {spec.adapter}: {e}")
+            return result
     result.anchor = target_anchor(spec)
     clock = time.perf_counter()
     graph = ModuleGraph(built.module)
     result.timings["graph"] = time.perf_counter() - clock
     result.graph = graph
-    result.model = ModelSummary(built.class_name, built.model_type, graph.parameter_count(), len(graph), built.head)
+    result.model = ModelSummary(built.class_name, built.model_type, graph.parameter_count(), len(graph), built.head,
+                                built.class_reason or None)
+    result.tree = collapsed_tree(graph)
     facts = Facts(graph, built, config=spec.config or getattr(built.module, "config", None), plan=options.plan,
                   quantization_request=options.quantization,
                   checkpoint_source=checkpoint_source(spec, hub=options.check_checkpoint, offline=options.offline))

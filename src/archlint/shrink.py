@@ -156,7 +156,9 @@ def _shrink_dict(sub: dict, count: int, keep: tuple[int, ...], count_key: str) -
     for key, value in list(sub.items()):
         if "layer" not in key:
             continue
-        if isinstance(value, (list, tuple)) and len(value) == count:
+        if isinstance(value, (list, tuple)) and list(value) == list(range(count)):
+            sub[key] = list(range(len(keep)))  # every layer by number (Llama-4's `moe_layers`)
+        elif isinstance(value, (list, tuple)) and len(value) == count:
             sub[key] = [value[i] for i in keep]
         elif isinstance(value, (list, tuple)) and all(_is_index(v, count) for v in value):
             sub[key] = [keep.index(v) for v in value if v in keep]  # layer numbers (`cross_attention_layers`)

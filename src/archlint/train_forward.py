@@ -27,8 +27,7 @@ from torch import nn
 
 from .build import BuiltModel
 from .errors import one_line
-from .graph import ModuleGraph
-from .shrink import shrunk_copy
+from .shrink import ShrunkModel
 
 #: What a text-only collator (TRL's, DataCollatorForLanguageModeling) hands the model.
 TEXT_INPUTS = ("input_ids", "attention_mask", "labels")
@@ -53,14 +52,15 @@ class ForwardOutcome:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def training_forward(built: BuiltModel, graph: ModuleGraph) -> ForwardOutcome:
-    """Run the fake training forward of the built model (a shrunk copy first); the
-    outcome. Each lint asks once, through its facts (:mod:`archlint.facts.training`)."""
+def training_forward(built: BuiltModel, copy: ShrunkModel | None) -> ForwardOutcome:
+    """Run the fake training forward of the built model (its shrunk ``copy`` first, when
+    there is one); the outcome. Each lint asks once, through its facts
+    (:mod:`archlint.facts.training`), which make the copy once for this forward and the
+    LoRA training steps."""
     start = time.perf_counter()
     if not _takes_token_ids(built.module):
         return ForwardOutcome("not-applicable", "", 0.0)  # no forward, or not a token model
     with _quiet():
-        copy = shrunk_copy(built, graph)
         if copy is not None:
             outcome = run(copy.module, label=copy.description, path_map=copy.original_path)
             if outcome.status != "failed":

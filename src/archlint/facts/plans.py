@@ -1,7 +1,9 @@
 """The plan facts: the LoRA plan evaluations of one lint, computed before the rules.
 
 With a user plan (``facts.plan``) that plan is evaluated; without one, the common
-recipes are. PEFT is the oracle (:mod:`archlint.lora.evaluate`). LoRA rules read the
+recipes are. PEFT is the oracle (:mod:`archlint.lora.evaluate`), and a plan PEFT injects
+is only "ok" once one training step of the adapted model ran clean
+(:mod:`archlint.lora.training_step`). LoRA rules read the
 evaluations, decide from the user's plan what they report (:meth:`PlanFacts.touches`),
 and verify the fixes they suggest through :meth:`PlanFacts.outcome_of`, which shares one
 PEFT run per distinct ``LoraConfig`` with the evaluations.
@@ -9,6 +11,7 @@ PEFT run per distinct ``LoraConfig`` with the evaluations.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +21,7 @@ from ..lora.evaluate import ModelIndex, PlanEvaluation, evaluate, peft_input, pr
 from ..lora.oracle import Outcome
 from ..lora.plan import Plan
 from ..lora.recipes import common_recipes
+from ..lora.training_step import StepCheck
 from .base import Facts, fact
 
 
@@ -63,13 +67,29 @@ class PlanFacts:
 
     def outcome_of(self, config: Mapping[str, Any]) -> Outcome:
         """PEFT's outcome for a LoraConfig-shaped mapping (a suggested fix), run once per
-        distinct configuration; time goes to the ``verify`` phase."""
+        distinct configuration, with the training step of the adapted model (``checked``,
+        ``step_error``: a fix whose step fails is not printed); time goes to the ``verify``
+        and ``steps`` phases."""
         plan = Plan.from_mapping(dict(config), source="fix")
         key = ("fix", peft_input(plan))
         if key not in self.outcomes:
             with self.facts.timed("verify"):
-                self.outcomes[key] = predict(self.facts.built.module, plan, outcomes=self.outcomes)
+                outcome = predict(self.facts.built.module, plan, outcomes=self.outcomes)
+            step = self.step_of(plan, outcome)
+            if step is not None:
+                failure = None if step.ok else f"{step.stage}: {step.error}" + (f" in {step.module}" if step.module else "")
+                outcome = dataclasses.replace(outcome, checked=step.checked, step_error=failure)
+            self.outcomes[key] = outcome
         return self.outcomes[key]
+
+    def step_of(self, plan: Plan, outcome: Outcome) -> StepCheck | None:
+        """One training step of the model adapted by ``plan`` (None when PEFT did not inject
+        it: refused, or not installed); time goes to the ``steps`` phase."""
+        if not outcome.ok or outcome.engine != "peft":
+            return None
+        checker = self.facts.training_steps
+        with self.facts.timed("steps"):
+            return checker.check(plan.lora_kwargs())
 
 
 def touched_paths(evaluation: PlanEvaluation) -> set[str]:
@@ -90,7 +110,8 @@ def plans(facts: Facts) -> PlanFacts:
     found = PlanFacts(facts, ModelIndex.of(facts.graph))
     wanted = [facts.plan] if facts.plan is not None else common_recipes(facts.built.model_type)
     try:
-        found.evaluations = [evaluate(facts.built.module, p, index=found.index, outcomes=found.outcomes) for p in wanted]
+        evaluations = [evaluate(facts.built.module, p, index=found.index, outcomes=found.outcomes) for p in wanted]
+        found.evaluations = [dataclasses.replace(e, step=found.step_of(e.plan, e.outcome)) for e in evaluations]
     except Exception as e:
         found.error = one_line(e)
         found.exception = e

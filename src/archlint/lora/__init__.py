@@ -11,6 +11,8 @@ One job per module; importing the package loads only :mod:`.plan` (no torch, no 
 * :mod:`.reimplementation` -- the same answers without PEFT (documented, tested equal)
 * :mod:`.evaluate`         -- one plan's evaluation (verdict, entries, layer coverage)
 * :mod:`.verify`           -- a suggested fix is run through PEFT before it is printed
+* :mod:`.training_step`    -- one fake-tensor training step of the adapted model (inject,
+                              forward with a loss, backward to the LoRA parameters)
 """
 
 from .plan import Plan

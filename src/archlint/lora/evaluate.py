@@ -25,6 +25,7 @@ from . import reimplementation
 from .oracle import Outcome, conversion_table, peft_available, peft_entry_matcher, peft_version, run_peft
 from .plan import Plan
 from .recipes import peft_default_targets
+from .training_step import StepCheck
 from .targets import parameters_reached
 
 
@@ -55,20 +56,38 @@ class PlanEvaluation:
     entries: tuple[EntryResult, ...]
     notes: tuple[str, ...] = ()
     peft_version: str | None = None
+    step: StepCheck | None = None  # the training step of the adapted model, when PEFT injected it
 
     @property
     def ok(self) -> bool:
-        return self.outcome.ok
+        """PEFT injects the plan and the adapted model's training step runs clean."""
+        return self.outcome.ok and (self.step is None or self.step.ok)
 
     @property
     def verdict(self) -> str:
-        return "ok" if self.outcome.ok else "error"
+        return "ok" if self.ok else "error"
+
+    @property
+    def checked(self) -> tuple[str, ...]:
+        """The stages that ran clean: inject (by PEFT), forward and backward (the step)."""
+        if not self.outcome.ok or self.outcome.engine != "peft":
+            return ()
+        return self.step.checked if self.step is not None else ("inject",)
+
+    @property
+    def error(self) -> dict[str, str | None] | None:
+        """What failed, at which stage and in which module: PEFT's exception at inject, or
+        the training step's."""
+        if not self.outcome.ok:
+            return {**self.outcome.error, "stage": "inject", "module": None}
+        return self.step.error_dict() if self.step is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.plan.source,
             "verdict": self.verdict,
-            "error": self.outcome.error,
+            "error": self.error,
+            "checked": list(self.checked),
             "entries": [e.to_dict() for e in self.entries],
             "modules": list(self.outcome.modules),
             "parameters": list(self.outcome.parameters),

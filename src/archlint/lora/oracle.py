@@ -39,6 +39,10 @@ class Outcome:
     # PEFT's transformers-v5 MoE conversion: target_modules entry -> the expert parameter it became
     rerouted: dict[str, str] = field(default_factory=dict)
     engine: str = "peft"  # "peft" or "reimplementation"
+    # A suggested fix's training step (lora.training_step): the stages that ran clean, and
+    # what failed ("forward: AttributeError: … in model.layers.0.mlp.router"), if anything.
+    checked: tuple[str, ...] = ()
+    step_error: str | None = None
 
     @property
     def error(self) -> dict[str, str] | None:

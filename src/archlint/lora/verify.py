@@ -3,7 +3,9 @@
 A rule proposes candidate configurations (an anchored regex, ``exclude_modules``,
 ``target_parameters``) with an optional expectation (e.g. "nothing in the vision
 tower"). Each is evaluated like a user plan; only those PEFT accepts, that adapt
-something and that meet the expectation are printed, each followed by what it adapts.
+something, whose adapted model passes one fake training step (inject, forward, backward:
+:mod:`.training_step`) and that meet the expectation are printed, each followed by what
+it adapts.
 A fix with no verified candidate is not printed.
 """
 
@@ -42,7 +44,7 @@ def verified_fix(outcome_of: OutcomeOf, title: str, candidates: Sequence[Candida
         if outcome is None:
             continue
         comment = f"  # {candidate.comment}" if candidate.comment else ""
-        lines.append(f"{candidate.text}{comment}\n    # {verifier()}: {adapts(outcome)}")
+        lines.append(f"{candidate.text}{comment}\n    # {verifier()}: {adapts(outcome)}{trains(outcome)}")
     if not lines:
         return None
     return Fix(f"{title} (verified)", "\n".join(lines))
@@ -53,6 +55,8 @@ def verify(outcome_of: OutcomeOf, candidate: Candidate) -> Outcome | None:
     outcome = outcome_of(candidate.config)
     if not outcome.ok or not (outcome.modules or outcome.parameters):
         return None
+    if outcome.step_error is not None:
+        return None  # PEFT injects it, but the adapted model does not train
     if candidate.expect is not None and candidate.expect(outcome) is not None:
         return None
     return outcome
@@ -62,6 +66,13 @@ def verifier() -> str:
     if peft_available():
         return f"verified with PEFT {peft_version()} on the meta model"
     return "verified with archlint's reimplementation of PEFT 0.21.2 (PEFT not installed)"
+
+
+def trains(outcome: Outcome) -> str:
+    """``; one fake training step ran clean (inject, forward, backward)``, or nothing when none ran."""
+    if not outcome.checked:
+        return ""
+    return f"; one fake training step ran clean ({', '.join(outcome.checked)})"
 
 
 def adapts(outcome: Outcome, limit: int = 3) -> str:

@@ -51,6 +51,7 @@ class Rule:
     code: ClassVar[str]
     name: ClassVar[str]
     severity: ClassVar[Severity]
+    severity_note: ClassVar[str] = ""  # when a finding's severity departs from the default, and why
     confidence: ClassVar[Confidence] = Confidence.HIGH
     tools: ClassVar[tuple[str, ...]] = ()
     origin: ClassVar[str] = "archlint"

@@ -36,6 +36,7 @@ class NoSplitModulesGap(Rule):
     code = "DIST001"
     name = "no-split-modules-gap"
     severity = Severity.ERROR
+    severity_note = "warning when the declared classes exist but a repeated block is missing"
     tools = ("fsdp", "accelerate")
 
     VALID = (Example("fixtures/zoo/hf_tiny.py:tiny_llama"),)

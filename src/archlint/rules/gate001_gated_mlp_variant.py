@@ -45,6 +45,7 @@ class GatedMlpVariant(Rule):
     code = "GATE001"
     name = "gated-mlp-variant"
     severity = Severity.WARNING
+    severity_note = "info for a canonical SwiGLU/GeGLU that kernels handle as is"
     confidence = Confidence.MEDIUM
     tools = ("liger", "unsloth", "vllm", "gguf", "peft")
 

@@ -39,6 +39,7 @@ class BareWeightProjection(Rule):
     code = "LORA002"
     name = "bare-weight-projection"
     severity = Severity.WARNING
+    severity_note = "info when no common recipe or plan reaches the module"
     confidence = Confidence.MEDIUM  # read from the source of forward
     tools = ("peft", "bitsandbytes")
 
@@ -62,9 +63,13 @@ class BareWeightProjection(Rule):
             )
             if not params or not ctx.plans.touches(group.paths):
                 continue  # with a plan, only the modules it reaches
-            recipes = broken_recipes(group.paths, ctx.built.model_type)
-            severity = Severity.WARNING if recipes else Severity.INFO
-            breaks = f"; the {', '.join(recipes)} recipe reaches it and PEFT will raise" if recipes else ""
+            if ctx.plan is not None:  # the plan reaches it (touches above): speak of the plan
+                recipes, severity = [], Severity.WARNING
+                breaks = f"; your LoRA plan ({ctx.plan.source}) reaches it and PEFT will raise"
+            else:
+                recipes = broken_recipes(group.paths, ctx.built.model_type)
+                severity = Severity.WARNING if recipes else Severity.INFO
+                breaks = f"; the {', '.join(recipes)} recipe reaches it and PEFT will raise" if recipes else ""
             entries = target_parameters_for(ctx.parameter_paths, [(group, p) for p in params])
             yield self.finding(
                 group.paths,

@@ -43,6 +43,7 @@ class TargetNameCollision(Rule):
     code = "LORA004"
     name = "target-name-collision"
     severity = Severity.ERROR
+    severity_note = "warning when PEFT raises only if the wrappers are targeted; info when all are adaptable"
     tools = ("peft", "vllm", "sglang")
 
     VALID = (Example("fixtures/zoo/towers.py:SingleTower"),)

@@ -44,6 +44,7 @@ class StackedExpertParameters(Rule):
     code = "LORA006"
     name = "stacked-expert-parameters"
     severity = Severity.ERROR
+    severity_note = "info when PEFT re-routes targets to the experts or the plan reaches them all"
     tools = ("peft", "bitsandbytes")
 
     VALID = (Example("fixtures/zoo/experts.py:PatchEmbedding", note="Conv2d weight and a 3-D position table"),)

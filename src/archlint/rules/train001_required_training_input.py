@@ -41,6 +41,7 @@ class RequiredTrainingInput(Rule):
     code = "TRAIN001"
     name = "required-training-input"
     severity = Severity.ERROR
+    severity_note = "info when the fake training forward could not run (nothing was checked)"
     confidence = Confidence.MEDIUM  # established by running the forward, not by structure
     tools = ("trl", "transformers")
 

@@ -34,6 +34,7 @@ class GradientCheckpointingUnsupported(Rule):
     code = "TRAIN002"
     name = "gradient-checkpointing-unsupported"
     severity = Severity.ERROR
+    severity_note = "warning when repeated blocks are skipped by checkpointing; error when enabling it raises"
     tools = ("transformers", "trl")
 
     VALID = (Example("fixtures/zoo/hf_tiny.py:tiny_llama"),)

@@ -58,6 +58,7 @@ class CacheCoupledLayers(Rule):
     code = "TRAIN003"
     name = "cache-coupled-layers"
     severity = Severity.WARNING
+    severity_note = "info when the installed transformers carries the fix"
     tools = ("transformers", "trl")
 
     VALID = (
