@@ -125,8 +125,9 @@ def main() -> None:
               f"{totals['total_size'] / 1e9:.1f} GB of tensors (sparse: {on_disk / 1e6:.1f} MB on disk)")
         rows = []
         for stage in ("hf_hub", "headers", "check"):
+            env = {**os.environ, "PYTHONWARNINGS": "ignore"}
             proc = subprocess.run([sys.executable, __file__, "--measure", stage, "--dir", str(folder)],
-                                  capture_output=True, text=True, check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                                  capture_output=True, text=True, check=True, env=env)
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f"{'stage':<8} {'seconds':>8} {'peak RSS after build':>21} {'peak RSS after stage':>21} {'added':>8}")
         for r in rows:

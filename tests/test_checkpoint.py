@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
 from support import REPO
 
 from archlint import lint
@@ -30,7 +29,8 @@ def test_tiny_llama_saved_by_save_pretrained_is_quiet():
     assert result.error is None and not result.rule_errors
     assert result.checkpoint.unavailable is None
     assert (result.checkpoint.missing, result.checkpoint.unexpected, result.checkpoint.mismatched) == ([], [], [])
-    assert not [f for f in result.findings if f.severity >= Severity.WARNING], [(f.code, f.paths) for f in result.findings]
+    loud = [(f.code, f.paths) for f in result.findings if f.severity >= Severity.WARNING]
+    assert not loud, loud
 
 
 def test_renamed_dropped_and_reshaped_keys_match_transformers_loading_info():
@@ -46,7 +46,8 @@ def test_renamed_dropped_and_reshaped_keys_match_transformers_loading_info():
     assert set(by_code) == {"CKPT001", "CKPT002"}
     assert by_code["CKPT001"].details["missing"] == sorted(truth["missing_keys"])
     assert by_code["CKPT001"].details["unexpected"] == sorted(truth["unexpected_keys"])
-    assert by_code["CKPT001"].details["mismatched"] == [[k, list(a), list(b)] for k, a, b in sorted(truth["mismatched_keys"])]
+    mismatched = [[k, list(a), list(b)] for k, a, b in sorted(truth["mismatched_keys"])]
+    assert by_code["CKPT001"].details["mismatched"] == mismatched
     assert "key_mapping" in by_code["CKPT001"].fix.detail
     assert by_code["CKPT002"].details["checkpoint"] == [32, 16]
 

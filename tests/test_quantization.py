@@ -38,7 +38,8 @@ def test_bnb_4bit_on_gemma4_quantizes_exactly_what_transformers_replaces():
     skip = HfQuantizer.get_modules_to_not_convert(model, None, model._keep_in_fp32_modules)
     linears = {n for n, m in model.named_modules() if type(m) is torch.nn.Linear}
     wrappers = [n for n, m in model.named_modules() if type(m).__name__ == "Gemma4ClippableLinear"]
-    replace_with_bnb_linear(model, modules_to_not_convert=skip, quantization_config=BitsAndBytesConfig(load_in_4bit=True))
+    replace_with_bnb_linear(model, modules_to_not_convert=skip,
+                            quantization_config=BitsAndBytesConfig(load_in_4bit=True))
     expected = [n for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)]
     kept = sorted(n for n in linears if n not in set(expected))
 
@@ -106,7 +107,8 @@ def test_gpt_oss_attention_only_plan_is_still_refused_by_trainer():
 
 def test_gpt_oss_dequantized_is_trainable_and_quiet():
     plan = Plan.from_mapping({"target_parameters": ["mlp.experts.gate_up_proj"]}, source="flags")
-    result = lint(GPT_OSS, select=["QUANT"], plan=plan, quantization=_fixture("quantization/mxfp4-dequantize.json")).results[0]
+    dequantize = _fixture("quantization/mxfp4-dequantize.json")
+    result = lint(GPT_OSS, select=["QUANT"], plan=plan, quantization=dequantize).results[0]
     assert result.quantization.trainable
     assert result.quantization.quantized == []
     assert not result.findings
@@ -129,7 +131,8 @@ def test_without_bitsandbytes_the_preview_says_what_it_could_not_check(monkeypat
 
 
 def test_user_skip_list_that_drops_defaults_is_quant002():
-    result = lint(GEMMA, select=["QUANT002"], quantization=_fixture("quantization/bnb-4bit-skip-vision.json")).results[0]
+    skip_vision = _fixture("quantization/bnb-4bit-skip-vision.json")
+    result = lint(GEMMA, select=["QUANT002"], quantization=skip_vision).results[0]
     [finding] = result.findings
     assert set(finding.paths) == {"lm_head", "model.embed_audio.embedding_projection"}
     assert finding.details["entries_keeping_nothing"] == ["vision_tower", "audio_tower"]

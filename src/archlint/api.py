@@ -7,20 +7,20 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from .anchors import class_anchors, target_anchor
 from .build import build
+from .checkpoint import checkpoint_source
 from .config import Config, load_config
 from .errors import TargetError, UsageError, one_line
 from .facts import Facts
 from .findings import Finding, merge_findings
 from .graph import ModuleGraph
-from .checkpoint import checkpoint_source
 from .lora.plan import Plan
-from .quantize import QuantizationRequest
 from .module_tree import collapsed_tree
+from .quantize import QuantizationRequest
 from .report import ModelSummary, Report, TargetResult
 from .resolve import resolve
 from .rules import Rule, all_rules

@@ -3,7 +3,8 @@
 A safetensors file starts with an 8-byte little-endian header length ``N`` and ``N``
 bytes of JSON (``{name: {"dtype", "shape", "data_offsets"}, "__metadata__": {...}}``);
 the tensors follow. Locally, huggingface_hub's ``parse_local_safetensors_file_metadata``
-reads exactly those ``8 + N`` bytes (archlint does the same, :func:`read_local_header`). On the Hub, ``get_safetensors_metadata`` fetches the
+reads exactly those ``8 + N`` bytes (archlint does the same, :func:`read_local_header`).
+On the Hub, ``get_safetensors_metadata`` fetches the
 first 100 kB of every shard in one request, which for a small header reads tensor
 bytes too; archlint asks for exactly the header instead, two range requests per shard
 (``bytes=0-7``, then ``bytes=8-(N+7)``), with huggingface_hub's URLs, session, auth
@@ -153,7 +154,8 @@ def _hub_header(api, repo_id: str, filename: str, revision: str | None) -> tuple
     response = get_session().get(url, headers={**auth, "range": f"bytes=8-{size + 7}"}, timeout=timeout)
     hf_raise_for_status(response)
     if len(response.content) != size:
-        raise CheckpointUnreadable(f"{repo_id}/{filename}: expected a {size}-byte header, got {len(response.content)} bytes")
+        raise CheckpointUnreadable(
+            f"{repo_id}/{filename}: expected a {size}-byte header, got {len(response.content)} bytes")
     try:
         return json.loads(response.content), 8 + size
     except ValueError as e:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from ..build import BuiltModel
-    from ..graph import ModuleGraph
     from ..checkpoint import CheckpointSource
+    from ..graph import ModuleGraph
     from ..lora.plan import Plan
     from ..quantize import QuantizationRequest
 

@@ -29,7 +29,8 @@ class TensorBytes:
     quantized: bool
 
 
-def tensor_bytes(original: nn.Module, converted: nn.Module, quantizer, quantized: set[str], label: str) -> list[TensorBytes]:
+def tensor_bytes(original: nn.Module, converted: nn.Module, quantizer, quantized: set[str],
+                 label: str) -> list[TensorBytes]:
     """One row per parameter of the converted copy (tied parameters once)."""
     before_sizes = _sizes(original)
     rows = []

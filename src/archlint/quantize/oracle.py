@@ -98,7 +98,8 @@ def run_quantizer(model: nn.Module, qconfig, *, pre_quantized: bool, empty_skip_
         quantizer.preprocess_model(model=converted, dtype=dtype, device_map=device_map,
                                    checkpoint_files=None, use_kernels=False)
     with captured_logs():
-        parameters = [name for name, p in converted.named_parameters() if _is_quantized(quantizer, converted, name, p, model)]
+        parameters = [name for name, p in converted.named_parameters()
+                      if _is_quantized(quantizer, converted, name, p, model)]
     owners = sorted({name.rpartition(".")[0] for name in parameters}, key=_path_key)
     return QuantizerRun(
         quantizer=quantizer,
@@ -136,10 +137,10 @@ def _is_quantized(quantizer, converted: nn.Module, name: str, param: torch.Tenso
 
 
 def _load_dtype(model: nn.Module) -> torch.dtype:
-    for p in model.parameters():
-        if p.is_floating_point():
-            return getattr(model, "dtype", p.dtype) if isinstance(getattr(model, "dtype", None), torch.dtype) else p.dtype
-    return torch.bfloat16
+    dtype = getattr(model, "dtype", None)
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.bfloat16)
 
 
 def _fresh_copy(model: nn.Module) -> nn.Module:

@@ -16,8 +16,7 @@ from typing import Any
 from torch import nn
 
 from .footprint import by_tower, storage_label, tensor_bytes, totals
-from .oracle import (QuantizerUnavailable, captured_logs, environment_verdict, first_line, is_trainable,
-                     run_quantizer)
+from .oracle import QuantizerUnavailable, captured_logs, environment_verdict, first_line, is_trainable, run_quantizer
 from .request import QuantizationRequest, config_quantization
 
 #: Unquantized weights below this share of the quantized model's bytes are not listed.
@@ -39,7 +38,7 @@ class QuantizationPreview:
     skip_list_key: str | None = None  # the config key the skip list is read from
     user_skip_list: list[str] | None = None  # the user's own list, when given
     default_skip_list: list[str] = field(default_factory=list)  # get_modules_to_not_convert without a user list
-    dropped_defaults: list[str] = field(default_factory=list)  # modules the defaults keep that the user's list quantizes
+    dropped_defaults: list[str] = field(default_factory=list)  # kept by the defaults, quantized under the user's list
     idle_skip_entries: list[str] = field(default_factory=list)  # user entries that keep no convertible module
     bytes: dict[str, Any] = field(default_factory=dict)
     towers: list[dict[str, Any]] = field(default_factory=list)

@@ -68,7 +68,8 @@ class QuantizationRequest:
         from transformers.quantizers.auto import AutoQuantizationConfig
 
         if self.label == "bnb-4bit":
-            return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+            return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                      bnb_4bit_compute_dtype=torch.bfloat16)
         if self.label == "bnb-8bit":
             return BitsAndBytesConfig(load_in_8bit=True)
         if self.label == "fp8":

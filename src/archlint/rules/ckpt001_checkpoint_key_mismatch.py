@@ -64,7 +64,8 @@ class CheckpointKeyMismatch(Rule):
             "; ".join(parts) + f" ({found.source})",
             module_class=", ".join(classes),
             fix=Fix("Map the checkpoint's keys to the model's", _mapping_hint(found.missing, found.unexpected)),
-            details={"missing": found.missing, "unexpected": found.unexpected, "mismatched": found.to_dict()["mismatched"]},
+            details={"missing": found.missing, "unexpected": found.unexpected,
+                     "mismatched": found.to_dict()["mismatched"]},
         )
 
 

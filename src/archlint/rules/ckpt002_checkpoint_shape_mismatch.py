@@ -64,7 +64,8 @@ class CheckpointShapeMismatch(Rule):
 
 def _config_values(ctx, stored: list[int], built: list[int]) -> list[str]:
     """``key=value`` of integer config values that equal a dimension where the shapes differ."""
-    sizes = {s for s, b in zip(stored, built) if s != b} | {b for s, b in zip(stored, built) if s != b}
+    differing = [(s, b) for s, b in zip(stored, built, strict=False) if s != b]
+    sizes = {s for s, _ in differing} | {b for _, b in differing}
     out = []
     for prefix, cfg in _configs(ctx.config):
         for key, value in sorted(vars(cfg).items()):

@@ -58,6 +58,7 @@ class CheckpointDtypeMismatch(Rule):
             [""],
             f"the checkpoint stores {gb(size)} as {torch_name} but the config declares dtype={found.config_dtype}",
             module_class=ctx.graph.info("").class_name,
-            fix=Fix("Load in the stored dtype", f'from_pretrained(..., dtype=torch.{torch_name})  # or config.dtype = "{torch_name}"'),
+            fix=Fix("Load in the stored dtype",
+                    f'from_pretrained(..., dtype=torch.{torch_name})  # or config.dtype = "{torch_name}"'),
             details={"stored_dtypes": found.stored_dtypes, "config_dtype": found.config_dtype},
         )

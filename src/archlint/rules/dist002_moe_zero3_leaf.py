@@ -35,7 +35,8 @@ class MoeZero3Leaf(Rule):
         accelerate's `transformer_moe_cls_names` / `ACCELERATE_DEEPSPEED_MOE_LAYER_CLS_NAMES`.
 
     References:
-        https://github.com/deepspeedai/DeepSpeed/issues/4808, https://github.com/deepspeedai/DeepSpeed/pull/4966 (MOE-05)
+        https://github.com/deepspeedai/DeepSpeed/issues/4808,
+        https://github.com/deepspeedai/DeepSpeed/pull/4966 (MOE-05)
     """
 
     code = "DIST002"

@@ -88,7 +88,8 @@ class Fp32ModuleInFsdpUnit(Rule):
                     f"for name, module in model.named_modules():\n"
                     f"    if type(module).__name__ in {owner_classes!r} and name in FP32_MODULES:\n"
                     "        fully_shard(module, mp_policy=MixedPrecisionPolicy(param_dtype=torch.float32))\n"
-                    f"# FP32_MODULES: the {len(owners)} paths of this finding; then shard {', '.join(unit_classes)} as usual"),
+                    f"# FP32_MODULES: the {len(owners)} paths of this finding; "
+                    f"then shard {', '.join(unit_classes)} as usual"),
             details={"units": sorted(mixed), "fp32_parameters": sorted(n for names in mixed.values() for n in names),
                      "dtype_plan": {k: str(v) for k, v in plan.items()}},
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..findings import Fix, Severity, star_indices
+from ..findings import Fix, Severity
 from ..sizes import gb
 from .base import Example, Rule
 
@@ -36,7 +36,8 @@ class UnquantizedWeights(Rule):
         experts (an FP8 or MXFP4 checkpoint, or a per-expert module layout).
 
     References:
-        https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1849, https://github.com/axolotl-ai-cloud/axolotl/pull/3395 (MOE-02)
+        https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1849,
+        https://github.com/axolotl-ai-cloud/axolotl/pull/3395 (MOE-02)
     """
 
     code = "QUANT001"

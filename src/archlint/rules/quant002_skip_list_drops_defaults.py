@@ -45,7 +45,8 @@ class SkipListDropsDefaults(Rule):
     VALID = (Example("fixtures/configs/google__gemma-4-E2B-it",
                      quantization="fixtures/quantization/bnb-4bit-skip-defaults.json"),)
     INVALID = (
-        Example("fixtures/configs/google__gemma-4-E2B-it", quantization="fixtures/quantization/bnb-4bit-skip-vision.json",
+        Example("fixtures/configs/google__gemma-4-E2B-it",
+                quantization="fixtures/quantization/bnb-4bit-skip-vision.json",
                 paths=("lm_head", "model.embed_audio.embedding_projection"), fix='"lm_head"'),
     )
 

@@ -96,8 +96,8 @@ class UntrainableQuantization(Rule):
             f"{error.get('type')}: {error.get('message', '').splitlines()[0] if error.get('message') else ''}",
             module_class=root,
             fix=Fix("Target the modules PEFT can wrap under this method",
-                    f"the plan works on the unquantized model; exclude the quantized types PEFT rejects, "
-                    f"or quantize with a method PEFT supports (bitsandbytes)"),
+                    "the plan works on the unquantized model; exclude the quantized types PEFT rejects, "
+                    "or quantize with a method PEFT supports (bitsandbytes)"),
             details={"method": preview.method, "peft_error": error},
         )
 
