@@ -170,3 +170,19 @@ def test_hub_repo_without_safetensors_says_so(fake_hub):
     assert result.error is None
     assert result.checkpoint.unavailable  # the served "weights" are not safetensors
     assert json.dumps(result.to_dict())
+
+
+def test_ckpt001_key_mapping_fix_is_what_from_pretrained_needs():
+    """The fix's key_mapping, passed to from_pretrained, loads the renamed key."""
+    import re
+
+    import transformers
+
+    folder = CHECKPOINTS / "tiny-llama-broken"
+    [finding] = [f for f in lint(str(folder), select=["CKPT001"]).results[0].findings]
+    mapping_line = next(line for line in finding.fix.detail.splitlines() if "key_mapping=" in line)
+    pattern, replacement = re.search(r'r"(.+?)": "(.+?)"', mapping_line).groups()
+    _, info = transformers.LlamaForCausalLM.from_pretrained(
+        folder, key_mapping={pattern: replacement}, ignore_mismatched_sizes=True, output_loading_info=True)
+    assert sorted(info["missing_keys"]) == ["model.layers.1.mlp.down_proj.weight"]  # the dropped tensor only
+    assert not info["unexpected_keys"]

@@ -33,7 +33,7 @@ def quantization_lines(data: dict[str, Any] | None) -> list[str]:
                  + ", ".join(f"{k} {gb(v)}" for k, v in total["by_dtype"].items()))
     if data["kept"]:
         lines.append("    kept: " + escape(", ".join(data["kept"][:6])) + (" ..." if len(data["kept"]) > 6 else ""))
-    for note in data.get("notes", [])[:3]:
+    for note in data.get("notes", [])[:1]:  # the rest are in the JSON report
         lines.append(f"    [dim]{escape(note)}[/]")
     return lines
 

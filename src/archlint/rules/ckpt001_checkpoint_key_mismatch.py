@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ..findings import Fix, Severity
 from .base import Example, Rule
 
@@ -74,17 +76,25 @@ def _owner(key: str) -> str:
 
 
 def _mapping_hint(missing: list[str], unexpected: list[str]) -> str:
-    """A ``key_mapping`` for unexpected keys that differ from a missing one by an inserted
-    or removed segment (``q_proj.linear.weight`` -> ``q_proj.weight``); else the lists."""
-    pairs = {}
+    """A ``key_mapping`` (regex on checkpoint keys -> replacement, as ``from_pretrained``
+    applies it) for unexpected keys one segment away from a missing one
+    (``q_proj.linear.weight`` -> ``q_proj.weight``); the remaining keys listed."""
+    rules: dict[str, str] = {}
+    matched_missing, matched_unexpected = set(), set()
     for u in unexpected:
         for m in missing:
-            if _one_segment_apart(u, m):
-                pairs[u] = m
+            rule = _one_segment_rule(u, m)
+            if rule is not None:
+                rules.setdefault(*rule)
+                matched_missing.add(m)
+                matched_unexpected.add(u)
                 break
-    lines = [f"from_pretrained(..., key_mapping={{{_regex(u)!r}: {m!r}}})" for u, m in list(pairs.items())[:3]]
-    rest_missing = [m for m in missing if m not in pairs.values()]
-    rest_unexpected = [u for u in unexpected if u not in pairs]
+    lines = []
+    if rules:
+        body = ", ".join(f'r"{k}": "{v}"' for k, v in list(rules.items())[:3])
+        lines.append(f"from_pretrained(..., key_mapping={{{body}}})")
+    rest_missing = [m for m in missing if m not in matched_missing]
+    rest_unexpected = [u for u in unexpected if u not in matched_unexpected]
     if rest_missing:
         lines.append("missing: " + ", ".join(rest_missing[:5]) + (" ..." if len(rest_missing) > 5 else ""))
     if rest_unexpected:
@@ -92,15 +102,15 @@ def _mapping_hint(missing: list[str], unexpected: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _one_segment_apart(a: str, b: str) -> bool:
-    x, y = a.split("."), b.split(".")
+def _one_segment_rule(stored: str, wanted: str) -> tuple[str, str] | None:
+    """``(regex, replacement)`` turning ``stored`` into ``wanted`` when they differ by one
+    inserted or removed segment, anchored on the segments around it (``q_proj\\.linear\\.weight$``)."""
+    x, y = stored.split("."), wanted.split(".")
     if abs(len(x) - len(y)) != 1:
-        return False
+        return None
     longer, shorter = (x, y) if len(x) > len(y) else (y, x)
-    return any(longer[:i] + longer[i + 1:] == shorter for i in range(len(longer)))
-
-
-def _regex(key: str) -> str:
-    import re
-
-    return "^" + re.escape(key) + "$"
+    for i in range(len(longer)):
+        if longer[:i] + longer[i + 1:] == shorter:
+            start = max(0, i - 1)
+            return r"\.".join(re.escape(p) for p in x[start:]) + "$", ".".join(y[start:])
+    return None
