@@ -41,6 +41,25 @@ def config(name: str) -> str:
     return str(CONFIGS / name)
 
 
+@cache
+def facts_cached(target: str):
+    """The :class:`archlint.facts.Facts` of ``target`` (resolved, built and graphed once per
+    session): the live model and graph a report no longer carries."""
+    from archlint.build import build
+    from archlint.facts import Facts
+    from archlint.graph import ModuleGraph
+    from archlint.resolve import resolve
+
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        spec = resolve(target)
+    finally:
+        os.chdir(cwd)
+    built = build(spec)
+    return Facts(ModuleGraph(built.module), built, config=spec.config)
+
+
 def findings(target: str, code: str | None = None):
     result = lint_cached(target).results[0]
     assert result.error is None, result.error

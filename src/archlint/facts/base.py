@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..graph import ModuleGraph
     from ..lora.plan import Plan
     from ..quantize import QuantizationRequest
+    from ..suppress import Suppressions
 
 T = TypeVar("T")
 
@@ -39,6 +40,7 @@ class Facts:
         self.plan = plan
         self.quantization_request = quantization_request  # --quantization, or None
         self.checkpoint_source = checkpoint_source  # the checkpoint whose headers are read, or None
+        self.suppressions: Suppressions | None = None  # set by the engine once suppressions are applied
         self.timings: dict[str, float] = {}  # seconds per phase, each phase's own time (--debug)
         self._nested: list[float] = []  # per open phase: time spent in phases opened inside it
 

@@ -22,6 +22,7 @@ from ..lora.oracle import Outcome
 from ..lora.plan import Plan
 from ..lora.recipes import common_recipes
 from ..lora.training_step import StepCheck
+from ..report import Engine
 from .base import Facts, fact
 
 
@@ -85,7 +86,7 @@ class PlanFacts:
     def step_of(self, plan: Plan, outcome: Outcome) -> StepCheck | None:
         """One training step of the model adapted by ``plan`` (None when PEFT did not inject
         it: refused, or not installed); time goes to the ``steps`` phase."""
-        if not outcome.ok or outcome.engine != "peft":
+        if not outcome.ok or outcome.engine != Engine.PEFT:
             return None
         checker = self.facts.training_steps
         with self.facts.timed("steps"):

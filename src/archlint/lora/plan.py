@@ -19,7 +19,7 @@ from .targets import REGEX_PREFIX
 
 ALL_LINEAR = "all-linear"
 
-#: The keys archlint reads and evaluates (issue #5 point 1).
+#: The keys archlint reads and evaluates.
 PLAN_KEYS = ("target_modules", "exclude_modules", "target_parameters", "layers_to_transform",
              "layers_pattern", "modules_to_save", "r")
 
@@ -77,6 +77,10 @@ class Plan:
             raise UsageError(f"--peft-config {path}: cannot read it ({e.strerror or e})") from None
         except json.JSONDecodeError as e:
             raise UsageError(f"--peft-config {path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+        except UnicodeDecodeError as e:
+            raise UsageError(f"--peft-config {path}: not UTF-8 text (byte {e.start}); expected a LoraConfig JSON") from None
+        except (ValueError, RecursionError) as e:  # nesting or numbers Python's parser refuses
+            raise UsageError(f"--peft-config {path}: not valid JSON ({type(e).__name__})") from None
         if not isinstance(data, dict):
             raise UsageError(f"--peft-config {path}: expected a JSON object, got {type(data).__name__}")
         return cls.from_mapping(data, source="peft-config")

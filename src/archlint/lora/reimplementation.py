@@ -25,9 +25,13 @@ from typing import Any
 
 from torch import nn
 
+from ..report import Engine
 from .oracle import Outcome
 from .plan import ALL_LINEAR, Plan
 from .targets import parameter_reached, reaches
+
+#: The PEFT release whose behaviour this module reproduces.
+REIMPLEMENTED_VERSION = "0.21.2"
 
 #: LoRA's default dispatch (``dispatch_default``): the layer types it wraps.
 _MAMBA_TYPES = {"falcon_h1", "mamba", "mamba2", "falcon_mamba", "nemotron_h"}
@@ -84,7 +88,7 @@ def run(model: nn.Module, plan: Plan, *, default_targets: tuple[str, ...] | None
         rerouted = convert_moe(config, model)
         return _inject(model, config, rerouted, default_targets)
     except (ValueError, NotImplementedError) as e:
-        return Outcome(False, type(e).__name__, str(e), engine="reimplementation")
+        return Outcome(False, type(e).__name__, str(e), engine=Engine.REIMPLEMENTATION)
 
 
 def matches(config: _Config, key: str) -> bool | None:
@@ -223,7 +227,7 @@ def _inject(model: nn.Module, config: _Config, rerouted: dict[str, str], default
         _raise_no_match(config, excluded, unmatched)
     trainable += _modules_to_save_size(model, config)
     return Outcome(True, modules=tuple(modules), parameters=tuple(parameters), trainable=trainable,
-                   rerouted=rerouted, engine="reimplementation")
+                   rerouted=rerouted, engine=Engine.REIMPLEMENTATION)
 
 
 def _module_lora_size(module: nn.Module, r: int) -> int:

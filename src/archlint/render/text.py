@@ -18,9 +18,9 @@ from rich.markup import escape
 from rich.text import Text
 
 from ..findings import Finding, Severity
-from .plans import plan_lines
-from .load_time import checkpoint_lines, quantization_lines
 from ..report import Report, TargetResult
+from .load_time import checkpoint_lines, quantization_lines
+from .plans import plan_lines
 from .tree import tree_lines
 
 STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}

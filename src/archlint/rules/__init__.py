@@ -14,6 +14,7 @@ from functools import cache
 
 from ..errors import UsageError
 from .base import Example, LintContext, Rule
+from .plugins import load_plugin_rules
 
 __all__ = ["Example", "LintContext", "Rule", "all_rules", "builtin_rules", "get_rule"]
 
@@ -24,8 +25,6 @@ def all_rules() -> tuple[type[Rule], ...]:
 
     A broken plugin is logged and left out (see :mod:`.plugins`); it never raises here.
     """
-    from .plugins import load_plugin_rules
-
     builtin = builtin_rules()
     plugins, _ = load_plugin_rules(builtin)
     return tuple(sorted((*builtin, *plugins), key=lambda r: r.code))

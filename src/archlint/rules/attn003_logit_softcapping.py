@@ -24,7 +24,7 @@ class LogitSoftcapping(Rule):
         `attn_implementation="eager"`, or `"flash_attention_2"` with flash-attn >= 2.6.
 
     References:
-        GM-04
+        Gemma-2's `attn_logit_softcapping` and `final_logit_softcapping` config keys
     """
 
     code = "ATTN003"
@@ -48,7 +48,7 @@ class LogitSoftcapping(Rule):
                     group.paths,
                     f"attention logits are soft-capped ({', '.join(f'{k}={v}' for k, v in attn.items())}); "
                     f"SDPA ignores the cap",
-                    module_class=group.info.class_name,
+                    module_class=group.representative.class_name,
                     fix=fix,
                     details={"softcapping": attn},
                 )

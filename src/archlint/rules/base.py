@@ -57,6 +57,9 @@ class Rule:
     origin: ClassVar[str] = "archlint"
     VALID: ClassVar[tuple[Example, ...]] = ()
     INVALID: ClassVar[tuple[Example, ...]] = ()
+    #: True for a rule about suppressions themselves: it runs once they have been applied
+    #: (``ctx.suppressions`` is set) and its findings are not suppressed.
+    after_suppression: ClassVar[bool] = False
 
     def check(self, ctx: LintContext) -> Iterable[Finding]:
         raise NotImplementedError

@@ -38,7 +38,7 @@ class GatedMlpVariant(Rule):
         unpatched when no kernel computes it.
 
     References:
-        https://github.com/linkedin/Liger-Kernel (swiglu/geglu kernels), GM-01;
+        https://github.com/linkedin/Liger-Kernel (swiglu/geglu kernels);
         https://github.com/huggingface/transformers/blob/main/src/transformers/models/gpt_oss/modeling_gpt_oss.py
     """
 
@@ -60,10 +60,10 @@ class GatedMlpVariant(Rule):
 
     def check(self, ctx):
         for group in ctx.graph.distinct(lambda i: _mlp_sized(ctx, i)):
-            glu = ctx.probes.glu(group.info.module)
-            if glu is None or _inner_glu(ctx, group.info.module, glu):
+            glu = ctx.probes.glu(group.representative.module)
+            if glu is None or _inner_glu(ctx, group.representative.module, glu):
                 continue
-            info = group.info
+            info = group.representative
             yield self.finding(
                 group.paths,
                 f"{info.class_name} is a {glu.variant} MLP: {_formula(glu)}",

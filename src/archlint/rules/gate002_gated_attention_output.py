@@ -51,10 +51,10 @@ class GatedAttentionOutput(Rule):
 
     def check(self, ctx):
         for group in ctx.attention_modules:
-            gate = ctx.probes.output_gate(group.info.module)
+            gate = ctx.probes.output_gate(group.representative.module)
             if gate is None:
                 continue
-            info = group.info
+            info = group.representative
             source = gate.projection.removesuffix(".weight") if gate.projection else None
             gate_paths = [f"{p}.{source}" for p in group.paths] if source else []
             reached = broken_recipes(gate_paths, ctx.built.model_type) if gate_paths else []

@@ -33,7 +33,7 @@ class RouterInTargets(Rule):
         `target_modules` list without it. The fix is verified with PEFT.
 
     References:
-        MOE-04 (research/failure-catalog.md §5), https://github.com/huggingface/peft/pull/2638
+        https://github.com/huggingface/peft/pull/2638
     """
 
     code = "LORA007"

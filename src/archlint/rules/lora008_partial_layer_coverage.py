@@ -42,7 +42,7 @@ class PartialLayerCoverage(Rule):
         plain Linears' weights through `target_parameters` (the fix is verified with PEFT).
 
     References:
-        G4-05 (research/failure-catalog.md §1), https://github.com/huggingface/peft/issues/3658,
+        https://github.com/huggingface/peft/issues/3658,
         peft/utils/transformers_weight_conversion.py `_convert_peft_config_moe`
     """
 

@@ -36,7 +36,7 @@ class TargetMatchesContainer(Rule):
         The Linear layers beneath the matched modules, as printed (verified with PEFT).
 
     References:
-        GM-05 (research/failure-catalog.md), https://github.com/huggingface/peft/pull/2267
+        https://github.com/huggingface/peft/pull/2267
     """
 
     code = "LORA010"
