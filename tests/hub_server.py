@@ -15,6 +15,11 @@ It answers what ``huggingface_hub.hf_hub_download`` asks for (``HEAD`` then ``GE
 
 Every request is recorded (method, path, whether it was authenticated), so a test can assert
 that only ``config.json`` was ever asked for.
+
+A ``GET`` with ``Range: bytes=START-END`` on a file is answered ``206 Partial Content`` with
+``Content-Range`` and exactly those bytes (END clipped to the file, as HTTP says); the
+recorded request keeps the range and the number of body bytes sent, so a test can assert
+that no byte beyond a safetensors header was read.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ class RecordedRequest:
     path: str  # the URL path as sent, e.g. /meta-llama/Llama-3.1-8B/resolve/main/config.json
     authorization: str | None
     status: int
+    range: tuple[int, int] | None = None  # the inclusive byte range served (206), if one was asked for
+    sent: int = 0  # body bytes sent
 
     @property
     def filename(self) -> str | None:
@@ -192,6 +199,26 @@ def _error(status: int, code: str | None, message: str) -> tuple[int, dict[str, 
     return status, headers, body
 
 
+_RANGE = re.compile(r"^bytes=(?P<start>\d+)-(?P<end>\d*)$")
+
+
+def partial_content(range_header: str, headers: dict[str, str], body: bytes):
+    """``(status, headers, body, (start, end))`` for a single-range request on a file, as a
+    server with range support answers it: 206 with ``Content-Range``, or 416 when the range
+    starts past the end; an unparseable range is ignored (200, the whole file)."""
+    m = _RANGE.match(range_header.strip())
+    if m is None:
+        return 200, headers, body, None
+    start = int(m["start"])
+    end = min(int(m["end"]) if m["end"] else len(body) - 1, len(body) - 1)
+    if start >= len(body) or end < start:
+        headers = {**headers, "Content-Range": f"bytes */{len(body)}", "Content-Length": "0"}
+        return 416, headers, b"", None
+    part = body[start:end + 1]
+    headers = {**headers, "Content-Range": f"bytes {start}-{end}/{len(body)}", "Content-Length": str(len(part))}
+    return 206, headers, part, (start, end)
+
+
 class _Handler(BaseHTTPRequestHandler):
     hub: FakeHub  # set on the per-server subclass
     protocol_version = "HTTP/1.0"  # one request per connection: no pooled sockets survive stop()
@@ -206,7 +233,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         authorization = self.headers.get("Authorization")
         status, headers, body = self.hub.answer(path, authorization)
-        self.hub._record(RecordedRequest(self.command, path, authorization, status))
+        served = None
+        if status == 200 and self.command == "GET" and self.headers.get("Range"):
+            status, headers, body, served = partial_content(self.headers["Range"], headers, body)
+        sent = len(body) if send_body else 0
+        self.hub._record(RecordedRequest(self.command, path, authorization, status, served, sent))
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)

@@ -21,8 +21,9 @@ SCHEMAS = REPO / "schema"
 
 
 @cache
-def lint_cached(target: str, select: tuple[str, ...] | None = None, plan_json: str | None = None):
-    """``archlint.lint`` once per (target, selection, plan as JSON) for the whole session."""
+def lint_cached(target: str, select: tuple[str, ...] | None = None, plan_json: str | None = None,
+                quantization: str | None = None):
+    """``archlint.lint`` once per (target, selection, plan as JSON, quantization) for the whole session."""
     import json
 
     from archlint import Plan, lint
@@ -31,7 +32,7 @@ def lint_cached(target: str, select: tuple[str, ...] | None = None, plan_json: s
     cwd = os.getcwd()
     os.chdir(REPO)  # example targets are relative to the repository
     try:
-        return lint(target, select=list(select) if select else None, plan=plan)
+        return lint(target, select=list(select) if select else None, plan=plan, quantization=quantization)
     finally:
         os.chdir(cwd)
 

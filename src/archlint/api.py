@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .anchors import class_anchors, target_anchor
 from .build import build
+from .checkpoint import checkpoint_source
 from .config import Config, load_config
 from .deadline import DEFAULT_TIMEOUT, Deadline, DeadlineExceeded
 from .errors import TargetError, UsageError, internal_error, one_line, timeout_error
@@ -20,6 +21,7 @@ from .findings import Finding, merge_findings
 from .graph import ModuleGraph
 from .lora.plan import Plan
 from .module_tree import collapsed_tree
+from .quantize import QuantizationRequest
 from .quiet import quiet_libraries
 from .report import ModelSummary, Report, TargetResult
 from .resolve import resolve
@@ -44,6 +46,8 @@ def lint(
     config: Config | str | os.PathLike | None = None,
     plan: Plan | None = None,
     timeout: float | None = None,
+    quantization: str | None = None,
+    check_checkpoint: bool = False,
 ) -> Report:
     """Lint one target (Hub id, folder, config.json, model type or ``FILE.py:NAME``).
 
@@ -51,7 +55,10 @@ def lint(
     severities, per-module-ignores and per-model settings apply; the keyword options
     beat it, as the command line does. Inline ``# archlint: ignore[...]`` pragmas in
     the model's own source always apply. ``plan`` is a LoRA plan
-    (:class:`archlint.lora.Plan`) evaluated instead of the common recipes. ``timeout``
+    (:class:`archlint.lora.Plan`) evaluated instead of the common recipes. ``quantization``
+    previews a method (``bnb-4bit``, ``bnb-8bit``, ``fp8`` or a quantization_config JSON file)
+    with transformers' own quantizer; ``check_checkpoint`` reads a Hub repository's
+    safetensors headers (a local folder's are always read). ``timeout``
     is the target's time limit in seconds (default: the configuration's, else
     :data:`archlint.deadline.DEFAULT_TIMEOUT`; ``0`` for none).
 
@@ -60,7 +67,7 @@ def lint(
     """
     return lint_many([target], select=select, extend_select=extend_select, ignore=ignore,
                      trust_remote_code=trust_remote_code, offline=offline, debug=debug, config=config,
-                     plan=plan, timeout=timeout)
+                     plan=plan, timeout=timeout, quantization=quantization, check_checkpoint=check_checkpoint)
 
 
 def lint_many(
@@ -76,6 +83,8 @@ def lint_many(
     progress: Callable[[str], None] | None = None,
     plan: Plan | None = None,
     timeout: float | None = None,
+    quantization: str | None = None,
+    check_checkpoint: bool = False,
 ) -> Report:
     """Lint several targets into one report; a target that fails does not stop the others.
 
@@ -91,6 +100,7 @@ def lint_many(
         Layer(select or None, extend_select or (), ignore or ()),
     ])
     rules = [r for r in all_rules() if r.code in codes]
+    request = QuantizationRequest.parse(quantization) if quantization else None
     results = []
     for label, where, identity in _targets(targets, cfg):
         entry = cfg.model_entry(identity)
@@ -100,6 +110,7 @@ def lint_many(
             progress=progress or _silent,
             plan=plan if plan is not None else (entry.plan if entry else None),
             timeout=_timeout(timeout, cfg),
+            quantization=request, check_checkpoint=check_checkpoint,
         )
         result = _lint_guarded(where, options)
         result.target = label
@@ -131,6 +142,8 @@ class _Options:
     progress: Callable[[str], None]
     plan: Plan | None
     timeout: float | None = None  # seconds for the whole target; None: no limit
+    quantization: QuantizationRequest | None = None  # --quantization
+    check_checkpoint: bool = False  # --check-checkpoint: read a Hub repository's safetensors headers
 
 
 def _timeout(given: float | None, cfg: Config) -> float | None:
@@ -193,7 +206,11 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
     result.model = ModelSummary(built.class_name, built.model_type, graph.parameter_count(), len(graph), built.head,
                                 built.class_reason or None)
     result.tree = collapsed_tree(graph)
-    facts = Facts(graph, built, config=spec.config or getattr(built.module, "config", None), plan=options.plan)
+    facts = Facts(graph, built, config=spec.config or getattr(built.module, "config", None), plan=options.plan,
+                  quantization_request=options.quantization,
+                  checkpoint_source=checkpoint_source(spec, hub=options.check_checkpoint, offline=options.offline))
+    result.quantization = facts.quantization  # asked for, or shipped in the config: reported even unselected
+    result.checkpoint = facts.checkpoint
     if options.plan is not None or any(r.code.startswith("LORA") for r in options.rules):
         _plans(facts, result, debug=options.debug)
     findings = _run([r for r in options.rules if not r.after_suppression], facts, result, debug=options.debug)

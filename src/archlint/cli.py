@@ -49,6 +49,12 @@ LINT_OPTIONS = [
                  help="LoRA plan: comma-separated parameter names (e.g. mlp.experts.down_proj)."),
     click.option("--peft-config", type=click.Path(dir_okay=False),
                  help="LoRA plan from a LoraConfig JSON (adapter_config.json)."),
+    click.option("--quantization", metavar="METHOD",
+                 help="Preview quantization with transformers' own quantizer: bnb-4bit, bnb-8bit, fp8 "
+                      "or a quantization_config JSON."),
+    click.option("--check-checkpoint", is_flag=True,
+                 help="Also read a Hub repository's safetensors headers (range requests only) "
+                      "and check them against the model."),
     click.option("--config", "config_file", type=click.Path(dir_okay=False),
                  help="Read this archlint.toml or pyproject.toml instead of the nearest one."),
     click.option("--baseline", type=click.Path(dir_okay=False), help="Report only findings not in this baseline file."),
@@ -165,7 +171,8 @@ def lint_command(opts: SimpleNamespace) -> None:
             report = lint_many(list(opts.targets), select=_codes(opts.select), extend_select=_codes(opts.extend_select),
                                ignore=_codes(opts.ignore), trust_remote_code=opts.trust_remote_code,
                                offline=opts.offline, debug=opts.debug, config=cfg, progress=progress, plan=plan,
-                               timeout=opts.timeout)
+                               timeout=opts.timeout, quantization=opts.quantization,
+                               check_checkpoint=opts.check_checkpoint)
         if baseline_step(report, opts.baseline, opts.write_baseline):
             sys.exit(3 if report.errors else 0)
     except UsageError as e:
@@ -195,12 +202,19 @@ def lint_command(opts: SimpleNamespace) -> None:
 
 
 def _quiet_library_logs() -> None:
-    """Keep libraries' import-time log lines (bitsandbytes looking for optional CPU kernels)
-    off stderr, which carries only archlint's own lines; ``--debug`` shows them."""
+    """Keep libraries' log lines (bitsandbytes looking for optional CPU kernels at import,
+    transformers' notes on legacy config values) off stderr, which carries only archlint's
+    own lines; ``--debug`` shows them."""
     import logging
+    import os
 
     for name in ("bitsandbytes",):
         logging.getLogger(name).addHandler(logging.NullHandler())
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers first logs
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
 
 
 @main.command("rules")

@@ -232,6 +232,15 @@ class ModuleGraph:
             if predicate(group.representative):
                 yield group
 
+    def tower_of(self, name: str) -> str:
+        """The tower of a module or parameter path (its nearest enclosing module's tower)."""
+        parts = name.split(".") if name else []
+        for i in range(len(parts), -1, -1):
+            prefix = ".".join(parts[:i])
+            if prefix in self.nx.nodes:
+                return self.info(prefix).tower
+        return ""
+
     def parameter_count(self) -> int:
         """Unique parameters (tied tensors counted once)."""
         seen: set[int] = set()

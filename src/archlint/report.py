@@ -160,6 +160,8 @@ class TargetResult:
     anchor: Anchor | None = None  # the target's file (config.json / factory), for SARIF and annotations
     class_anchors: dict[str, Anchor] = field(default_factory=dict)  # module_class -> its `class` line
     plans: list[PlanSummary] = field(default_factory=list)  # the user's plan, or the recipes
+    quantization: Any = None  # archlint.quantize.QuantizationPreview (data), when asked for or shipped in the config
+    checkpoint: Any = None  # archlint.checkpoint.CheckpointAgreement (data), when a checkpoint's headers were read
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -169,6 +171,8 @@ class TargetResult:
             "rule_errors": self.rule_errors,
             "error": self.error.to_dict() if self.error else None,
             "plans": [p.to_dict() for p in self.plans],
+            **({"quantization": self.quantization.to_dict()} if self.quantization is not None else {}),
+            **({"checkpoint": self.checkpoint.to_dict()} if self.checkpoint is not None else {}),
         }
 
 

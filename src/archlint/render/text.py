@@ -19,6 +19,7 @@ from rich.text import Text
 
 from ..findings import Finding, Severity
 from ..report import Report, TargetResult
+from .load_time import checkpoint_lines, quantization_lines
 from .plans import plan_lines
 from .tree import tree_lines
 
@@ -77,6 +78,10 @@ def _target(out: _Out, result: TargetResult, options) -> None:
     shown = [f for f in result.findings if not options.quiet or (options.fail_on and f.severity >= options.fail_on)]
     if not options.quiet:
         for line in plan_lines(result.plans):  # the user's LoRA plan, or the recipes' works/breaks table
+            _markup_line(out, line)
+        for line in quantization_lines(result.quantization.to_dict() if result.quantization else None):
+            _markup_line(out, line)  # the footprint table per tower
+        for line in checkpoint_lines(result.checkpoint.to_dict() if result.checkpoint else None):
             _markup_line(out, line)
     for rule in result.rule_errors:
         out.line("  ", f"[bold red]rule {escape(rule['code'])} crashed:[/] {escape(rule['message'])}")

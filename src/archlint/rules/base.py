@@ -38,6 +38,7 @@ class Example:
     fix: str | None = None
     note: str = ""
     plan: Mapping[str, Any] | None = None  # a LoRA plan (LoraConfig keys) to lint with, for plan rules
+    quantization: str | None = None  # a --quantization value (preset or fixtures/ JSON file) to lint with
 
 
 #: What ``Rule.check`` receives: the lint's inputs and its facts.
