@@ -8,7 +8,10 @@ It answers what ``huggingface_hub.hf_hub_download`` asks for (``HEAD`` then ``GE
 * ``401`` (no ``Authorization``) or ``403`` (wrong token) + ``X-Error-Code: GatedRepo`` for a
   gated repository, unless ``Authorization: Bearer <token>`` carries the configured token;
 * ``404`` + ``X-Error-Code: RevisionNotFound`` for an unknown branch, tag or commit;
-* ``404`` + ``X-Error-Code: EntryNotFound`` (with ``X-Repo-Commit``) for a missing file.
+* ``404`` + ``X-Error-Code: EntryNotFound`` (with ``X-Repo-Commit``) for a missing file;
+* any status set in ``failing[repo_id]`` (a Hub that answers 500, say) for every request.
+
+:class:`SilentHub` is the other failure: a socket that accepts connections and never answers.
 
 Every request is recorded (method, path, whether it was authenticated), so a test can assert
 that only ``config.json`` was ever asked for.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,6 +63,7 @@ class FakeHub:
     def __init__(self, repos: Repos, *, gated: set[str] | frozenset[str] = frozenset(), token: str = "hf_fake_token"):
         self.repos = repos
         self.gated = set(gated)
+        self.failing: dict[str, int] = {}  # repo_id -> HTTP status every request for it gets (e.g. 500)
         self.token = token
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
@@ -131,6 +136,9 @@ class FakeHub:
         if m is None:
             return _error(404, None, "Not Found")
         repo_id, revision, filename = m["repo"], unquote(m["revision"]), unquote(m["filename"])
+        if repo_id in self.failing:
+            return _error(self.failing[repo_id], None,
+                          "Internal Error - We're working hard to fix this as soon as possible!")
         revisions = self.repos.get(repo_id)
         if revisions is None:
             return _error(404, "RepoNotFound", "Repository not found")
@@ -208,6 +216,59 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:  # keep pytest output clean
         pass
+
+
+class SilentHub:
+    """A socket on 127.0.0.1 that accepts connections and never answers: a Hub that hangs.
+
+    ``with SilentHub() as hub:`` -- point ``HF_ENDPOINT`` at ``hub.url``; ``connections`` counts
+    the connections accepted (each is held open, unanswered, until :meth:`stop`).
+    """
+
+    def __init__(self):
+        self._socket: socket.socket | None = None
+        self._held: list[socket.socket] = []
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.url: str | None = None
+
+    @property
+    def connections(self) -> int:
+        return len(self._held)
+
+    def start(self) -> SilentHub:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(16)
+        self._socket.settimeout(0.2)
+        host, port = self._socket.getsockname()
+        self.url = f"http://{host}:{port}"
+        self._thread = threading.Thread(target=self._accept, name="silent-hub", daemon=True)
+        self._thread.start()
+        return self
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except (TimeoutError, OSError):
+                continue
+            self._held.append(connection)  # read nothing, answer nothing
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for connection in self._held:
+            connection.close()
+        if self._socket is not None:
+            self._socket.close()
+
+    def __enter__(self) -> SilentHub:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 # -- the repositories the `fake_hub` fixture serves ---------------------------------

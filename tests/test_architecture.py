@@ -94,14 +94,16 @@ def test_the_parser_sees_the_imports_it_must():
 
 def test_no_import_cycles_anywhere():
     cycles = list(nx.simple_cycles(_graph()))
-    assert cycles == [], "import cycles (function-level imports included): " + "; ".join(" -> ".join(c) for c in cycles[:5])
+    shown = "; ".join(" -> ".join(c) for c in cycles[:5])
+    assert cycles == [], f"import cycles (function-level imports included): {shown}"
 
 
 @pytest.mark.parametrize("renderer", [m for m in MODULES if m.startswith("archlint.render")])
 def test_renderers_see_only_the_report(renderer):
     reached = _reach(renderer, module_level_only=False)
-    forbidden = [m for m in reached if m.startswith(("archlint.build", "archlint.probe", "archlint.lora", "archlint.facts",
-                                                      "archlint.rules", "archlint.graph", "archlint.api"))]
+    below = ("archlint.build", "archlint.probe", "archlint.lora", "archlint.facts", "archlint.rules", "archlint.graph",
+             "archlint.api")
+    forbidden = [m for m in reached if m.startswith(below)]
     assert forbidden == [], f"{renderer} reaches {sorted(forbidden)}"
 
 

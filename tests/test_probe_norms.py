@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from support import config, facts_cached, findings, lint_cached
+from support import config, facts_cached, findings
 
 from archlint.findings import Confidence, Severity
 from archlint.probe.numeric import cpu_copy

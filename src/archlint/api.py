@@ -7,18 +7,20 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from .anchors import class_anchors, target_anchor
 from .build import build
 from .config import Config, load_config
-from .errors import TargetError, UsageError, one_line
+from .deadline import DEFAULT_TIMEOUT, Deadline, DeadlineExceeded
+from .errors import TargetError, UsageError, internal_error, one_line, timeout_error
 from .facts import Facts
 from .findings import Finding, merge_findings
 from .graph import ModuleGraph
 from .lora.plan import Plan
 from .module_tree import collapsed_tree
+from .quiet import quiet_libraries
 from .report import ModelSummary, Report, TargetResult
 from .resolve import resolve
 from .rules import Rule, all_rules
@@ -41,6 +43,7 @@ def lint(
     debug: bool = False,
     config: Config | str | os.PathLike | None = None,
     plan: Plan | None = None,
+    timeout: float | None = None,
 ) -> Report:
     """Lint one target (Hub id, folder, config.json, model type or ``FILE.py:NAME``).
 
@@ -48,11 +51,16 @@ def lint(
     severities, per-module-ignores and per-model settings apply; the keyword options
     beat it, as the command line does. Inline ``# archlint: ignore[...]`` pragmas in
     the model's own source always apply. ``plan`` is a LoRA plan
-    (:class:`archlint.lora.Plan`) evaluated instead of the common recipes.
+    (:class:`archlint.lora.Plan`) evaluated instead of the common recipes. ``timeout``
+    is the target's time limit in seconds (default: the configuration's, else
+    :data:`archlint.deadline.DEFAULT_TIMEOUT`; ``0`` for none).
+
+    Whatever the target holds, a report is returned: a failure is the result's ``error``
+    (with ``debug=True`` it is raised instead).
     """
     return lint_many([target], select=select, extend_select=extend_select, ignore=ignore,
                      trust_remote_code=trust_remote_code, offline=offline, debug=debug, config=config,
-                     plan=plan)
+                     plan=plan, timeout=timeout)
 
 
 def lint_many(
@@ -67,13 +75,14 @@ def lint_many(
     config: Config | str | os.PathLike | None = None,
     progress: Callable[[str], None] | None = None,
     plan: Plan | None = None,
+    timeout: float | None = None,
 ) -> Report:
     """Lint several targets into one report; a target that fails does not stop the others.
 
     With no ``targets``, the ``models`` of ``config`` are linted. ``progress(message)``, if
     given, is called as each target is fetched and built. ``plan`` (one LoRA plan for every
     target) is evaluated instead of the common recipes; without it, a model's plan from the
-    configuration file is.
+    configuration file is. ``timeout`` is each target's time limit in seconds.
     """
     cfg = config if isinstance(config, Config) else load_config(config) if config is not None else Config()
     validate_selectors([*(select or ()), *(extend_select or ()), *(ignore or ())])
@@ -90,8 +99,9 @@ def lint_many(
             trust_remote_code=trust_remote_code or bool(entry and entry.trust_remote_code),
             progress=progress or _silent,
             plan=plan if plan is not None else (entry.plan if entry else None),
+            timeout=_timeout(timeout, cfg),
         )
-        result = _lint_one(where, options)
+        result = _lint_guarded(where, options)
         result.target = label
         results.append(result)
     return Report(results=results, archlint_version=archlint_version(), versions=versions(), rules=codes,
@@ -120,6 +130,31 @@ class _Options:
     debug: bool
     progress: Callable[[str], None]
     plan: Plan | None
+    timeout: float | None = None  # seconds for the whole target; None: no limit
+
+
+def _timeout(given: float | None, cfg: Config) -> float | None:
+    seconds = given if given is not None else cfg.timeout if cfg.timeout is not None else DEFAULT_TIMEOUT
+    return seconds or None
+
+
+def _lint_guarded(target: str, options: _Options) -> TargetResult:
+    """:func:`_lint_one` within the target's time limit; whatever escapes it becomes the
+    target's error (``timeout``, or ``internal`` for what archlint did not anticipate)."""
+    try:
+        with Deadline(options.timeout), quiet_libraries(enabled=not options.debug):
+            return _lint_one(target, options)
+    except DeadlineExceeded:
+        if options.debug:
+            raise
+        error = timeout_error(target, options.timeout)
+    except (Exception, SystemExit) as e:  # SystemExit: a factory calling sys.exit()
+        if options.debug:
+            raise
+        error = internal_error(target, e)
+    result = TargetResult(target)
+    result.error = error
+    return result
 
 
 def _silent(message: str) -> None:
@@ -133,7 +168,8 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
     clock = time.perf_counter()
     try:
         options.progress(f"resolving {target}")
-        spec = resolve(target, trust_remote_code=options.trust_remote_code, offline=options.offline)
+        spec = resolve(target, trust_remote_code=options.trust_remote_code, offline=options.offline,
+                       hub_timeout=options.timeout)
         result.timings["resolve"] = time.perf_counter() - clock
         options.progress(f"building {target} on the meta device")
         built = build(spec)
@@ -145,7 +181,8 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
         return result
     if spec.adapter and options.plan is None:
         try:
-            options = dataclasses.replace(options, plan=dataclasses.replace(Plan.from_file(spec.adapter), source="adapter"))
+            adapter_plan = dataclasses.replace(Plan.from_file(spec.adapter), source="adapter")
+            options = dataclasses.replace(options, plan=adapter_plan)
         except UsageError as e:
             result.error = TargetError("bad-adapter", f"{target}: {spec.adapter}: {e}")
             return result
@@ -161,7 +198,8 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
         _plans(facts, result, debug=options.debug)
     findings = _run([r for r in options.rules if not r.after_suppression], facts, result, debug=options.debug)
     ran = set(options.codes) - {e["code"] for e in result.rule_errors}  # a crashed rule's pragmas cannot be judged
-    kept, facts.suppressions = suppress(merge_findings(findings), graph, options.config.ignores_for(options.identity), ran)
+    ignores = options.config.ignores_for(options.identity)
+    kept, facts.suppressions = suppress(merge_findings(findings), graph, ignores, ran)
     kept += _run([r for r in options.rules if r.after_suppression], facts, result, debug=options.debug)
     result.timings.update(facts.timings)
     cfg = options.config

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import difflib
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from .errors import UsageError
 from .findings import FailOn, Severity
@@ -25,7 +26,7 @@ from .lora.targets import REGEX_PREFIX, written_entry_reaches
 from .selection import selector_codes, specificity
 from .targets import target_identity
 
-_TOP_KEYS = ("models", "select", "extend-select", "ignore", "fail-on", "severity", "per-module-ignores")
+_TOP_KEYS = ("models", "select", "extend-select", "ignore", "fail-on", "severity", "per-module-ignores", "timeout")
 _MODEL_KEYS = ("target", "trust-remote-code", "target-modules", "exclude-modules", "target-parameters", "peft-config")
 _IGNORE_KEYS = ("model", "modules", "codes", "reason")
 
@@ -77,6 +78,7 @@ class Config:
     fail_on: FailOn | None = None
     severity: Mapping[str, Severity] = field(default_factory=dict)
     per_module_ignores: tuple[ModuleIgnore, ...] = ()
+    timeout: float | None = None  # seconds per target; 0 = no limit; None = archlint's default
 
     def model_entry(self, identity: str) -> ModelEntry | None:
         return next((m for m in self.models if m.location == identity), None)
@@ -132,6 +134,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(path, "(file)", f"cannot read it: {e}") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(path, "(file)", f"not valid TOML: {e}") from e
+    except RecursionError as e:  # arrays or tables nested thousands deep
+        raise ConfigError(path, "(file)", "not valid TOML: nested too deep") from e
 
 
 # -- validation -----------------------------------------------------------------------
@@ -144,6 +148,10 @@ def parse_config(table: Mapping[str, Any], file: Path, prefix: str = "") -> Conf
     fail_on = table.get("fail-on")
     if fail_on is not None and fail_on not in set(FailOn):
         v.fail("fail-on", f"{fail_on!r} is not one of {', '.join(FailOn)}")
+    timeout = table.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not 0 <= timeout < float("inf")):
+        v.fail("timeout", f"{timeout!r} is not a number of seconds (0 or more; 0 = no limit)")
     models = tuple(v.model(item, f"models[{i}]") for i, item in enumerate(v.array(table, "models")))
     seen: dict[str, str] = {}
     for i, m in enumerate(models):
@@ -157,9 +165,11 @@ def parse_config(table: Mapping[str, Any], file: Path, prefix: str = "") -> Conf
         extend_select=tuple(v.selectors(table, "extend-select")),
         ignore=tuple(v.selectors(table, "ignore")),
         fail_on=FailOn(fail_on) if fail_on is not None else None,
+        timeout=float(timeout) if timeout is not None else None,
         severity=v.severity(table.get("severity", {})),
         per_module_ignores=tuple(
-            v.module_ignore(item, f"per-module-ignores[{i}]") for i, item in enumerate(v.array(table, "per-module-ignores"))
+            v.module_ignore(item, f"per-module-ignores[{i}]")
+            for i, item in enumerate(v.array(table, "per-module-ignores"))
         ),
     )
 
@@ -226,7 +236,8 @@ class _Validator:
         self.known_keys(item, _MODEL_KEYS, f"{key}.")
         target = item.get("target")
         if not isinstance(target, str) or not target.strip():
-            self.fail(f"{key}.target", "required: the model to lint (Hub id, folder, config.json, model type or FILE.py:NAME)")
+            self.fail(f"{key}.target",
+                      "required: the model to lint (Hub id, folder, config.json, model type or FILE.py:NAME)")
         trust = item.get("trust-remote-code", False)
         if not isinstance(trust, bool):
             self.fail(f"{key}.trust-remote-code", "expected true or false")
@@ -286,5 +297,5 @@ class _Validator:
         if not selectors:
             self.fail(f"{key}.codes", "expected at least one rule code or prefix")
         codes = frozenset().union(*(selector_codes(s) for s in selectors))
-        return ModuleIgnore(model.strip(), target_identity(model.strip(), self.file.parent), modules, tuple(selectors), codes,
-                            reason.strip(), key, str(self.file))
+        return ModuleIgnore(model.strip(), target_identity(model.strip(), self.file.parent), modules, tuple(selectors),
+                            codes, reason.strip(), key, str(self.file))

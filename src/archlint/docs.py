@@ -11,7 +11,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-
 from .report import RULES_URL
 from .rules import builtin_rules
 from .rules.base import Rule

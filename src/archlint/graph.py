@@ -26,7 +26,6 @@ from torch import nn
 from .findings import path_sort_key, star_indices
 
 
-
 @dataclass(frozen=True)
 class TensorInfo:
     """A parameter or buffer owned directly by a module."""

@@ -22,8 +22,8 @@ def plan_summary(evaluation: PlanEvaluation) -> PlanSummary:
         engine_label=evaluation.engine_label,
         peft_version=evaluation.peft_version,
         r=evaluation.plan.r,
-        entries=tuple(PlanEntry(e.entry, e.matches, e.classes, e.towers, e.layers_reached, e.layers_total, e.rerouted_to)
-                      for e in evaluation.entries),
+        entries=tuple(PlanEntry(e.entry, e.matches, e.classes, e.towers, e.layers_reached, e.layers_total,
+                                e.rerouted_to) for e in evaluation.entries),
         modules=outcome.modules,
         parameters=outcome.parameters,
         trainable=outcome.trainable,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
 
 from torch import nn
 
@@ -26,8 +25,8 @@ from . import reimplementation
 from .oracle import Outcome, conversion_table, peft_available, peft_entry_matcher, peft_version, run_peft
 from .plan import Plan
 from .recipes import peft_default_targets
-from .training_step import StepCheck
 from .targets import parameters_reached
+from .training_step import StepCheck
 
 
 @dataclass(frozen=True)

@@ -208,7 +208,10 @@ def moe_reroutes(model: nn.Module, plan: Plan) -> dict[str, str]:
     expert parameters for this model (``_convert_peft_config_moe``), by PEFT's own code."""
     try:
         from peft import LoraConfig
-        from peft.utils.transformers_weight_conversion import convert_peft_config_for_transformers, get_model_conversion_mapping
+        from peft.utils.transformers_weight_conversion import (
+            convert_peft_config_for_transformers,
+            get_model_conversion_mapping,
+        )
     except ImportError:
         return {}
     if not hasattr(getattr(model, "config", None), "model_type"):
@@ -265,12 +268,16 @@ def peft_entry_matcher(model: nn.Module, plan: Plan) -> tuple[Callable[[str], bo
     added = []
     if isinstance(config.target_modules, str):
         try:
-            from peft.utils.transformers_weight_conversion import convert_peft_config_for_transformers, get_model_conversion_mapping
+            from peft.utils.transformers_weight_conversion import (
+                convert_peft_config_for_transformers,
+                get_model_conversion_mapping,
+            )
 
             if hasattr(getattr(model, "config", None), "model_type"):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    convert_peft_config_for_transformers(config, model=model, conversions=get_model_conversion_mapping(model))
+                    conversions = get_model_conversion_mapping(model)
+                    convert_peft_config_for_transformers(config, model=model, conversions=conversions)
                 added = sorted(set(config.target_parameters or ()))
         except (ImportError, ValueError):
             pass

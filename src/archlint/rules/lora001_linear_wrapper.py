@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from ..findings import Severity
 from ..lora.layers import is_linear_like
+from ..lora.recipes import broken_recipe_names, broken_recipes
+from ..lora.targets import reaches
 from ..lora.verify import Candidate, nothing_under, verified_fix
 from ..probe.extras import extra_ops, summarise
 from ..structure import alternation, anchored_regex, inner_linear_name
-from ..lora.recipes import broken_recipe_names, broken_recipes
-from ..lora.targets import reaches
 from .base import Example, Rule
 
 
@@ -127,7 +127,8 @@ class LinearWrapper(Rule):
         else:
             candidates.append(Candidate(f'target_modules=r"{inner_regex}"', {"target_modules": inner_regex},
                                         "the inner Linear of each wrapper"))
-        return verified_fix(ctx.plans.outcome_of, "Target plain Linears only: anchor the regex, or reach the wrapped Linear through its "
+        return verified_fix(ctx.plans.outcome_of,
+                            "Target plain Linears only: anchor the regex, or reach the wrapped Linear through its "
                             "child; do not replace a wrapper by its Linear when it adds ops", candidates)
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ..findings import Confidence, Severity
-from ..lora.verify import Candidate, reaches_all, verified_fix
 from ..lora.layers import is_linear_like
-from ..probe.projections import output_parts
 from ..lora.recipes import QKVO, STANDARD_NAMES
+from ..lora.verify import Candidate, reaches_all, verified_fix
+from ..probe.projections import output_parts
 from .base import Example, Rule
 
 #: Leaf names of projections that compute several logical projections in one matrix.

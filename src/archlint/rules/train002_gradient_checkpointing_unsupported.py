@@ -61,11 +61,13 @@ class GradientCheckpointingUnsupported(Rule):
             )
             return
         for group in ctx.repeated_blocks:
-            if isinstance(group.representative.module, GradientCheckpointingLayer) or _flagged_ancestor(ctx, group.representative.path):
+            block = group.representative
+            if isinstance(block.module, GradientCheckpointingLayer) or _flagged_ancestor(ctx, block.path):
                 continue
             yield self.finding(
                 group.paths,
-                f"{group.representative.class_name} is repeated {len(group.paths)}x but is not a GradientCheckpointingLayer "
+                f"{group.representative.class_name} is repeated {len(group.paths)}x "
+                "but is not a GradientCheckpointingLayer "
                 f"and no enclosing module checkpoints it; gradient checkpointing skips these blocks",
                 module_class=group.representative.class_name,
                 severity=Severity.WARNING,
