@@ -23,7 +23,8 @@ def short_error(plan: PlanSummary, width: int = 110) -> str:
     error = plan.error or {}
     if error.get("stage") not in (None, "inject"):  # PEFT injected it; the training step failed
         where = f" in {error['module']}" if error.get("module") else ""
-        return _shorten(f"{error['stage']}{where}: {error['type']}: {' '.join((error['message'] or '').split())}", width)
+        message = " ".join((error["message"] or "").split())
+        return _shorten(f"{error['stage']}{where}: {error['type']}: {message}", width)
     message = re.sub(r"\(\n.*?\n\)", "(…)", plan.error_message or "", flags=re.S)
     return _shorten(f"{plan.error_type}: {' '.join(message.split())}", width)
 
