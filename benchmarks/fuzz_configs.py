@@ -111,7 +111,8 @@ def main() -> int:
     total = time.monotonic() - start
     escaped = sum(n for k, n in counts.items() if k.startswith("escaped"))
     print(f"fuzz_configs: {counts['examples']} mutated real configs, select={args.select}, "
-          f"timeout={args.timeout:g} s, seed={args.seed}, {total:.0f} s ({total / max(1, counts['examples']):.2f} s each)")
+          f"timeout={args.timeout:g} s, seed={args.seed}, "
+          f"{total:.0f} s ({total / max(1, counts['examples']):.2f} s each)")
     print(f"escaped: {escaped}   hung: {counts['hung']}   invalid results: {counts['invalid']}")
     print(f"linted: {counts['linted']}")
     for outcome, n in sorted(counts.items(), key=lambda kv: -kv[1]):

@@ -96,7 +96,8 @@ def mutated_configs(draw, depth: int | None = 2) -> str:
             from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
             config["model_type"] = draw(
-                st.sampled_from(sorted(CONFIG_MAPPING_NAMES)) | st.text(max_size=10) | st.sampled_from(["llama ", "LLAMA", "lama"])
+                st.sampled_from(sorted(CONFIG_MAPPING_NAMES)) | st.text(max_size=10)
+                | st.sampled_from(["llama ", "LLAMA", "lama"])
             )
             continue
         if how == "number":

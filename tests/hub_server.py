@@ -144,7 +144,8 @@ class FakeHub:
             return _error(404, None, "Not Found")
         repo_id, revision, filename = m["repo"], unquote(m["revision"]), unquote(m["filename"])
         if repo_id in self.failing:
-            return _error(self.failing[repo_id], None, "Internal Error - We're working hard to fix this as soon as possible!")
+            return _error(self.failing[repo_id], None,
+                          "Internal Error - We're working hard to fix this as soon as possible!")
         revisions = self.repos.get(repo_id)
         if revisions is None:
             return _error(404, "RepoNotFound", "Repository not found")

@@ -37,7 +37,8 @@ def silent_hub(fake_hub, monkeypatch):
     with SilentHub() as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         monkeypatch.setattr(hf_constants, "ENDPOINT", hub.url)
-        monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            hub.url + "/{repo_id}/resolve/{revision}/{filename}")
         yield hub
 
 
@@ -98,6 +99,7 @@ def assert_one_hub_line(proc, report, target: str, kind: str) -> dict:
     return bad["error"]
 
 
+@pytest.mark.slow
 def test_cli_http_500(fake_hub):
     fake_hub.failing[LLAMA] = 500
     proc, report, _ = run_cli(fake_hub.env(), LLAMA)
@@ -107,6 +109,7 @@ def test_cli_http_500(fake_hub):
     assert [r.status for r in fake_hub.requests] == [500]
 
 
+@pytest.mark.slow
 def test_cli_silent_hub_exits_within_the_deadline(silent_hub, fake_hub):
     proc, report, seconds = run_cli(fake_hub.env(HF_ENDPOINT=silent_hub.url, HF_HUB_ETAG_TIMEOUT="3"), LLAMA)
 
@@ -118,6 +121,7 @@ def test_cli_silent_hub_exits_within_the_deadline(silent_hub, fake_hub):
     assert seconds < 3 + 150
 
 
+@pytest.mark.slow
 def test_cli_target_time_limit_bounds_the_hub_too(silent_hub, fake_hub):
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "archlint", LLAMA, "--timeout", "2", "--format", "json"],

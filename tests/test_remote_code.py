@@ -35,7 +35,8 @@ def native_type_with_code(folder: Path, marker: Path) -> dict:
     config = {
         **TINY_LLAMA,
         "architectures": ["EvilForCausalLM"],  # not a transformers class: the code path would be tempting
-        "auto_map": {"AutoConfig": "configuration_evil.EvilConfig", "AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"},
+        "auto_map": {"AutoConfig": "configuration_evil.EvilConfig",
+                     "AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"},
     }
     files = {
         "config.json": json.dumps(config),

@@ -97,9 +97,11 @@ CASES = [
     _config_case("nan_epsilon", "bad-config", lambda: mutated(LLAMA, rms_norm_eps=float("nan"))),
     _config_case("nested_10000_deep", "malformed-config",
                  lambda: '{"model_type": "llama", "x": ' + "[" * 10_000 + "]" * 10_000 + "}"),
-    _config_case("integer_of_5000_digits", "malformed-config", lambda: '{"model_type": "llama", "vocab_size": ' + "9" * 5000 + "}"),
+    _config_case("integer_of_5000_digits", "malformed-config",
+                 lambda: '{"model_type": "llama", "vocab_size": ' + "9" * 5000 + "}"),
     _config_case("layers_10_12", "too-large", lambda: mutated(LLAMA, num_hidden_layers=10**12)),
-    _config_case("text_config_layers_10_30", "too-large", lambda: mutated(GEMMA3, text_config__num_hidden_layers=10**30)),
+    _config_case("text_config_layers_10_30", "too-large",
+                 lambda: mutated(GEMMA3, text_config__num_hidden_layers=10**30)),
     _config_case("hidden_x_layers", "too-large", lambda: mutated(LLAMA, hidden_size=1 << 20, num_hidden_layers=4096)),
     _target_case("hub_id_dotdot", "bad-target", "org/.."),
     _target_case("hub_id_double_dash", "bad-target", "org--x/model"),
@@ -178,6 +180,7 @@ def test_hostile_target_is_one_clean_line(case, tmp_path, monkeypatch):
         assert "config key `" in error["message"] or "` x `" in error["message"]
 
 
+@pytest.mark.slow
 def test_every_case_in_one_real_process(tmp_path):
     """A real process sees what in-process runs cannot: library logging and warnings on stderr."""
     targets, kinds = [], {}
@@ -323,6 +326,7 @@ def test_configuration_nested_thousands_deep_is_a_usage_error(tmp_path, monkeypa
 # -- Ctrl-C ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_with_one_line(tmp_path):
     factory = write(tmp_path / "slow.py", """
         import time

@@ -194,7 +194,8 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
         return result
     if spec.adapter and options.plan is None:
         try:
-            options = dataclasses.replace(options, plan=dataclasses.replace(Plan.from_file(spec.adapter), source="adapter"))
+            adapter_plan = dataclasses.replace(Plan.from_file(spec.adapter), source="adapter")
+            options = dataclasses.replace(options, plan=adapter_plan)
         except UsageError as e:
             result.error = TargetError("bad-adapter", f"{target}: {spec.adapter}: {e}")
             return result

@@ -8,7 +8,8 @@ one entry per line, so a change to it reads as a one-line diff::
     {
       "archlint_baseline": 1,
       "findings": [
-        {"code": "LORA001", "model": "google/gemma-4-E2B-it", "pattern": "model.audio_tower.layers.*.self_attn.k_proj", "name": "linear-wrapper"},
+        {"code": "LORA001", "model": "google/gemma-4-E2B-it",
+         "pattern": "model.audio_tower.layers.*.self_attn.k_proj", "name": "linear-wrapper"},
         ...
       ]
     }

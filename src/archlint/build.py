@@ -91,14 +91,16 @@ def model_class_and_reason(spec: ModelSpec) -> tuple[type, bool, str]:
     """The class to build, whether it has a task head, and why it was chosen.
 
     ``architectures[0]`` when transformers has it, then remote code (only when trusted, and
-    only for a config class transformers does not ship), then the class a user of the type loads: a composite multimodal type (one with a vision
-    sub-config) its image-text-to-text class, so its towers are built; otherwise the
-    causal-LM, image-text-to-text, seq2seq class in that order; then ``AutoModel`` (no head)."""
+    only for a config class transformers does not ship), then the class a user of the type loads:
+    a composite multimodal type (one with a vision sub-config) its image-text-to-text class, so its
+    towers are built; otherwise the causal-LM, image-text-to-text, seq2seq class in that order;
+    then ``AutoModel`` (no head)."""
     import transformers
 
     config = spec.config
     architectures = getattr(config, "architectures", None) or []
-    named = getattr(transformers, architectures[0], None) if architectures and isinstance(architectures[0], str) else None
+    first = architectures[0] if architectures and isinstance(architectures[0], str) else None
+    named = getattr(transformers, first, None) if first else None
     if isinstance(named, type) and issubclass(named, nn.Module):
         return named, True, "the config's architectures[0]"
     auto_map = getattr(config, "auto_map", None) or {}
@@ -133,7 +135,8 @@ def _is_native(config) -> bool:
     """A config class transformers itself ships (its model_type always builds natively)."""
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
-    return getattr(config, "model_type", None) in CONFIG_MAPPING_NAMES and type(config).__module__.startswith("transformers.")
+    return (getattr(config, "model_type", None) in CONFIG_MAPPING_NAMES
+            and type(config).__module__.startswith("transformers."))
 
 
 def _remote_model_class(spec: ModelSpec, reference) -> type:
@@ -150,7 +153,8 @@ def _remote_model_class(spec: ModelSpec, reference) -> type:
         source = spec.config.name_or_path or spec.target
         return get_class_from_dynamic_module(reference, source, revision=spec.revision)
     except Exception as e:
-        raise TargetError("remote-code", f"{spec.target}: loading the model's own code ({reference}) failed: {_one_line(e)}") from e
+        raise TargetError("remote-code", f"{spec.target}: loading the model's own code ({reference}) failed: "
+                                         f"{_one_line(e)}") from e
 
 
 def _is_multimodal(config) -> bool:
@@ -188,7 +192,8 @@ def _call_factory(spec: ModelSpec) -> nn.Module:
             raise  # let _with_fallback retry with small factories on the CPU
         raise TargetError("factory-failed", f"{spec.target}: the factory raised {_one_line(e)}") from e
     if not isinstance(result, nn.Module):
-        raise TargetError("factory-not-module", f"{spec.target}: the factory returned a {type(result).__name__}, not an nn.Module")
+        raise TargetError("factory-not-module",
+                          f"{spec.target}: the factory returned a {type(result).__name__}, not an nn.Module")
     return result
 
 
@@ -202,7 +207,8 @@ def _with_fallback(spec: ModelSpec, make) -> tuple[nn.Module, str]:
         raise
     except Exception as first:
         if not _is_meta_unsafe(first):
-            raise TargetError("build-failed", f"{spec.target}: building the model failed: {_one_line(first)}") from first
+            raise TargetError("build-failed",
+                              f"{spec.target}: building the model failed: {_one_line(first)}") from first
     try:
         with _hybrid_meta(), meta_device_safe_creation_ops():
             return make(), "meta+cpu-factories"

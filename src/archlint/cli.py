@@ -29,24 +29,32 @@ def _codes(value: tuple[str, ...]) -> list[str]:
 #: Every option of the lint, in the order ``archlint --help`` lists them. To add one, append
 #: a ``click.option`` here and read it as ``opts.<name>`` in :func:`lint_command`.
 LINT_OPTIONS = [
-    click.option("--format", "fmt", type=click.Choice([f.value for f in OutputFormat]), default="text", show_default=True,
-                 help="Output format (html: one self-contained page)."),
+    click.option("--format", "fmt", type=click.Choice([f.value for f in OutputFormat]), default="text",
+                 show_default=True, help="Output format (html: one self-contained page)."),
     click.option("--output", "-o", type=click.Path(), help="Write the report to FILE instead of stdout."),
     click.option("--report", "reports", multiple=True, metavar="FORMAT:PATH",
                  help="Also write a report in FORMAT to PATH (repeatable; the model is built once)."),
-    click.option("--select", multiple=True, metavar="CODES", help="Only these codes, prefixes or names (comma-separated, repeatable)."),
-    click.option("--extend-select", multiple=True, metavar="CODES", help="Add these to the selection (comma-separated, repeatable)."),
-    click.option("--ignore", multiple=True, metavar="CODES", help="Skip these codes, prefixes or names (comma-separated, repeatable)."),
+    click.option("--select", multiple=True, metavar="CODES",
+                 help="Only these codes, prefixes or names (comma-separated, repeatable)."),
+    click.option("--extend-select", multiple=True, metavar="CODES",
+                 help="Add these to the selection (comma-separated, repeatable)."),
+    click.option("--ignore", multiple=True, metavar="CODES",
+                 help="Skip these codes, prefixes or names (comma-separated, repeatable)."),
     click.option("--fail-on", type=click.Choice([f.value for f in FailOn]), default=None,
                  help="Lowest severity that makes the exit code 1  [default: fail-on from the config, else warning]"),
-    click.option("--target-modules", metavar="NAMES", help="LoRA plan: comma-separated names, 're:REGEX' or 'all-linear'."),
+    click.option("--target-modules", metavar="NAMES",
+                 help="LoRA plan: comma-separated names, 're:REGEX' or 'all-linear'."),
     click.option("--exclude-modules", metavar="NAMES", help="LoRA plan: comma-separated names or 're:REGEX'."),
-    click.option("--target-parameters", metavar="NAMES", help="LoRA plan: comma-separated parameter names (e.g. mlp.experts.down_proj)."),
-    click.option("--peft-config", type=click.Path(dir_okay=False), help="LoRA plan from a LoraConfig JSON (adapter_config.json)."),
+    click.option("--target-parameters", metavar="NAMES",
+                 help="LoRA plan: comma-separated parameter names (e.g. mlp.experts.down_proj)."),
+    click.option("--peft-config", type=click.Path(dir_okay=False),
+                 help="LoRA plan from a LoraConfig JSON (adapter_config.json)."),
     click.option("--quantization", metavar="METHOD",
-                 help="Preview quantization with transformers' own quantizer: bnb-4bit, bnb-8bit, fp8 or a quantization_config JSON."),
+                 help="Preview quantization with transformers' own quantizer: bnb-4bit, bnb-8bit, fp8 "
+                      "or a quantization_config JSON."),
     click.option("--check-checkpoint", is_flag=True,
-                 help="Also read a Hub repository's safetensors headers (range requests only) and check them against the model."),
+                 help="Also read a Hub repository's safetensors headers (range requests only) "
+                      "and check them against the model."),
     click.option("--config", "config_file", type=click.Path(dir_okay=False),
                  help="Read this archlint.toml or pyproject.toml instead of the nearest one."),
     click.option("--baseline", type=click.Path(dir_okay=False), help="Report only findings not in this baseline file."),
@@ -194,12 +202,19 @@ def lint_command(opts: SimpleNamespace) -> None:
 
 
 def _quiet_library_logs() -> None:
-    """Keep libraries' import-time log lines (bitsandbytes looking for optional CPU kernels)
-    off stderr, which carries only archlint's own lines; ``--debug`` shows them."""
+    """Keep libraries' log lines (bitsandbytes looking for optional CPU kernels at import,
+    transformers' notes on legacy config values) off stderr, which carries only archlint's
+    own lines; ``--debug`` shows them."""
     import logging
+    import os
 
     for name in ("bitsandbytes",):
         logging.getLogger(name).addHandler(logging.NullHandler())
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers first logs
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
 
 
 @main.command("rules")

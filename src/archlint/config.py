@@ -149,7 +149,8 @@ def parse_config(table: Mapping[str, Any], file: Path, prefix: str = "") -> Conf
     if fail_on is not None and fail_on not in set(FailOn):
         v.fail("fail-on", f"{fail_on!r} is not one of {', '.join(FailOn)}")
     timeout = table.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout < float("inf")):
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not 0 <= timeout < float("inf")):
         v.fail("timeout", f"{timeout!r} is not a number of seconds (0 or more; 0 = no limit)")
     models = tuple(v.model(item, f"models[{i}]") for i, item in enumerate(v.array(table, "models")))
     seen: dict[str, str] = {}
@@ -167,7 +168,8 @@ def parse_config(table: Mapping[str, Any], file: Path, prefix: str = "") -> Conf
         timeout=float(timeout) if timeout is not None else None,
         severity=v.severity(table.get("severity", {})),
         per_module_ignores=tuple(
-            v.module_ignore(item, f"per-module-ignores[{i}]") for i, item in enumerate(v.array(table, "per-module-ignores"))
+            v.module_ignore(item, f"per-module-ignores[{i}]")
+            for i, item in enumerate(v.array(table, "per-module-ignores"))
         ),
     )
 
@@ -234,7 +236,8 @@ class _Validator:
         self.known_keys(item, _MODEL_KEYS, f"{key}.")
         target = item.get("target")
         if not isinstance(target, str) or not target.strip():
-            self.fail(f"{key}.target", "required: the model to lint (Hub id, folder, config.json, model type or FILE.py:NAME)")
+            self.fail(f"{key}.target",
+                      "required: the model to lint (Hub id, folder, config.json, model type or FILE.py:NAME)")
         trust = item.get("trust-remote-code", False)
         if not isinstance(trust, bool):
             self.fail(f"{key}.trust-remote-code", "expected true or false")
@@ -294,5 +297,5 @@ class _Validator:
         if not selectors:
             self.fail(f"{key}.codes", "expected at least one rule code or prefix")
         codes = frozenset().union(*(selector_codes(s) for s in selectors))
-        return ModuleIgnore(model.strip(), target_identity(model.strip(), self.file.parent), modules, tuple(selectors), codes,
-                            reason.strip(), key, str(self.file))
+        return ModuleIgnore(model.strip(), target_identity(model.strip(), self.file.parent), modules, tuple(selectors),
+                            codes, reason.strip(), key, str(self.file))

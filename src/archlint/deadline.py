@@ -154,4 +154,5 @@ def _can_use_signal() -> bool:
 def _set_async_exc(thread_id: int | None, exc_type: type[BaseException] | None) -> None:
     if thread_id is None:
         return
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type) if exc_type else None)
+    exception = ctypes.py_object(exc_type) if exc_type else None
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), exception)

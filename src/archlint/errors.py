@@ -5,7 +5,6 @@ The kinds a :class:`TargetError` carries are listed, with their causes, in docs/
 
 from __future__ import annotations
 
-
 #: Every ``kind`` a target's error can have, with what it means (docs/errors.md explains each).
 KINDS: dict[str, str] = {
     "not-found": "the path does not exist (or is a symbolic link that leads nowhere)",

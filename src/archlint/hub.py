@@ -121,25 +121,29 @@ def _ask(target: str, repo: str, revision: str | None, timeout: float) -> Target
     """One HEAD request. Raises what no cached copy can fix (the repository or revision
     does not exist, it is gated); returns the fault a cached copy can stand in for."""
     import httpx2
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub import errors as hub_errors
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     url = hf_hub_url(repo, "config.json", revision=revision)
     try:
         get_hf_file_metadata(url, timeout=timeout, retry_on_errors=False)
     except hub_errors.GatedRepoError as e:
-        raise TargetError("gated", f"{target}: the repository is gated; accept its licence on the Hub and set HF_TOKEN (or run `hf auth login`)") from e
+        raise TargetError("gated", f"{target}: the repository is gated; accept its licence on the Hub "
+                                   "and set HF_TOKEN (or run `hf auth login`)") from e
     except hub_errors.RevisionNotFoundError as e:
         raise TargetError("revision-not-found", f"{target}: revision {revision!r} does not exist in {repo}") from e
     except hub_errors.RepositoryNotFoundError as e:
-        raise TargetError("repo-not-found", f"{target}: no such repository on the Hub (or it is private: set HF_TOKEN)") from e
+        raise TargetError("repo-not-found",
+                          f"{target}: no such repository on the Hub (or it is private: set HF_TOKEN)") from e
     except hub_errors.RemoteEntryNotFoundError as e:
-        raise TargetError("no-config", f"{target}: the repository has no config.json; it is not a transformers model") from e
+        raise TargetError("no-config",
+                          f"{target}: the repository has no config.json; it is not a transformers model") from e
     except hub_errors.HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else "an error"
         return TargetError("hub-error", f"{target}: the Hub answered HTTP {status} for config.json; try again later")
     except httpx2.TimeoutException:
-        return TargetError("hub-error", f"{target}: the Hub did not answer within {timeout:g} s; try again later, or set HF_HUB_ETAG_TIMEOUT to wait longer")
+        return TargetError("hub-error", f"{target}: the Hub did not answer within {timeout:g} s; try again later, "
+                                        "or set HF_HUB_ETAG_TIMEOUT to wait longer")
     except (httpx2.ConnectError, hub_errors.OfflineModeIsEnabled, ConnectionError):
         return _offline(target)
     except (httpx2.HTTPError, OSError) as e:
@@ -147,25 +151,31 @@ def _ask(target: str, repo: str, revision: str | None, timeout: float) -> Target
     return None
 
 
-def _download(target: str, repo: str, revision: str | None, problem: TargetError | None, *, local_only: bool, timeout: float) -> str:
-    from huggingface_hub import hf_hub_download
+def _download(target: str, repo: str, revision: str | None, problem: TargetError | None, *,
+              local_only: bool, timeout: float) -> str:
     from huggingface_hub import errors as hub_errors
+    from huggingface_hub import hf_hub_download
 
     try:
-        return hf_hub_download(repo, "config.json", revision=revision, local_files_only=local_only, etag_timeout=timeout)
+        return hf_hub_download(repo, "config.json", revision=revision, local_files_only=local_only,
+                               etag_timeout=timeout)
     except (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled) as e:
         raise (problem or _offline(target)) from e
     except hub_errors.GatedRepoError as e:
-        raise TargetError("gated", f"{target}: the repository is gated; accept its licence on the Hub and set HF_TOKEN (or run `hf auth login`)") from e
+        raise TargetError("gated", f"{target}: the repository is gated; accept its licence on the Hub "
+                                   "and set HF_TOKEN (or run `hf auth login`)") from e
     except hub_errors.RevisionNotFoundError as e:
         raise TargetError("revision-not-found", f"{target}: revision {revision!r} does not exist in {repo}") from e
     except hub_errors.RepositoryNotFoundError as e:
-        raise TargetError("repo-not-found", f"{target}: no such repository on the Hub (or it is private: set HF_TOKEN)") from e
+        raise TargetError("repo-not-found",
+                          f"{target}: no such repository on the Hub (or it is private: set HF_TOKEN)") from e
     except (hub_errors.EntryNotFoundError, hub_errors.RemoteEntryNotFoundError) as e:
-        raise TargetError("no-config", f"{target}: the repository has no config.json; it is not a transformers model") from e
+        raise TargetError("no-config",
+                          f"{target}: the repository has no config.json; it is not a transformers model") from e
     except hub_errors.HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else "an error"
-        raise TargetError("hub-error", f"{target}: the Hub answered HTTP {status} for config.json; try again later") from e
+        raise TargetError("hub-error",
+                          f"{target}: the Hub answered HTTP {status} for config.json; try again later") from e
     except Exception as e:  # httpx2's network errors, OSError from the cache
         raise TargetError("hub-error", f"{target}: could not fetch config.json: {one_line(e)}") from e
 

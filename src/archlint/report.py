@@ -120,7 +120,8 @@ class PlanSummary:
 
 
 #: What ``findings``, ``by_severity`` and ``by_code`` count, in the text summary and in JSON.
-FINDING_UNIT = "a finding is one rule at one module pattern (model.layers.*.q_proj); modules_by_code counts module paths"
+FINDING_UNIT = ("a finding is one rule at one module pattern (model.layers.*.q_proj); "
+                "modules_by_code counts module paths")
 
 
 @dataclass(frozen=True)

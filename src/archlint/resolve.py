@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import TargetError, one_line as _one_line
+from .errors import TargetError
+from .errors import one_line as _one_line
 from .guards import check_config, parse_json
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -123,7 +124,8 @@ def _resolve_adapter(target: str, adapter: Path, *, trust_remote_code: bool, off
     try:
         raw = parse_json(adapter.read_text(encoding="utf-8"), f"{target}: {adapter}")
     except (OSError, ValueError, RecursionError) as e:  # unreadable, not UTF-8, not JSON
-        raise TargetError("malformed-config", f"{target}: {adapter} is not a readable PEFT adapter config ({_one_line(e)})") from e
+        raise TargetError("malformed-config",
+                          f"{target}: {adapter} is not a readable PEFT adapter config ({_one_line(e)})") from e
     base = raw.get("base_model_name_or_path") if isinstance(raw, dict) else None
     if not isinstance(base, str) or not base:
         raise TargetError("no-config", f"{target}: {adapter} is a PEFT adapter without base_model_name_or_path; "
@@ -141,7 +143,9 @@ def _python_hint(folder: Path, typed: str, only: str | None = None) -> str:
     classes = [c for c in module_classes(folder) if only is None or c.startswith(f"{only}:")]
     if not classes:
         return "point archlint at a model folder, a config.json, or FILE.py:NAME for your own model code"
-    shown = ", ".join(os.path.join(typed, c) for c in classes[:6]) + (f" and {len(classes) - 6} more" if len(classes) > 6 else "")
+    shown = ", ".join(os.path.join(typed, c) for c in classes[:6])
+    if len(classes) > 6:
+        shown += f" and {len(classes) - 6} more"
     return f"lint one of its nn.Module classes as FILE.py:NAME: {shown}"
 
 
@@ -197,11 +201,13 @@ def load_model_config(config_file: Path, target: str, trust_remote_code: bool, *
     try:
         raw = parse_json(text, f"{target}: {config_file}")
     except json.JSONDecodeError as e:
-        raise TargetError("malformed-config", f"{target}: {config_file} is not valid JSON ({e.msg} at line {e.lineno})") from e
+        raise TargetError("malformed-config",
+                          f"{target}: {config_file} is not valid JSON ({e.msg} at line {e.lineno})") from e
     except (ValueError, RecursionError) as e:  # e.g. an integer of more than 4300 digits
         raise TargetError("malformed-config", f"{target}: {config_file} cannot be read as JSON: {_one_line(e)}") from e
     if not isinstance(raw, dict):
-        raise TargetError("malformed-config", f"{target}: {config_file} holds a JSON {type(raw).__name__}, not an object")
+        raise TargetError("malformed-config",
+                          f"{target}: {config_file} holds a JSON {type(raw).__name__}, not an object")
     check_config(raw, target)
     model_type = raw.get("model_type")
     native = model_type in CONFIG_MAPPING_NAMES
@@ -248,13 +254,15 @@ def local_remote_class(folder: Path, reference: Any, target: str):
     try:
         return get_class_from_dynamic_module(local, str(folder), local_files_only=True)
     except Exception as e:
-        raise TargetError("remote-code", f"{target}: importing the folder's own code ({local}) failed: {_one_line(e)}") from e
+        raise TargetError("remote-code",
+                          f"{target}: importing the folder's own code ({local}) failed: {_one_line(e)}") from e
 
 
 def _unknown_type_message(target: str, model_type: Any, config_file: Path) -> str:
     if model_type is None:
         return f"{target}: {config_file} has no model_type; it is not a transformers config"
-    return f"{target}: model_type {model_type!r} is unknown to the installed transformers{_did_you_mean(str(model_type))}; upgrade transformers or check the config"
+    return (f"{target}: model_type {model_type!r} is unknown to the installed transformers"
+            f"{_did_you_mean(str(model_type))}; upgrade transformers or check the config")
 
 
 # -- transformers model types ------------------------------------------------------
@@ -272,7 +280,8 @@ def _resolve_model_type(target: str) -> ModelSpec:
     try:
         config = fill_sub_configs(AutoConfig.for_model(target))
     except Exception as e:
-        raise TargetError("bad-config", f"{target}: transformers cannot build its default config: {_one_line(e)}") from e
+        raise TargetError("bad-config",
+                          f"{target}: transformers cannot build its default config: {_one_line(e)}") from e
     return ModelSpec(target, "model_type", config=config)
 
 
@@ -313,7 +322,8 @@ def _resolve_hub(target: str, repo: str, revision: str | None, trust_remote_code
     hub_kwargs = {"repo_id": repo, "revision": revision} if trust_remote_code else {}
     with quiet_libraries():
         config = load_model_config(Path(config_file), target, trust_remote_code, **hub_kwargs)
-    return ModelSpec(target, "hub", config=config, config_file=config_file, revision=revision, trust_remote_code=trust_remote_code)
+    return ModelSpec(target, "hub", config=config, config_file=config_file, revision=revision,
+                     trust_remote_code=trust_remote_code)
 
 
 # -- Python factories ---------------------------------------------------------------
@@ -332,7 +342,8 @@ def _resolve_factory(target: str, module_ref: str, name: str) -> ModelSpec:
             raise TargetError("factory-missing", f"{target}: {module_ref} has no attribute {name!r}")
         obj = getattr(obj, attr)
     if not callable(obj):
-        raise TargetError("factory-not-callable", f"{target}: {name} is a {type(obj).__name__}, not an nn.Module class or a function returning one")
+        raise TargetError("factory-not-callable", f"{target}: {name} is a {type(obj).__name__}, "
+                                                  "not an nn.Module class or a function returning one")
     return ModelSpec(target, "factory", factory=obj, config_file=getattr(module, "__file__", None))
 
 

@@ -220,7 +220,10 @@ def _self_assignments(func, qualname: str, out: dict) -> None:
         return
     me = func.args.args[0].arg  # "self", whatever it is called
     for node in ast.walk(func):
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        else:
+            targets = [node.target] if isinstance(node, ast.AnnAssign) else []
         for t in targets:
             if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == me:
                 for line in range(node.lineno, (node.end_lineno or node.lineno) + 1):

@@ -105,7 +105,8 @@ def run(model: nn.Module, *, label: str, path_map=None) -> ForwardOutcome:
     for name in _named_missing_inputs(model, error):
         again, _ = _forward(model, paths, supplied=(name,))
         if again is None or _message(again) != _message(error):
-            return ForwardOutcome(ForwardStatus.MISSING_INPUT, label, 0.0, missing=name, error=text, raised_in=raised_in,
+            return ForwardOutcome(ForwardStatus.MISSING_INPUT, label, 0.0, missing=name, error=text,
+                                  raised_in=raised_in,
                                   details={"with_input": "ok" if again is None else one_line(again)})
     return ForwardOutcome(ForwardStatus.FAILED, label, 0.0, error=text, raised_in=raised_in)
 
@@ -128,7 +129,8 @@ def _same(path: str) -> str:
     return path
 
 
-def _forward(model: nn.Module, paths: dict[int, str], *, supplied: tuple[str, ...] = ()) -> tuple[Exception | None, str]:
+def _forward(model: nn.Module, paths: dict[int, str], *,
+             supplied: tuple[str, ...] = ()) -> tuple[Exception | None, str]:
     """One fake forward in training mode (plus all-zero ``supplied`` inputs); the
     exception, if any, and the path of the innermost module whose forward raised it."""
     from torch._subclasses.fake_tensor import FakeTensorMode

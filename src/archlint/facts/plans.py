@@ -78,7 +78,8 @@ class PlanFacts:
                 outcome = predict(self.facts.built.module, plan, outcomes=self.outcomes)
             step = self.step_of(plan, outcome)
             if step is not None:
-                failure = None if step.ok else f"{step.stage}: {step.error}" + (f" in {step.module}" if step.module else "")
+                where = f" in {step.module}" if step.module else ""
+                failure = None if step.ok else f"{step.stage}: {step.error}{where}"
                 outcome = dataclasses.replace(outcome, checked=step.checked, step_error=failure)
             self.outcomes[key] = outcome
         return self.outcomes[key]

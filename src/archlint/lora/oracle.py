@@ -276,7 +276,8 @@ def peft_entry_matcher(model: nn.Module, plan: Plan) -> tuple[Callable[[str], bo
             if hasattr(getattr(model, "config", None), "model_type"):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    convert_peft_config_for_transformers(config, model=model, conversions=get_model_conversion_mapping(model))
+                    conversions = get_model_conversion_mapping(model)
+                    convert_peft_config_for_transformers(config, model=model, conversions=conversions)
                 added = sorted(set(config.target_parameters or ()))
         except (ImportError, ValueError):
             pass

@@ -116,7 +116,8 @@ def _result(finding: Finding, result: TargetResult, index: dict[str, int], key: 
     physical = _physical(finding, result, root)
     if physical:
         location["physicalLocation"] = physical
-    text = f"{result.target}: {finding.pattern or '(model)'} ({finding.module_class} ×{finding.count}): {finding.message}"
+    text = (f"{result.target}: {finding.pattern or '(model)'} ({finding.module_class} ×{finding.count}): "
+            f"{finding.message}")
     if finding.fix:
         text += f". Fix: {finding.fix.title}"
     out = {
@@ -148,7 +149,8 @@ def _physical(finding: Finding, result: TargetResult, root: Path) -> dict | None
             return {"artifactLocation": {"uri": relative, "uriBaseId": "%SRCROOT%"},
                     "region": {"startLine": anchor.line}}
     if result.anchor:  # outside the repository (a Hub cache): a valid location GitHub will not show
-        return {"artifactLocation": {"uri": Path(result.anchor.file).as_uri()}, "region": {"startLine": result.anchor.line}}
+        return {"artifactLocation": {"uri": Path(result.anchor.file).as_uri()},
+                "region": {"startLine": result.anchor.line}}
     return None
 
 

@@ -119,7 +119,10 @@ def _code_block(out: _Out, code: str, findings: list[Finding], options, printed:
     worst = max(f.severity for f in findings)
     total = sum(f.count for f in findings)
     first = findings[0]
-    unit = f"{len(findings)} findings at {total} modules" if len(findings) > 1 else f"at {total} module{'s' * (total != 1)}"
+    if len(findings) > 1:
+        unit = f"{len(findings)} findings at {total} modules"
+    else:
+        unit = f"at {total} module{'s' * (total != 1)}"
     _severity_line(out, worst, code, first, total, unit)
     by_message: dict[str, list[Finding]] = defaultdict(list)
     for f in findings:
@@ -137,7 +140,8 @@ def _code_block(out: _Out, code: str, findings: list[Finding], options, printed:
                                                f"[dim]×{f.count} {escape(f.module_class)}[/]"), rest=PATTERN + "  ")
         budget -= len(group[:budget])
     if len(findings) > options.max_patterns:
-        out.line(MESSAGE, f"[dim]… {len(findings) - options.max_patterns} more patterns (--format json lists every path)[/]")
+        out.line(MESSAGE, f"[dim]… {len(findings) - options.max_patterns} more patterns "
+                          "(--format json lists every path)[/]")
     fixes = list(dict.fromkeys(f.fix for f in findings if f.fix))
     for fix in fixes[:2]:
         out.line(MESSAGE, Text.from_markup(f"[green]fix:[/] {escape(fix.title)}"), rest=MESSAGE + "     ")
@@ -172,7 +176,8 @@ def fix_lines(detail: str, room: int, printed: dict[str, str], code: str) -> lis
             continue
         regex, indent, tail = m["regex"], m["indent"], m["tail"].strip()
         if regex in printed:
-            lines.append(f"{indent}{m['lhs']}<the regex of the {printed[regex]} fix above>{'  ' + tail if tail else ''}")
+            rest = "  " + tail if tail else ""
+            lines.append(f"{indent}{m['lhs']}<the regex of the {printed[regex]} fix above>{rest}")
             continue
         printed[regex] = code
         pieces = split_alternatives(regex, room - len(indent) - 11)

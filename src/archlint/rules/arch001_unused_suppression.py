@@ -73,7 +73,8 @@ class UnusedSuppression(Rule):
     def _ignore(self, entry: ModuleIgnore) -> Finding:
         return self.finding(
             (),
-            f"{entry.key} ({', '.join(entry.selectors)} on {', '.join(entry.modules)}) matched no finding of {entry.model}",
+            f"{entry.key} ({', '.join(entry.selectors)} on {', '.join(entry.modules)}) "
+            f"matched no finding of {entry.model}",
             module_class="",
             fix=Fix("Delete the entry, or correct its modules or codes", f"{display_path(entry.file)}: {entry.key}"),
             details={"file": entry.file, "key": entry.key},

@@ -49,7 +49,8 @@ class HeadDimOver256(Rule):
             dims = sorted({g.representative.module.head_dim for g in groups if g.representative.cls is cls})
             if head_dim <= FLASH_ATTENTION_MAX_HEAD_DIM:
                 continue
-            varying = f" (other layers: {', '.join(map(str, (d for d in dims if d != head_dim)))})" if len(dims) > 1 else ""
+            others = ", ".join(str(d) for d in dims if d != head_dim)
+            varying = f" (other layers: {others})" if len(dims) > 1 else ""
             yield self.finding(
                 group.paths,
                 f"{group.representative.class_name} has head_dim {head_dim} > {FLASH_ATTENTION_MAX_HEAD_DIM}{varying}; "

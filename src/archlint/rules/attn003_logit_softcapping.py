@@ -34,8 +34,8 @@ class LogitSoftcapping(Rule):
 
     VALID = (Example("fixtures/zoo/hf_tiny.py:tiny_llama"),)
     INVALID = (
-        Example("fixtures/zoo/hf_tiny.py:tiny_gemma2", paths=("model.layers.0.self_attn", "model.layers.1.self_attn", "lm_head"),
-                fix="flash-attn >= 2.6"),
+        Example("fixtures/zoo/hf_tiny.py:tiny_gemma2",
+                paths=("model.layers.0.self_attn", "model.layers.1.self_attn", "lm_head"), fix="flash-attn >= 2.6"),
     )
 
     def check(self, ctx):

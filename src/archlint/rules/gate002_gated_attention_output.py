@@ -66,6 +66,7 @@ class GatedAttentionOutput(Rule):
                 module_class=info.class_name,
                 fix=Fix("Use an attention kernel/converter that implements the output gate; decide whether the "
                         "gate projection is adapted",
-                        f"gate projection: {source or '(inline)'}; reached by: {', '.join(reached) or 'no common recipe'}"),
+                        f"gate projection: {source or '(inline)'}; "
+                        f"reached by: {', '.join(reached) or 'no common recipe'}"),
                 details={"activation": gate.activation, "gate_projection": source, "reached_by": reached},
             )

@@ -127,7 +127,8 @@ class LinearWrapper(Rule):
         else:
             candidates.append(Candidate(f'target_modules=r"{inner_regex}"', {"target_modules": inner_regex},
                                         "the inner Linear of each wrapper"))
-        return verified_fix(ctx.plans.outcome_of, "Target plain Linears only: anchor the regex, or reach the wrapped Linear through its "
+        return verified_fix(ctx.plans.outcome_of,
+                            "Target plain Linears only: anchor the regex, or reach the wrapped Linear through its "
                             "child; do not replace a wrapper by its Linear when it adds ops", candidates)
 
 

@@ -77,7 +77,8 @@ class BareWeightProjection(Rule):
                 f"{', '.join(params)} (not an nn.Linear){breaks}",
                 module_class=info.class_name,
                 severity=severity,
-                fix=verified_fix(ctx.plans.outcome_of, "Adapt the parameter with target_parameters, or keep the module out of target_modules", [
+                fix=verified_fix(ctx.plans.outcome_of, "Adapt the parameter with target_parameters, "
+                                 "or keep the module out of target_modules", [
                     Candidate("target_parameters=[" + ", ".join(f'"{e}"' for e in entries) + "]",
                               {"target_modules": [], "target_parameters": entries},
                               expect=reaches_all([f"{p}.{n}" for p in group.paths for n in params]))]),

@@ -125,4 +125,5 @@ def _fix(ctx, infos):
                                         f"{tower_label(tower)} only", expect=nothing_under(others)))
     if not candidates:
         return None
-    return verified_fix(ctx.plans.outcome_of, "Anchor the names to the tower you mean to adapt (one regex per tower)", candidates)
+    return verified_fix(ctx.plans.outcome_of, "Anchor the names to the tower you mean to adapt (one regex per tower)",
+                        candidates)

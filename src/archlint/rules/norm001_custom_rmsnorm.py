@@ -125,7 +125,10 @@ def describe(s, model_dtype: str | None = None) -> str:
 
 
 def _describe(s, input_dtype: str) -> str:
-    scale = ("x̂ · (1 + w)" if s.offset == 1 else f"x̂ · ({s.offset:g} + w)" if s.offset else "x̂ · w") if s.has_weight else "x̂ (no weight)"
+    if not s.has_weight:
+        scale = "x̂ (no weight)"
+    else:
+        scale = "x̂ · (1 + w)" if s.offset == 1 else f"x̂ · ({s.offset:g} + w)" if s.offset else "x̂ · w"
     if s.casting_mode == "none":
         order = f"entirely in {input_dtype}"
     elif not s.has_weight:

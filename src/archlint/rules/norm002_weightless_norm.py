@@ -55,7 +55,8 @@ class WeightlessNorm(Rule):
             elif s.kind == "rms":
                 detail, confidence = f"LigerRMSNorm(d, {liger_arguments(s)})", reading.confidence
             else:
-                detail, confidence = "nn.LayerNorm(d, elementwise_affine=False), or leave it unpatched", reading.confidence
+                detail = "nn.LayerNorm(d, elementwise_affine=False), or leave it unpatched"
+                confidence = reading.confidence
             yield self.finding(
                 group.paths,
                 f"{group.representative.class_name} normalises without a scale parameter; "

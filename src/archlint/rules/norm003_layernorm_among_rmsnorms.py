@@ -57,7 +57,7 @@ class LayerNormAmongRmsNorms(Rule):
             if rms[tower] <= len(infos):
                 continue
             flagged = {i.path for i in infos}
-            for group in ctx.graph.distinct(lambda i: i.path in flagged):
+            for group in ctx.graph.distinct(lambda i, flagged=flagged: i.path in flagged):
                 yield self.finding(
                     group.paths,
                     f"{group.representative.class_name} (mean-centering, with bias) sits among {rms[tower]} RMS norms "

@@ -66,7 +66,8 @@ class GradientCheckpointingUnsupported(Rule):
                 continue
             yield self.finding(
                 group.paths,
-                f"{group.representative.class_name} is repeated {len(group.paths)}x but is not a GradientCheckpointingLayer "
+                f"{group.representative.class_name} is repeated {len(group.paths)}x "
+                "but is not a GradientCheckpointingLayer "
                 f"and no enclosing module checkpoints it; gradient checkpointing skips these blocks",
                 module_class=group.representative.class_name,
                 severity=Severity.WARNING,
