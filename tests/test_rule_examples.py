@@ -64,8 +64,10 @@ def test_contract_codes_exist():
         "LORA007": "router-in-targets", "LORA008": "partial-layer-coverage",
         "LORA010": "target-matches-container", "LORA011": "target-matches-nothing",
         # quantization, checkpoints, distributed
-        "QUANT001": "unquantized-weights", "QUANT002": "skip-list-drops-defaults", "QUANT003": "untrainable-quantization",
-        "CKPT001": "checkpoint-key-mismatch", "CKPT002": "checkpoint-shape-mismatch", "CKPT003": "checkpoint-dtype-mismatch",
+        "QUANT001": "unquantized-weights", "QUANT002": "skip-list-drops-defaults",
+        "QUANT003": "untrainable-quantization",
+        "CKPT001": "checkpoint-key-mismatch", "CKPT002": "checkpoint-shape-mismatch",
+        "CKPT003": "checkpoint-dtype-mismatch",
         "DIST002": "moe-zero3-leaf", "DIST003": "fp32-module-in-fsdp-unit",
     }
     assert {r.code: r.name for r in all_rules() if r.code in expected} == expected
