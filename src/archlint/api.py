@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -154,6 +156,7 @@ def _timeout(given: float | None, cfg: Config) -> float | None:
 def _lint_guarded(target: str, options: _Options) -> TargetResult:
     """:func:`_lint_one` within the target's time limit; whatever escapes it becomes the
     target's error (``timeout``, or ``internal`` for what archlint did not anticipate)."""
+    _import_libraries(with_peft=options.plan is not None or any(r.code.startswith("LORA") for r in options.rules))
     try:
         with Deadline(options.timeout), quiet_libraries(enabled=not options.debug):
             return _lint_one(target, options)
@@ -168,6 +171,21 @@ def _lint_guarded(target: str, options: _Options) -> TargetResult:
     result = TargetResult(target)
     result.error = error
     return result
+
+
+def _import_libraries(*, with_peft: bool) -> None:
+    """Import what every build (and every plan evaluation) needs before the first time limit
+    starts: a first import of transformers and PEFT takes seconds, and a limit measures the
+    target, not the process warming up. Imported once; a failure is left to the lint to report."""
+    names = ["transformers.modeling_utils", "transformers.initialization", *(["peft"] if with_peft else [])]
+    for name in names:
+        if name in sys.modules:
+            continue
+        try:
+            with quiet_libraries():
+                importlib.import_module(name)
+        except Exception:  # noqa: BLE001 -- the lint itself will say what is missing
+            pass
 
 
 def _silent(message: str) -> None:
