@@ -82,10 +82,9 @@ def _diff(predicted: dict, truth: dict) -> list[str]:
 def run_type(model_type: str) -> dict:
     """In the child: build, then per recipe: evaluate, reimplement, and ask PEFT on a fresh model."""
     from archlint.build import build
-    from archlint.lora import Plan, evaluate
-    from archlint.lora import reimplementation
-    from archlint.resolve import resolve
+    from archlint.lora import Plan, evaluate, reimplementation
     from archlint.lora.recipes import peft_default_targets
+    from archlint.resolve import resolve
 
     clock = time.perf_counter()
     try:
@@ -207,7 +206,8 @@ def summarize(results: list[dict]) -> str:
                     bad.append(f"  {r['type']} / {name}: " + "; ".join(diff))
                 else:
                     agree += 1
-        label = "archlint (PEFT oracle on archlint's meta model)" if engine == "engine" else "archlint reimplementation (no PEFT)"
+        label = ("archlint (PEFT oracle on archlint's meta model)" if engine == "engine"
+                 else "archlint reimplementation (no PEFT)")
         pct = 100.0 * agree / total if total else 0.0
         lines.append(f"{label}: {agree}/{total} model-type x recipe cases agree ({pct:.2f}%)")
         lines.extend(bad or ["  no disagreement"])

@@ -21,8 +21,9 @@ SCHEMAS = REPO / "schema"
 
 
 @cache
-def lint_cached(target: str, select: tuple[str, ...] | None = None, plan_json: str | None = None):
-    """``archlint.lint`` once per (target, selection, plan as JSON) for the whole session."""
+def lint_cached(target: str, select: tuple[str, ...] | None = None, plan_json: str | None = None,
+                quantization: str | None = None):
+    """``archlint.lint`` once per (target, selection, plan as JSON, quantization) for the whole session."""
     import json
 
     from archlint import Plan, lint
@@ -31,13 +32,32 @@ def lint_cached(target: str, select: tuple[str, ...] | None = None, plan_json: s
     cwd = os.getcwd()
     os.chdir(REPO)  # example targets are relative to the repository
     try:
-        return lint(target, select=list(select) if select else None, plan=plan)
+        return lint(target, select=list(select) if select else None, plan=plan, quantization=quantization)
     finally:
         os.chdir(cwd)
 
 
 def config(name: str) -> str:
     return str(CONFIGS / name)
+
+
+@cache
+def facts_cached(target: str):
+    """The :class:`archlint.facts.Facts` of ``target`` (resolved, built and graphed once per
+    session): the live model and graph a report no longer carries."""
+    from archlint.build import build
+    from archlint.facts import Facts
+    from archlint.graph import ModuleGraph
+    from archlint.resolve import resolve
+
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        spec = resolve(target)
+    finally:
+        os.chdir(cwd)
+    built = build(spec)
+    return Facts(ModuleGraph(built.module), built, config=spec.config)
 
 
 def findings(target: str, code: str | None = None):
@@ -104,7 +124,7 @@ def _like_a_fresh_process(cwd: Path, env: dict):
             if file and cwd != REPO and Path(file).resolve().is_relative_to(cwd.resolve()):
                 del sys.modules[name]
         hf_constants.HF_HUB_OFFLINE = saved_offline
-        for handler, stream in zip(handlers, streams):
+        for handler, stream in zip(handlers, streams, strict=True):
             handler.setStream(stream)
 
 
@@ -168,7 +188,8 @@ def _validator(name: str):
 
 def _validate(name: str, doc) -> None:
     errors = sorted(_validator(name).iter_errors(doc), key=lambda e: list(e.absolute_path))
-    assert not errors, f"{name}: " + "; ".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:5])
+    where = ["/".join(map(str, e.absolute_path)) for e in errors[:5]]
+    assert not errors, f"{name}: " + "; ".join(f"{w}: {e.message}" for w, e in zip(where, errors, strict=False))
 
 
 def validate_report(doc) -> None:

@@ -62,7 +62,8 @@ def test_json_is_byte_identical_across_runs_and_has_the_contract_shape():
     assert set(finding) >= {"code", "name", "severity", "confidence", "message", "module_class", "pattern",
                             "paths", "count", "fix", "details"}
     assert finding["count"] == len(finding["paths"])
-    assert report["summary"]["by_code"]["LORA001"] == 232
+    assert report["summary"]["modules_by_code"]["LORA001"] == 232
+    assert report["summary"]["by_code"]["LORA001"] == sum(f["code"] == "LORA001" for f in result["findings"])
 
 
 def test_several_targets_make_one_report(tmp_path):
@@ -96,7 +97,7 @@ def test_factory_targets_file_and_module_forms():
 
 def test_text_output_groups_and_collapses():
     out = run_cli(GEMMA4, "--no-color")
-    assert "LORA001 linear-wrapper ×232" in out.stdout
+    assert "LORA001 linear-wrapper 17 findings at 232 modules" in out.stdout
     assert "model.vision_tower.encoder.layers.*.self_attn.q_proj ×16" in out.stdout
     assert "fix:" in out.stdout
     assert "\x1b[" not in out.stdout

@@ -12,12 +12,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from archlint.errors import TargetError
-from archlint.resolve import resolve
 from hub_server import GEMMA, LLAMA, LLAMA_V1_LAYERS, NO_CONFIG, commit_hash
 from support import run_cli as run_in_process
 from support import run_process
+
+from archlint.errors import TargetError
+from archlint.resolve import resolve
 
 CLI_TIMEOUT = 600
 
@@ -206,7 +206,8 @@ def run_cli(fake_hub, target: str, tmp_path: Path, *, process: bool = False,
     try:
         report = json.loads(proc.stdout)
     except json.JSONDecodeError as e:
-        pytest.fail(f"stdout is not a JSON report ({e}); exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        pytest.fail(f"stdout is not a JSON report ({e}); exit {proc.returncode}\n"
+                    f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
     return proc, report  # both helpers checked it against schema/report.schema.json
 
 

@@ -27,6 +27,7 @@ def imported_modules(*args: str) -> set[str]:
     return modules
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [("-c", "import archlint"), ("-m", "archlint", "--help")],
                          ids=["import archlint", "archlint --help"])
 def test_no_heavy_import(args):

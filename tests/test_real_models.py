@@ -8,8 +8,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from torch import nn
 from support import CONFIGS, config, findings, lint_cached, meta_model, paths
+from torch import nn
 
 from archlint.findings import Severity
 
@@ -163,7 +163,8 @@ def test_canonical_models_have_no_warning_or_error(name):
     assert loud == [], [(f.code, f.pattern) for f in loud]
 
 
-@pytest.mark.parametrize("name", ["google__gemma-4-E2B-it", "llava-hf__llava-1.5-7b-hf", "Qwen__Qwen2.5-VL-7B-Instruct"])
+@pytest.mark.parametrize("name", [
+    "google__gemma-4-E2B-it", "llava-hf__llava-1.5-7b-hf", "Qwen__Qwen2.5-VL-7B-Instruct"])
 def test_conv_patch_embeddings_are_never_experts(name):
     """Convolutions hold 3-D to 5-D weights, as stacked experts do; none of these models has
     experts, so LORA006 must say nothing, though each has convolutions it could mistake."""

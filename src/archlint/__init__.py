@@ -30,7 +30,10 @@ _HOMES = {
     "TargetResult": ".report",
 }
 
-__all__ = sorted(_HOMES)
+__all__ = ["Confidence", "Finding", "Fix", "Plan", "Report", "Severity", "TargetResult", "lint", "lint_many"]
+
+
+assert sorted(__all__) == sorted(_HOMES)
 
 
 def __getattr__(name: str):

@@ -23,7 +23,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .errors import TargetError, one_line as _one_line
+from .errors import TargetError
+from .errors import one_line as _one_line
 from .resolve import ModelSpec
 
 #: Largest real (non-meta) storage a built model may hold, in bytes, over all tensors.
@@ -54,6 +55,7 @@ class BuiltModel:
     strategy: str  # "meta" | "meta+cpu-factories"
     seconds: float
     real_bytes: int
+    class_reason: str = ""  # why this class: the config's architectures, the type's usual class, the factory
 
 
 def build(spec: ModelSpec) -> BuiltModel:
@@ -63,8 +65,9 @@ def build(spec: ModelSpec) -> BuiltModel:
         module, strategy = _with_fallback(spec, lambda: _call_factory(spec))
         head = True
         model_type = getattr(getattr(module, "config", None), "model_type", None)
+        reason = "what the factory returns"
     else:
-        cls, head = model_class(spec)
+        cls, head, reason = model_class_and_reason(spec)
         module, strategy = _with_fallback(spec, lambda: _from_config(cls, spec))
         model_type = spec.config.model_type
     real = assert_no_storage(module, spec.target)
@@ -76,35 +79,50 @@ def build(spec: ModelSpec) -> BuiltModel:
         strategy=strategy,
         seconds=time.perf_counter() - start,
         real_bytes=real,
+        class_reason=reason,
     )
 
 
 def model_class(spec: ModelSpec) -> tuple[type, bool]:
-    """The class to build: ``architectures[0]`` when transformers has it, then remote
-    code (only when trusted), then the Auto classes, then ``AutoModel`` (no head)."""
+    """The class to build and whether it has a task head (see :func:`model_class_and_reason`)."""
+    cls, head, _ = model_class_and_reason(spec)
+    return cls, head
+
+
+def model_class_and_reason(spec: ModelSpec) -> tuple[type, bool, str]:
+    """The class to build, whether it has a task head, and why it was chosen.
+
+    ``architectures[0]`` when transformers has it, then remote code (only when trusted, and
+    only for a config class transformers does not ship), then the class a user of the type loads:
+    a composite multimodal type (one with a vision sub-config) its image-text-to-text class, so its
+    towers are built; otherwise the causal-LM, image-text-to-text, seq2seq class in that order;
+    then ``AutoModel`` (no head)."""
     import transformers
 
     config = spec.config
     architectures = getattr(config, "architectures", None) or []
-    if architectures and hasattr(transformers, architectures[0]):
-        return getattr(transformers, architectures[0]), True
+    first = architectures[0] if architectures and isinstance(architectures[0], str) else None
+    named = getattr(transformers, first, None) if first else None
+    if isinstance(named, type) and issubclass(named, nn.Module):
+        return named, True, "the config's architectures[0]"
     auto_map = getattr(config, "auto_map", None) or {}
-    if auto_map and spec.trust_remote_code:
-        from transformers.dynamic_module_utils import get_class_from_dynamic_module
-
+    if isinstance(auto_map, dict) and auto_map and spec.trust_remote_code and not _is_native(config):
         reference = next((auto_map[k] for k in auto_map if k.startswith("AutoModelFor")), auto_map.get("AutoModel"))
         if reference:
-            try:
-                return get_class_from_dynamic_module(reference, config.name_or_path or spec.target), True
-            except Exception as e:
-                raise TargetError("remote-code", f"{spec.target}: loading the model's own code ({reference}) failed: {_one_line(e)}") from e
+            return (_remote_model_class(spec, reference), True,
+                    f"the config's own code ({reference}; --trust-remote-code)")
+    why = "a bare model type names no class" if spec.kind == "model_type" else "the config has no architectures"
+    if _is_multimodal(config) and type(config) in transformers.AutoModelForImageTextToText._model_mapping:
+        return (transformers.AutoModelForImageTextToText._model_mapping[type(config)], True,
+                f"{why}; a multimodal type's image-text-to-text class (AutoModelForImageTextToText), "
+                "towers included")
     candidates, unimportable = [], []
     for auto_name in (*_AUTO_CLASS_ORDER, "AutoModel"):
         mapping = getattr(transformers, auto_name)._model_mapping
         if type(config) not in mapping:
             continue
         try:
-            candidates.append((mapping[type(config)], auto_name != "AutoModel"))
+            candidates.append((mapping[type(config)], auto_name))
         except Exception as e:  # a class needing a missing package, or named but absent
             unimportable.append(_one_line(e))
     # A composite config (Llama4Config, Qwen3_5Config, MusicgenConfig) is mapped to a causal-LM
@@ -113,19 +131,24 @@ def model_class(spec: ModelSpec) -> tuple[type, bool]:
     whole = [c for c in candidates if _takes_config(c[0], config)]
     text = [c for c in candidates if _takes_text_config(c[0], config)]
     if whole or text or candidates:
-        return (whole or text or candidates)[0]
-    # Sub-component configs (`siglip2_text_model`, `gemma4_unified_vision`) are in no Auto
+        cls, auto_name = (whole or text or candidates)[0]
+        if auto_name == "AutoModel":
+            return cls, False, f"{why} and the type has no task-head class; AutoModel"
+        return cls, True, f"{why}; the type's {auto_name} class"
+    # Sub-component configs (`siglip2_text_model`, `bridgetower_text_model`) are in no Auto
     # table: their own modeling module names the classes built from them.
     own = _own_model_classes(config)
     if own:
-        return own[0]
+        cls, head = own[0]
+        return cls, head, f"{why}; a sub-component config in no Auto table: the class its modeling module builds from it"
     if unimportable:
         raise TargetError("build-failed", f"{spec.target}: the model class cannot be imported: {unimportable[0]}")
     raise TargetError("no-model-class", f"{spec.target}: transformers has no model class for {type(config).__name__}")
 
 
 #: Preference among a modeling module's classes for one config class: a head first.
-_OWN_CLASS_SUFFIXES = (("ForCausalLM", True), ("ForConditionalGeneration", True), ("LMHeadModel", True), ("Model", False))
+_OWN_CLASS_SUFFIXES = (("ForCausalLM", True), ("ForConditionalGeneration", True), ("LMHeadModel", True),
+                       ("Model", False))
 
 
 def _own_model_classes(config) -> list[tuple[type, bool]]:
@@ -142,8 +165,7 @@ def _own_model_classes(config) -> list[tuple[type, bool]]:
     except Exception:  # a missing optional dependency: no class from here
         return []
     found = [cls for cls in vars(module).values()
-             if isinstance(cls, type) and issubclass(cls, PreTrainedModel)
-             and getattr(cls, "config_class", None) is type(config)]
+             if isinstance(cls, type) and issubclass(cls, PreTrainedModel) and _config_class(cls) is type(config)]
     ordered = []
     for suffix, head in _OWN_CLASS_SUFFIXES:
         ordered += [(cls, head) for cls in sorted(found, key=lambda c: c.__name__) if cls.__name__.endswith(suffix)]
@@ -163,6 +185,38 @@ def _config_class(cls: type):
         return getattr(cls, "config_class", None)
     except ImportError:
         return None
+
+
+def _is_native(config) -> bool:
+    """A config class transformers itself ships (its model_type always builds natively)."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return (getattr(config, "model_type", None) in CONFIG_MAPPING_NAMES
+            and type(config).__module__.startswith("transformers."))
+
+
+def _remote_model_class(spec: ModelSpec, reference) -> type:
+    """The repository's own model class: from the local folder itself, or fetched from the Hub."""
+    from pathlib import Path
+
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    from .resolve import local_remote_class
+
+    if spec.kind == "local":
+        return local_remote_class(Path(spec.config_file).parent, reference, spec.target)
+    try:
+        source = spec.config.name_or_path or spec.target
+        return get_class_from_dynamic_module(reference, source, revision=spec.revision)
+    except Exception as e:
+        raise TargetError("remote-code", f"{spec.target}: loading the model's own code ({reference}) failed: "
+                                         f"{_one_line(e)}") from e
+
+
+def _is_multimodal(config) -> bool:
+    """A composite config with a vision sub-config (``vision_config``...)."""
+    subs = getattr(type(config), "sub_configs", None) or {}
+    return any("vision" in key or "image" in key for key in subs)
 
 
 def _takes_text_config(cls: type, config) -> bool:
@@ -194,7 +248,8 @@ def _call_factory(spec: ModelSpec) -> nn.Module:
             raise  # let _with_fallback retry with small factories on the CPU
         raise TargetError("factory-failed", f"{spec.target}: the factory raised {_one_line(e)}") from e
     if not isinstance(result, nn.Module):
-        raise TargetError("factory-not-module", f"{spec.target}: the factory returned a {type(result).__name__}, not an nn.Module")
+        raise TargetError("factory-not-module",
+                          f"{spec.target}: the factory returned a {type(result).__name__}, not an nn.Module")
     return result
 
 
@@ -208,7 +263,8 @@ def _with_fallback(spec: ModelSpec, make) -> tuple[nn.Module, str]:
         raise
     except Exception as first:
         if not _is_meta_unsafe(first):
-            raise TargetError("build-failed", f"{spec.target}: building the model failed: {_one_line(first)}") from first
+            raise TargetError("build-failed",
+                              f"{spec.target}: building the model failed: {_one_line(first)}") from first
     try:
         with _hybrid_meta(), meta_device_safe_creation_ops():
             return make(), "meta+cpu-factories"

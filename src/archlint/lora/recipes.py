@@ -66,6 +66,17 @@ def broken_recipes(paths: Iterable[str], model_type: str | None) -> list[str]:
     return out
 
 
+def broken_recipe_names(paths: Iterable[str], model_type: str | None) -> set[str]:
+    """Every bare name listed by a recipe that reaches any of ``paths``."""
+    paths = list(paths)
+    out: set[str] = set()
+    for recipe in _recipes_for(model_type):
+        targets = recipe.named_targets(model_type)
+        if targets is not None and not isinstance(targets, str) and any(reaches(p, targets) for p in paths):
+            out.update(targets)
+    return out
+
+
 def recipe_names(model_type: str | None) -> set[str]:
     """Every bare name a recipe lists on this model type (a regex recipe lists none)."""
     out: set[str] = set()

@@ -38,6 +38,7 @@ class Example:
     fix: str | None = None
     note: str = ""
     plan: Mapping[str, Any] | None = None  # a LoRA plan (LoraConfig keys) to lint with, for plan rules
+    quantization: str | None = None  # a --quantization value (preset or fixtures/ JSON file) to lint with
 
 
 #: What ``Rule.check`` receives: the lint's inputs and its facts.
@@ -50,11 +51,15 @@ class Rule:
     code: ClassVar[str]
     name: ClassVar[str]
     severity: ClassVar[Severity]
+    severity_note: ClassVar[str] = ""  # when a finding's severity departs from the default, and why
     confidence: ClassVar[Confidence] = Confidence.HIGH
     tools: ClassVar[tuple[str, ...]] = ()
     origin: ClassVar[str] = "archlint"
     VALID: ClassVar[tuple[Example, ...]] = ()
     INVALID: ClassVar[tuple[Example, ...]] = ()
+    #: True for a rule about suppressions themselves: it runs once they have been applied
+    #: (``ctx.suppressions`` is set) and its findings are not suppressed.
+    after_suppression: ClassVar[bool] = False
 
     def check(self, ctx: LintContext) -> Iterable[Finding]:
         raise NotImplementedError

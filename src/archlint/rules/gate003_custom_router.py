@@ -45,7 +45,7 @@ class CustomRouter(Rule):
         adapts the router, with the router excluded, run through PEFT and one training step.
 
     References:
-        MOE-03, MOE-04, MOE-05; https://github.com/huggingface/transformers/pull/35926
+        https://github.com/huggingface/transformers/pull/35926
     """
 
     code = "GATE003"
@@ -64,10 +64,10 @@ class CustomRouter(Rule):
         if not counts:
             return
         for group in ctx.graph.distinct(lambda i: _projects_to_experts(ctx, i, counts)):
-            router = ctx.probes.router(group.info.module)
+            router = ctx.probes.router(group.representative.module)
             if router is None or not router.extras:
                 continue
-            info = group.info
+            info = group.representative
             yield self.finding(
                 group.paths,
                 f"{info.class_name} routes with more than Linear + softmax/top-k: {'; '.join(router.extras)}",

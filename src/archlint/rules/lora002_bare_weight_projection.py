@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from ..findings import Confidence, Severity
-from ..lora.verify import Candidate, reaches_all, verified_fix
 from ..lora.layers import is_lora_layer
+from ..lora.recipes import broken_recipes
+from ..lora.verify import Candidate, reaches_all, verified_fix
 from ..source import projected_attributes
 from ..structure import target_parameters_for
-from ..lora.recipes import broken_recipes
 from .base import Example, Rule
 
 
@@ -33,12 +33,13 @@ class BareWeightProjection(Rule):
         the module to hold an `nn.Linear`. Routers are best left frozen.
 
     References:
-        https://github.com/huggingface/peft/pull/2638 (target_parameters), MOE-01, MOE-02
+        https://github.com/huggingface/peft/pull/2638 (target_parameters)
     """
 
     code = "LORA002"
     name = "bare-weight-projection"
     severity = Severity.WARNING
+    severity_note = "info when no common recipe or plan reaches the module"
     confidence = Confidence.MEDIUM  # read from the source of forward
     tools = ("peft", "bitsandbytes")
 
@@ -54,7 +55,7 @@ class BareWeightProjection(Rule):
     def check(self, ctx):
         experts = {(g.pattern, t.name) for g, t in ctx.stacked_expert_parameters}
         for group in ctx.graph.distinct(lambda i: bool(i.parameters) and not is_lora_layer(i.module)):
-            info = group.info
+            info = group.representative
             used = projected_attributes(info.cls)
             params = sorted(
                 n for n, t in info.parameters.items()
@@ -62,9 +63,13 @@ class BareWeightProjection(Rule):
             )
             if not params or not ctx.plans.touches(group.paths):
                 continue  # with a plan, only the modules it reaches
-            recipes = broken_recipes(group.paths, ctx.built.model_type)
-            severity = Severity.WARNING if recipes else Severity.INFO
-            breaks = f"; the {', '.join(recipes)} recipe reaches it and PEFT will raise" if recipes else ""
+            if ctx.plan is not None:  # the plan reaches it (touches above): speak of the plan
+                recipes, severity = [], Severity.WARNING
+                breaks = f"; your LoRA plan ({ctx.plan.source}) reaches it and PEFT will raise"
+            else:
+                recipes = broken_recipes(group.paths, ctx.built.model_type)
+                severity = Severity.WARNING if recipes else Severity.INFO
+                breaks = f"; the {', '.join(recipes)} recipe reaches it and PEFT will raise" if recipes else ""
             entries = target_parameters_for(ctx.parameter_paths, [(group, p) for p in params])
             yield self.finding(
                 group.paths,
@@ -72,7 +77,8 @@ class BareWeightProjection(Rule):
                 f"{', '.join(params)} (not an nn.Linear){breaks}",
                 module_class=info.class_name,
                 severity=severity,
-                fix=verified_fix(ctx.plans.outcome_of, "Adapt the parameter with target_parameters, or keep the module out of target_modules", [
+                fix=verified_fix(ctx.plans.outcome_of, "Adapt the parameter with target_parameters, "
+                                 "or keep the module out of target_modules", [
                     Candidate("target_parameters=[" + ", ".join(f'"{e}"' for e in entries) + "]",
                               {"target_modules": [], "target_parameters": entries},
                               expect=reaches_all([f"{p}.{n}" for p in group.paths for n in params]))]),

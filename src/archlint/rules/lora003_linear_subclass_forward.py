@@ -45,7 +45,7 @@ class LinearSubclassForward(Rule):
         transformers' default list plus the module (a user list replaces the defaults).
 
     References:
-        MOE-03 (PhimoeRouter, Llama4Router), GM-03 (scaled embeddings)
+        PhimoeRouter and Llama4Router (Linear subclasses that route); scaled embeddings
     """
 
     code = "LORA003"
@@ -70,7 +70,7 @@ class LinearSubclassForward(Rule):
         for group in ctx.graph.distinct(_custom_forward):
             if not ctx.plans.touches(group.paths):
                 continue  # with a plan, only the modules it reaches
-            info = group.info
+            info = group.representative
             base = "nn.Embedding" if isinstance(info.module, nn.Embedding) else "nn.Linear"
             result = ctx.probes.probe(info.module)
             extras = ctx.probes.read(info.module, extra_ops)

@@ -42,13 +42,14 @@ class CustomRmsNorm(Rule):
         `casting_mode`), or `torch.nn.RMSNorm` when it is an exact drop-in.
 
     References:
-        GM-01, GM-02, G4-07; https://github.com/linkedin/Liger-Kernel/issues/74,
+        https://github.com/linkedin/Liger-Kernel/issues/74,
         https://github.com/linkedin/Liger-Kernel/pull/1196
     """
 
     code = "NORM001"
     name = "custom-rmsnorm"
     severity = Severity.INFO
+    severity_note = "warning when the norm is neither exact nor the Llama convention"
     confidence = Confidence.MEDIUM
     tools = ("liger", "unsloth", "gguf", "mlx")
 
@@ -64,7 +65,7 @@ class CustomRmsNorm(Rule):
 
     def check(self, ctx):
         for group in ctx.graph.distinct(lambda i: is_rms_norm(i) and type(i.module) is not nn.RMSNorm):
-            info = group.info
+            info = group.representative
             reading = ctx.probes.norm(info.module)
             semantics = reading.semantics
             if semantics is not None and semantics.kind != "rms":
@@ -84,11 +85,11 @@ class CustomRmsNorm(Rule):
             yield self._finding(group, reading)
 
     def _finding(self, group, reading):
-        info, s = group.info, reading.semantics
+        info, s = group.representative, reading.semantics
         liger = liger_arguments(s)
         exact = reading.equivalent_to is not None
         severity = Severity.INFO if exact or s.llama_convention else Severity.WARNING
-        message = f"{info.class_name} computes {describe(s)}"
+        message = f"{info.class_name} computes {describe(s, _dtype(info.module))}"
         if exact:
             message += "; bit-exact with torch.nn.RMSNorm"
             fix = Fix("Drop-in torch.nn.RMSNorm is equivalent; a Liger kernel needs these settings",
@@ -106,15 +107,35 @@ class CustomRmsNorm(Rule):
                             severity=severity, confidence=reading.confidence)
 
 
-def describe(s) -> str:
-    scale = ("x̂ · (1 + w)" if s.offset == 1 else f"x̂ · ({s.offset:g} + w)" if s.offset else "x̂ · w") if s.has_weight else "x̂ (no weight)"
+def _dtype(module) -> str | None:
+    """The dtype the model holds this norm's weight in (None without parameters)."""
+    param = next(module.parameters(), None)
+    return str(param.dtype).removeprefix("torch.") if param is not None else None
+
+
+def describe(s, model_dtype: str | None = None) -> str:
+    """The norm's formula and cast order. The probe runs it on ``s.input_dtype`` input (where
+    cast order shows); a model held in another dtype (float32) is described in its own terms."""
+    if model_dtype and model_dtype != s.input_dtype and s.casting_mode != "none":
+        in_model = f"; in this {model_dtype} model the casts are no-ops until it runs in {s.input_dtype}"
+        s_input = "the input dtype"
+    else:
+        in_model, s_input = "", s.input_dtype
+    return _describe(s, s_input) + in_model
+
+
+def _describe(s, input_dtype: str) -> str:
+    if not s.has_weight:
+        scale = "x̂ (no weight)"
+    else:
+        scale = "x̂ · (1 + w)" if s.offset == 1 else f"x̂ · ({s.offset:g} + w)" if s.offset else "x̂ · w"
     if s.casting_mode == "none":
-        order = f"entirely in {s.input_dtype}"
+        order = f"entirely in {input_dtype}"
     elif not s.has_weight:
         order = f"in {s.compute_dtype}, cast back at the end"
     elif s.cast_before_scale:
-        order = f"statistics in {s.compute_dtype}, cast back to {s.input_dtype} before scaling"
+        order = f"statistics in {s.compute_dtype}, cast back to {input_dtype} before scaling"
     else:
-        order = f"in {s.compute_dtype} including the scale, cast to {s.input_dtype} after"
+        order = f"in {s.compute_dtype} including the scale, cast to {input_dtype} after"
     eps = "" if s.eps_inside_sqrt in (True, None) else ", eps added outside the square root"
     return f"{scale}, {order}{eps}"
