@@ -242,6 +242,10 @@ def _forward(model: nn.Module, paths: dict[int, str], supplied: tuple[str, ...],
             inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
             inputs = {k: v for k, v in inputs.items() if _accepts(model, k)}
             inputs.update({name: torch.zeros_like(ids) for name in supplied})
+            if _accepts(model, "use_cache"):
+                # A training step keeps no KV cache (Trainer and TRL turn it off); transformers'
+                # cache would otherwise allocate real tensors inside the fake mode.
+                inputs["use_cache"] = False
             return _loss(model(**inputs)), None, ""
     except Exception as e:  # the failure of the adapted model's forward is the finding
         return None, one_line(e), _raising_module(e, paths)
