@@ -129,3 +129,11 @@ def test_a_failed_step_implies_nothing():
     assert not checker.check({"target_modules": ["proj", "head"], "r": 4}).ok
     head = checker.check({"target_modules": ["head"], "r": 4})
     assert head.ok and head.note == ""  # ran on its own
+
+
+def test_a_headless_model_is_stepped_without_labels():
+    """`AutoModel` classes take no `labels`: the loss is the sum of their output."""
+    step = _checker("fixtures/configs/meta-llama__Llama-3.1-8B").check({"target_modules": ["q_proj"]})
+    assert step.ok
+    headless = _checker("siglip2_text_model").check({"target_modules": ["q_proj", "v_proj"]})
+    assert headless.ok and headless.checked == STAGES, headless

@@ -42,7 +42,9 @@ from ..errors import one_line
 from ..train_forward import _accepts, _quiet, _raising_module
 
 STAGES = ("inject", "forward", "backward")
-BATCH, SEQ = 2, 256  # long enough for compressed attention (DeepSeek-V4 pools 128 tokens)
+#: Sequence lengths tried in turn: long enough for compressed attention (DeepSeek-V4 pools 128
+#: tokens), then short for models with few positions (SigLIP's text tower has 64).
+BATCH, SEQ_LENGTHS = 2, (256, 8)
 
 #: LoraConfig keys that only choose what is adapted or scale it: two plans that differ only
 #: in these and adapt the same modules run the same step.
@@ -158,7 +160,11 @@ class StepChecker:
 
         mode = FakeTensorMode(allow_non_fake_inputs=True)
         try:
-            loss, error, raised_in = _forward(adapted, paths, self.supplied, mode)
+            for seq in SEQ_LENGTHS:
+                ran.clear()
+                loss, error, raised_in = _forward(adapted, paths, self.supplied, mode, seq)
+                if error is None:
+                    break
         finally:
             for hook in hooks:
                 hook.remove()
@@ -232,17 +238,18 @@ def _to_fake(model: nn.Module, mode) -> None:
                     module._buffers[name] = fake(b)
 
 
-def _forward(model: nn.Module, paths: dict[int, str], supplied: tuple[str, ...], mode):
+def _forward(model: nn.Module, paths: dict[int, str], supplied: tuple[str, ...], mode, seq: int):
     """A fake training-mode forward with a loss: ``(loss, None, "")`` or ``(None, error, module)``."""
     model.train()
     try:
         _to_fake(model, mode)
         with mode:
-            ids = torch.zeros(BATCH, SEQ, dtype=torch.long, device="cpu")
+            ids = torch.zeros(BATCH, seq, dtype=torch.long, device="cpu")
             inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
-            inputs = {k: v for k, v in inputs.items() if _accepts(model, k)}
+            base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PeftModel takes **kwargs
+            inputs = {k: v for k, v in inputs.items() if _accepts(base, k)}
             inputs.update({name: torch.zeros_like(ids) for name in supplied})
-            if _accepts(model, "use_cache"):
+            if _accepts(base, "use_cache"):
                 # A training step keeps no KV cache (Trainer and TRL turn it off); transformers'
                 # cache would otherwise allocate real tensors inside the fake mode.
                 inputs["use_cache"] = False
