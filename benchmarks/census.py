@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -275,6 +276,7 @@ def _cause(record: dict) -> str:
     cause = rest if head == record["model_type"] else message
     for marker in ("building the model failed: ", "building the model on meta failed: "):
         cause = cause.replace(marker, "")
+    cause = re.sub(r"no model class for \w+", "no model class for its config class", cause)
     return f"{record['status']}/{error.get('kind', '?')}: {cause[:160]}"
 
 
