@@ -31,6 +31,11 @@ class NormReading:
     numeric: dict | None = None
     error: str = ""
 
+    @property
+    def contradicted(self) -> bool:
+        """The numeric check ran and the module does not compute what the trace read."""
+        return bool(self.numeric) and not self.numeric["matches_reference"]
+
     def details(self) -> dict:
         if self.semantics is None:
             return {"semantics": "unprobed", "probe_error": self.error}
@@ -50,14 +55,17 @@ def norm_reading(ctx, module: nn.Module) -> NormReading:
 
 
 def _norm_reading(ctx, module: nn.Module) -> NormReading:
-    result = probe(ctx, module, input_dtype=torch.bfloat16)
+    # a second tensor argument (a gated norm's gate) is fed when the forward takes one
+    result = probe(ctx, module, input_dtype=torch.bfloat16, with_tensors=True)
+    if not result.ok:
+        result = probe(ctx, module, input_dtype=torch.bfloat16)
     if not result.ok:
         return NormReading(None, Confidence.LOW, error=result.error)
     semantics = read_norm(result.trace)
     if semantics is None:
         return NormReading(None, Confidence.LOW, error="the forward normalises nothing recognisable")
-    if semantics.kind != "rms":
-        return NormReading(semantics, Confidence.MEDIUM)
+    if semantics.kind != "rms" or not semantics.plain:
+        return NormReading(semantics, Confidence.MEDIUM)  # no reference formula to check a gate or groups against
     with ctx.timed("probe"):
         try:
             numeric = confirm_rms(module, semantics, result.dim)
@@ -65,7 +73,7 @@ def _norm_reading(ctx, module: nn.Module) -> NormReading:
             numeric = None
     if numeric is None:
         return NormReading(semantics, Confidence.MEDIUM)
-    confidence = Confidence.HIGH if numeric["matches_reference"] else Confidence.MEDIUM
+    confidence = Confidence.HIGH if numeric["matches_reference"] else Confidence.LOW
     equivalent = "torch.nn.RMSNorm" if numeric["equivalent_to_torch"] else None
     return NormReading(semantics, confidence, equivalent, numeric)
 

@@ -43,18 +43,18 @@ class Probe:
         return self.trace is not None
 
 
-def probe(ctx, module: nn.Module, *, input_dtype: torch.dtype | None = None) -> Probe:
+def probe(ctx, module: nn.Module, *, input_dtype: torch.dtype | None = None, with_tensors: bool = False) -> Probe:
     """The (cached) probe of ``module`` within this lint; time goes to ``timings["probe"]``.
 
     ``input_dtype`` defaults to the module's own dtype; norms are probed with bf16 input
     whatever their weights are, because cast order only shows on a low-precision input.
     """
     cache = ctx.memo("probe-cache", dict)
-    key = (cache_key(module), str(input_dtype))
+    key = (cache_key(module), str(input_dtype), with_tensors)
     if key not in cache:
         with ctx.timed("probe"):
             try:
-                cache[key] = _run(module, input_dtype)
+                cache[key] = _run(module, input_dtype, with_tensors=with_tensors)
             except Exception as e:  # a probe never stops the lint (issue #3)
                 cache[key] = Probe(None, error=one_line(e))
     return cache[key]
@@ -117,7 +117,7 @@ def _roles(module: nn.Module) -> dict[int, Operand]:
     return known
 
 
-def _run(module: nn.Module, input_dtype: torch.dtype | None = None) -> Probe:
+def _run(module: nn.Module, input_dtype: torch.dtype | None = None, *, with_tensors: bool = False) -> Probe:
     dtype = input_dtype or module_dtype(module)
     was_training = module.training
     module.train()  # LoRA and trainers run the training-mode forward
@@ -128,12 +128,13 @@ def _run(module: nn.Module, input_dtype: torch.dtype | None = None) -> Probe:
                 x = torch.zeros(1, TOKENS, dtype=torch.long, device="meta")
             else:
                 x = torch.empty(1, TOKENS, dim, device="meta", dtype=dtype)
-            recorder = Recorder({**_roles(module), x._cdata: Operand("input", "0")})
+            extra = {} if dim is None else _extra_arguments(module, x, with_tensors=with_tensors)
+            recorder = Recorder({**_roles(module), x._cdata: Operand("input", "0"), **_argument_roles(extra)})
             recorder.trace.input_dtype = str(dtype).removeprefix("torch.")
             try:
                 with torch.no_grad(), warnings.catch_warnings(), recorder:
                     warnings.simplefilter("ignore")  # dtype-mismatch notices meant for real kernels
-                    _forward(module, x)
+                    _forward(module, x, extra)
             except Exception as e:  # the wrong width, extra required arguments, data-dependent ops
                 errors.append(one_line(e))
                 continue
@@ -143,7 +144,7 @@ def _run(module: nn.Module, input_dtype: torch.dtype | None = None) -> Probe:
     return Probe(None, error=errors[0] if errors else "no input width to try")
 
 
-def _forward(module: nn.Module, x: torch.Tensor):
+def _forward(module: nn.Module, x: torch.Tensor, extra: dict):
     if _is_protocol_experts(module):
         from transformers.integrations.moe import batched_mm_experts_forward
 
@@ -152,24 +153,43 @@ def _forward(module: nn.Module, x: torch.Tensor):
         index = torch.zeros(tokens.shape[0], top_k, dtype=torch.long, device="meta")
         weights = torch.empty(tokens.shape[0], top_k, dtype=x.dtype, device="meta")
         return batched_mm_experts_forward(module, tokens, index, weights)
-    return module(x, **_extra_arguments(module, x))
+    return module(x, **extra)
 
 
-def _extra_arguments(module: nn.Module, x: torch.Tensor) -> dict:
+def _argument_roles(extra: dict) -> dict[int, Operand]:
+    """Synthesised arguments are inputs named after their parameter (a tuple's items
+    ``name.0``, ``name.1``), so a trace tells token ids or rotary tables from the input."""
+    out = {}
+    for name, value in extra.items():
+        items = value if isinstance(value, tuple) else (value,)
+        for i, item in enumerate(items):
+            if isinstance(item, torch.Tensor):
+                out[item._cdata] = Operand("input", name if len(items) == 1 else f"{name}.{i}")
+    return out
+
+
+def _extra_arguments(module: nn.Module, x: torch.Tensor, *, with_tensors: bool = False) -> dict:
     """Arguments after the input that transformers' attention needs: rotary
     ``position_embeddings`` as (cos, sin) over ``head_dim`` (required or not: a None
-    default is unpacked unconditionally), and None for any other required argument
-    (``attention_mask``, ``alibi``); a forward that cannot take None fails the probe."""
+    default is unpacked unconditionally), token ids for an ``input_ids`` parameter (hash
+    routers select experts by them), and None for any other required argument
+    (``attention_mask``, ``alibi``); a forward that cannot take None fails the probe.
+    ``with_tensors`` also feeds a tensor shaped like the input to the second parameter
+    (a gated norm's gate), when it has no default other than None."""
     try:
         parameters = list(inspect.signature(module.forward).parameters.values())[1:]
     except (TypeError, ValueError):
         return {}
     out = {}
     head_dim = getattr(module, "head_dim", None)
-    for p in parameters:
+    for position, p in enumerate(parameters):
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        if p.name == "position_embeddings" and isinstance(head_dim, int):
+        if with_tensors and position == 0 and p.default in (None, inspect.Parameter.empty):
+            out[p.name] = torch.empty_like(x)
+        elif p.name == "input_ids":
+            out[p.name] = torch.zeros(x.shape[0], x.shape[1], dtype=torch.long, device="meta")
+        elif p.name == "position_embeddings" and isinstance(head_dim, int):
             cos = torch.empty(x.shape[0], x.shape[1], head_dim, device="meta", dtype=x.dtype)
             out[p.name] = (cos, torch.empty_like(cos))
         elif p.default is inspect.Parameter.empty:
