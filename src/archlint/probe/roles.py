@@ -65,6 +65,10 @@ SELECTIONS = frozenset({"topk", "argmax", "sort", "argsort", "kthvalue"})
 SCANS = frozenset({"cumsum", "cumprod", "linalg_solve_triangular", "_linalg_solve_triangular", "logcumsumexp"})
 SOFTMAXES = frozenset({"_softmax", "softmax", "_safe_softmax"})
 _GATE_ACTIVATIONS = frozenset({"sigmoid", "tanh", "silu"})
+#: ops that mix positions or reduce: what comes out of them is another branch, not a GLU side
+_MIXING = frozenset({"bmm", "matmul", "mm", "einsum", "_scaled_dot_product_efficient_attention",
+                     "_scaled_dot_product_flash_attention", "_scaled_dot_product_flash_attention_for_cpu",
+                     "scaled_dot_product_attention", "sum", "mean"})
 #: ops between the attention-score product and the softmax (scale, mask, soft-cap, cast)
 _SCORE_PATH = VIEW_OPS | {"_to_copy", "add", "add_", "mul", "mul_", "div", "div_", "masked_fill", "masked_fill_", "where",
                           "tanh", "sub", "expand", "_unsafe_view"}
@@ -223,8 +227,11 @@ class _Reader:
             for op, name, label in self.parts(index):
                 pending.append((module_of(projection.weight), label, op, name, self.reach(op, name)))
         glu = self._glu_pairs(pending)
+        hashed = self._hash_scored()
         for projection, label, op, name, reached in pending:
             role, evidence = self._role(op, name, reached, glu.get((op, name)))
+            if role not in (Role.QUERY, Role.KEY, Role.VALUE, Role.KEY_VALUE) and projection in hashed:
+                role, evidence = Role.ROUTER, (hashed[projection],)
             roles.parts.append(PartRole(projection, label, role, evidence))
         roles.routers = self._routers(roles)
         roles.attention_changes = self._attention_changes()
@@ -309,8 +316,9 @@ class _Reader:
                 if key in sources:
                     return key, act
             op = self.trace.ops[current.op]
-            if op.index in self.projections or op.name in SOFTMAXES or op.name in SELECTIONS:
-                return None
+            if (op.index in self.projections or op.name in SOFTMAXES or op.name in SELECTIONS or op.name in _MIXING
+                    or op.name in SCANS or _causal_depthwise_conv(op)):
+                return None  # a GLU's sides are element-wise functions of the two projections
             if op.name in ACTIVATIONS or op.name == "gelu":
                 act = act or _activation_name(op)
             elif op.name in ("mul", "mul_") and len(op.tensors) == 2:
@@ -390,15 +398,14 @@ class _Reader:
 
     def _routers(self, roles: BlockRoles) -> list[RouterRead]:
         out = []
-        routed = {p.projection for p in roles.parts if p.role is Role.ROUTER}
+        routed = {p.projection for p in roles.parts if p.role is Role.ROUTER} - set(self._hash_scored())
         for index, projection in sorted(self.projections.items()):
             name = module_of(projection.weight)
             if name in routed:
                 out.append(RouterRead(name, *self._router_extras(index)))
-        for lookup in self._hash_lookups():
-            weight = next((self.projections[i].weight for i in sorted(self.projections)), None)
-            out.append(RouterRead(module_of(weight) if weight else "", "hash",
-                                  (f"selects experts by a table lookup by token id (`{lookup}`), not by its scores",)))
+        for table, projection in self._hash_tables():
+            out.append(RouterRead(projection, "hash",
+                                  (f"selects experts by a table lookup by token id (`{table}`), not by its scores",)))
         return out
 
     def _router_extras(self, projection: int) -> tuple[str, tuple[str, ...]]:
@@ -411,13 +418,13 @@ class _Reader:
             extras.append("normalises its input")
         weight = self.projections[projection].weight
         own = {weight, weight.rsplit(".", 1)[0] + ".bias" if "." in weight else "bias"}
+        between = [o for o in reached if o.index <= selection.index]
         used = []
-        for o in [*before, *reached]:
+        for o in [*before, *between]:
             for t in o.tensors:
                 if t.kind in ("param", "buffer") and t.name not in own and (t.kind, t.name) not in used:
                     used.append((t.kind, t.name))
         extras += [f"uses {kind} `{name}`" for kind, name in used]
-        between = [o for o in reached if o.index <= selection.index]
         if any(o.name == "sigmoid" for o in reached):
             extras.append("sigmoid scores")
         if any(o.name in ("add", "add_") and len(o.tensors) == 2 and any(t.kind == "input" for t in o.tensors) for o in between):
@@ -438,19 +445,41 @@ class _Reader:
             extras.append("masks experts")
         return ("top-k" if selection.name == "topk" else selection.name), tuple(extras)
 
-    def _hash_lookups(self) -> list[str]:
+    def _hash_lookups(self) -> list[tuple[Op, str]]:
         """Integer indices read from a buffer table by token ids (``table[input_ids]``), or
-        token ids taken modulo a count: selection by hash."""
+        token ids taken modulo a count: selection by hash. (op, what it looks up in)"""
         found = []
         for op in self.trace.ops:
             if op.name == "index" and op.args and op.args[0].kind == "buffer" and not op.args[0].dtype.startswith(("float", "bfloat")):
                 keys = [t for t in op.args[1:] if t.is_tensor]
-                if keys and any(k == "input" and n != "0" for t in keys for k, n in self.trace.roots(t) | _self_root(t)):
-                    found.append(op.args[0].name)
+                if any(k == "input" and n != "0" for t in keys for k, n in self.trace.roots(t) | _self_root(t)):
+                    found.append((op, op.args[0].name))
             elif op.name in ("remainder", "fmod") and op.tensors and any(
                     k == "input" and n != "0" for k, n in self.trace.roots(op.tensors[0]) | _self_root(op.tensors[0])):
-                found.append("token id modulo a count")
-        return list(dict.fromkeys(found))
+                found.append((op, "token id modulo a count"))
+        return found
+
+    def _hash_tables(self) -> list[tuple[str, str]]:
+        """(table, projection) for each hash selection: the projection whose scores are
+        gathered at the experts the table chose ("" when none is)."""
+        out = []
+        for lookup, table in self._hash_lookups():
+            scored = ""
+            for op in self.reach(lookup.index, None, stop_at_projections=True):
+                if op.name in ("gather", "index", "take_along_dim"):
+                    for t in op.tensors:
+                        projection = next((self.projections[u.index] for u in self.trace.upstream(t) if u.index in self.projections), None)
+                        if projection is not None and not any(u.index == lookup.index for u in self.trace.upstream(t)):
+                            scored = module_of(projection.weight)
+                            break
+                if scored:
+                    break
+            out.append((table, scored))
+        return list(dict.fromkeys(out))
+
+    def _hash_scored(self) -> dict[str, str]:
+        return {projection: f"its scores are gathered at the experts a token-id table (`{table}`) selects"
+                for table, projection in self._hash_tables() if projection}
 
     # -- attention ---------------------------------------------------------------------
 

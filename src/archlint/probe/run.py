@@ -96,6 +96,11 @@ def candidate_dims(module: nn.Module) -> list[int]:
         if isinstance(child, nn.Linear):
             dims.append(child.in_features)
             break
+    for child in module.modules():  # a bare-weight projection (a router's [experts, d] weight)
+        weight = child._parameters.get("weight")
+        if child is not module and not isinstance(child, nn.Linear) and weight is not None and weight.ndim == 2:
+            dims.append(weight.shape[-1])
+            break
     for p in module.parameters(recurse=False):
         if p.ndim >= 1:
             dims.append(p.shape[-1])
