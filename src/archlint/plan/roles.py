@@ -6,6 +6,8 @@ from __future__ import annotations
 from torch import nn
 
 from ..peft_support import is_linear_like, is_lora_layer
+from ..probe.readings import role_map
+from ..probe.roles import Role
 from ..structure import expert_counts, is_norm, linear_wrappers, stacked_expert_parameters
 
 
@@ -16,8 +18,29 @@ def expert_sizes(ctx) -> set[int]:
 
 
 def is_router(ctx, path: str) -> bool:
-    """A MoE router: a Linear, or a module owning a 2-D weight, whose output size is the
-    number of experts, in a model that has experts; or a module whose class says Router."""
+    """A MoE router, as the data flow of its block says (its output is scored into a
+    top-k/argmax selection, or gathered at experts a token-id table chose). Only asked in
+    a model that has experts; where no trace tells, :func:`router_guess` does."""
+    verdict, _ = router_verdict(ctx, path)
+    return verdict
+
+
+def router_verdict(ctx, path: str) -> tuple[bool, str]:
+    """(is it a router, why nothing could be read -- "" when the trace told)."""
+    if path not in _paths(ctx) and path.rpartition(".")[0] not in _paths(ctx):
+        return False, ""
+    if not expert_sizes(ctx):
+        return False, ""  # no experts, nothing to route to
+    answer = role_map(ctx).of(path)
+    if answer.read:
+        return Role.ROUTER in answer.roles, ""
+    return router_guess(ctx, path), answer.unread
+
+
+def router_guess(ctx, path: str) -> bool:
+    """What types and shapes alone suggest, when no trace tells: a module whose class says
+    Router, or a Linear / module owning a 2-D weight whose output size is the number of
+    experts. Reported only at low confidence."""
     if path not in _paths(ctx):
         return False
     info = ctx.graph.info(path)

@@ -103,3 +103,10 @@ def read(ctx, module: nn.Module, reader):
 def output_gate_reading(ctx, module: nn.Module) -> OutputGate | None:
     """The input-dependent gate an attention multiplies its output by, or None."""
     return read(ctx, module, find_output_gate)
+
+
+def role_map(ctx):
+    """The roles of this model's projections, read from one trace per distinct block."""
+    from .role_map import RoleMap
+
+    return ctx.memo("role-map", lambda: RoleMap(ctx.graph, lambda module: probe(ctx, module)))

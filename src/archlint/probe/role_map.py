@@ -63,6 +63,10 @@ class RoleMap:
     probe: Callable[[nn.Module], Probe]
     _blocks: dict[str, BlockReading] = field(default_factory=dict, repr=False)
     _layers: set[str] = field(default_factory=set, repr=False)
+    _keys: dict[int, str] = field(default_factory=dict, repr=False)
+    _answers: dict[str, "RoleAnswer"] = field(default_factory=dict, repr=False)
+    _block_paths: list[str] | None = field(default=None, repr=False)
+    _by_structure: dict[str, bool] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         for info in self.graph:
@@ -71,7 +75,9 @@ class RoleMap:
 
     def block(self, module: nn.Module) -> BlockReading:
         """The roles read in ``module``'s own trace (once per module signature)."""
-        key = cache_key(module)
+        key = self._keys.get(id(module))
+        if key is None:
+            key = self._keys[id(module)] = cache_key(module)
         if key not in self._blocks:
             result = self.probe(module)
             if not result.ok:
@@ -86,6 +92,52 @@ class RoleMap:
     def of(self, path: str) -> RoleAnswer:
         """The roles of the projection at ``path`` (a module, or a stacked parameter
         such as ``...experts.gate_up_proj``), read in its nearest traceable block."""
+        if path not in self._answers:
+            self._answers[path] = self._of(path)
+        return self._answers[path]
+
+    def blocks(self) -> list[str]:
+        """Paths of the blocks whose trace could be read: the parts of each repeated layer
+        (of the model's children when nothing repeats), and, where a part cannot be
+        traced, its own parts in turn; a layer none of whose parts can be read is tried
+        whole."""
+        if self._block_paths is None:
+            found: list[str] = []
+            layers = sorted(self._layers) or [""]
+            for layer in layers:
+                under = self._readable(list(self.graph.info(layer).children.values()))
+                if not under and layer and self._readable_structure(self.graph.info(layer)):
+                    under = [layer]
+                found.extend(under)
+            self._block_paths = list(dict.fromkeys(found))
+        return self._block_paths
+
+    def _readable(self, frontier: list[str]) -> list[str]:
+        found, seen = [], set()
+        while frontier:
+            path = frontier.pop(0)
+            if path in seen or path in self._layers:
+                continue
+            seen.add(path)
+            info = self.graph.info(path)
+            if isinstance(info.module, (nn.ModuleList, nn.ModuleDict)):
+                frontier.extend(info.children.values())
+                continue
+            if info.is_leaf and not self._owns_weight(path):
+                continue
+            if self._readable_structure(info):
+                found.append(path)
+            else:
+                frontier.extend(info.children.values())
+        return found
+
+    def _readable_structure(self, info) -> bool:
+        key = info.skey or info.path
+        if key not in self._by_structure:
+            self._by_structure[key] = self.block(info.module).roles is not None
+        return self._by_structure[key]
+
+    def _of(self, path: str) -> RoleAnswer:
         errors = []
         for block_path in [*self._enclosing_blocks(path), *([path] if self._owns_weight(path) else [])]:
             info = self.graph.info(block_path)
@@ -121,8 +173,8 @@ class RoleMap:
         return weight is not None and weight.ndim == 2 and not isinstance(info.module, nn.Linear)
 
     def _enclosing_blocks(self, path: str) -> list[str]:
-        """Ancestors of ``path`` worth tracing, nearest first: modules with children, not
-        lists, not repeated layers themselves, not the model root."""
+        """Ancestors of ``path`` worth tracing, nearest first, up to the repeated layer
+        holding it: modules with children, not lists, not the model root."""
         out = []
         parts = path.split(".")
         repeated = self._layers
@@ -132,8 +184,10 @@ class RoleMap:
                 info = self.graph.info(candidate)
             except KeyError:
                 continue  # a parameter's name is not a module
-            if isinstance(info.module, (nn.ModuleList, nn.ModuleDict)) or candidate in repeated:
-                break  # a layer's parts are blocks; the layer and what holds it are not
+            if isinstance(info.module, (nn.ModuleList, nn.ModuleDict)):
+                break  # what holds the layers is no block
             if not info.is_leaf or len(parts) - depth == 1:
                 out.append(candidate)
+            if candidate in repeated:
+                break  # a whole layer is the last resort: its forward usually needs masks and caches
         return out

@@ -418,9 +418,10 @@ class _Reader:
             extras.append("normalises its input")
         weight = self.projections[projection].weight
         own = {weight, weight.rsplit(".", 1)[0] + ".bias" if "." in weight else "bias"}
+        own |= {p.weight for p in self.projections.values()}  # the experts' weights are theirs, not the router's
         between = [o for o in reached if o.index <= selection.index]
         used = []
-        for o in [*before, *between]:
+        for o in [*before, *(o for o in reached if o.index not in self.projections)]:
             for t in o.tensors:
                 if t.kind in ("param", "buffer") and t.name not in own and (t.kind, t.name) not in used:
                     used.append((t.kind, t.name))

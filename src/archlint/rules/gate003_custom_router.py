@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from torch import nn
+from collections import defaultdict
 
 from ..findings import Confidence, Fix, Severity
 from ..peft_support import is_linear_like
-from ..probe.readings import router_reading
-from ..structure import expert_counts
+from ..plan.roles import expert_sizes
+from ..probe.readings import role_map
 from .base import Example, Rule
 
 
@@ -15,13 +15,15 @@ class CustomRouter(Rule):
     """A MoE router that does more than Linear + softmax/top-k.
 
     What it does:
-        Finds modules that project to the number of experts (their own weight or one
-        Linear child) and records their forward on meta tensors. A router is a
-        projection followed by `topk`; what it does beyond the projection, softmax,
-        top-k and renormalising the top-k weights is listed: normalising its input,
-        extra parameters or buffers (`scale`, `per_expert_scale`,
-        `e_score_correction_bias`), sigmoid scores, group-limited routing (several
-        top-k), constant scaling, random jitter, masking.
+        Records each MoE block's forward on meta tensors once and finds its routers by
+        data flow: a projection whose output is scored into a top-k / argmax selection,
+        or whose scores are gathered at experts chosen by a token-id table (hash
+        routing). What it does beyond the projection, softmax, top-k and renormalising
+        the top-k weights is listed: normalising its input, extra parameters or buffers
+        (`scale`, `per_expert_scale`, `e_score_correction_bias` -- also when the parent
+        block passes it in), sigmoid scores, a bias added by the caller, group-limited
+        routing (several top-k), constant scaling, random jitter, masking, and selection
+        by a table lookup instead of the scores.
 
     Why is this bad:
         Quantizers treat a router as a plain Linear and quantize it, or leave its extra
@@ -55,35 +57,47 @@ class CustomRouter(Rule):
     )
 
     def check(self, ctx):
-        counts = expert_counts(ctx)
-        if not counts:
+        if not expert_sizes(ctx):
             return
-        for group in ctx.graph.distinct(lambda i: _projects_to_experts(ctx, i, counts)):
-            router = router_reading(ctx, group.info.module)
-            if router is None or not router.extras:
-                continue
-            info = group.info
-            leaf = info.leaf_name
+        roles = role_map(ctx)
+        found: dict[tuple, list[str]] = defaultdict(list)
+        for block in roles.blocks():
+            reading = roles.block_roles(block)
+            for router in reading.routers if reading else ():
+                if router.selection == "top-k" and not router.extras:
+                    continue  # Linear + softmax/top-k (+ renormalise): plain
+                path = router_module(ctx, block, router.projection)
+                info = ctx.graph.info(path)
+                found[(info.class_name, router.selection, router.extras, router.projection)].append(path)
+        for (class_name, selection, extras, projection), paths in found.items():
+            leaf = paths[0].rsplit(".", 1)[-1]
+            how = "routes by a token-id table (hash routing)" if selection == "hash" else \
+                "routes with more than Linear + softmax/top-k"
             yield self.finding(
-                group.paths,
-                f"{info.class_name} routes with more than Linear + softmax/top-k: {'; '.join(router.extras)}",
-                module_class=info.class_name,
+                sorted(set(paths)),
+                f"{class_name} {how}: {'; '.join(extras)}",
+                module_class=class_name,
                 fix=Fix("Keep the router out of quantization and adapters",
                         f'BitsAndBytesConfig(llm_int8_skip_modules=["{leaf}"], ...)\n'
                         f'LoraConfig(exclude_modules=["{leaf}"], ...)  # or a target regex that skips it'),
-                details={"extras": list(router.extras), "projection": router.projection.weight},
+                details={"extras": list(extras), "selection": selection, "projection": projection},
             )
 
 
-def _projects_to_experts(ctx, info, counts) -> bool:
-    """Owns a 2-D weight, or holds a Linear child, whose output size is an expert count."""
-    if type(info.module) in (nn.Linear,):
-        return False  # a plain Linear: the routing around it belongs to its parent
-    if any(t.ndim >= 3 for t in info.parameters.values()):
-        return False
-    if any(t.ndim == 2 and t.shape[0] in counts for t in info.parameters.values()):
-        return True
-    children = [ctx.graph.info(c) for c in info.children.values()]
-    return len(children) <= 3 and all(c.is_leaf for c in children) and any(
-        is_linear_like(c.module) and getattr(c.module, "out_features", None) in counts for c in children
-    )
+def router_module(ctx, block: str, projection: str) -> str:
+    """The module a router finding names: the projection's own module, or the small
+    module wrapping it when that is all the wrapper holds (a router class around one Linear)."""
+    if projection == "weight":
+        return block
+    path = f"{block}.{projection}" if block else projection
+    try:
+        info = ctx.graph.info(path)
+    except KeyError:
+        return path.rpartition(".")[0]
+    parent = ctx.graph.parent(path)
+    if is_linear_like(info.module) and parent is not None and parent.path:
+        linears = [m for m in parent.module.modules() if is_linear_like(m)]
+        stacked = any(p.ndim >= 3 for p in parent.module.parameters())
+        if linears == [info.module] and not stacked:
+            return parent.path
+    return path
