@@ -6,7 +6,6 @@ import sys
 
 import pytest
 import torch
-
 from support import REPO
 
 from archlint.graph import ModuleGraph
@@ -15,7 +14,7 @@ from archlint.probe.roles import Role
 from archlint.probe.run import _run
 
 sys.path.insert(0, str(REPO / "fixtures" / "zoo"))
-import roles as zoo  # noqa: E402
+import roles as zoo
 
 
 def _role_map(cls) -> RoleMap:

@@ -8,7 +8,12 @@ from torch import nn
 from ..peft_support import is_linear_like, is_lora_layer
 from ..probe.readings import role_map
 from ..probe.roles import Role
-from ..structure import expert_counts, is_norm, linear_wrappers, stacked_expert_parameters
+from ..structure import (
+    expert_counts,
+    is_norm,
+    linear_wrappers,
+    stacked_expert_parameters,
+)
 
 
 def expert_sizes(ctx) -> set[int]:

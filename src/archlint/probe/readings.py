@@ -17,9 +17,9 @@ from torch import nn
 from ..findings import Confidence
 from .attention import OutputGate, find_output_gate
 from .gates import Glu, find_glu
-from .routers import Router, read_router
 from .norms import NormSemantics, read_norm
 from .numeric import confirm_rms
+from .routers import Router, read_router
 from .run import cache_key, probe
 
 

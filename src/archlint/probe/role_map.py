@@ -64,7 +64,7 @@ class RoleMap:
     _blocks: dict[str, BlockReading] = field(default_factory=dict, repr=False)
     _layers: set[str] = field(default_factory=set, repr=False)
     _keys: dict[int, str] = field(default_factory=dict, repr=False)
-    _answers: dict[str, "RoleAnswer"] = field(default_factory=dict, repr=False)
+    _answers: dict[str, RoleAnswer] = field(default_factory=dict, repr=False)
     _block_paths: list[str] | None = field(default=None, repr=False)
     _by_structure: dict[str, bool] = field(default_factory=dict, repr=False)
 

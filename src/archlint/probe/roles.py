@@ -8,7 +8,8 @@ the ops that consume it, never from its name, its width or how many parts it has
 * ``q``, ``k``, ``v``: the operand it reaches of the attention core -- positions 0, 1, 2
   of SDPA, or of an eager ``matmul -> softmax -> matmul`` (the first product's operands
   are q and k, the second's other operand is v); ``kv`` when one tensor reaches both K and V;
-* ``router``: it is scored into a top-k / argmax / sort selection;
+* ``router``: it is scored into a top-k / argmax / sort selection; ``indexer`` when that
+  selection masks the attention scores (sparse attention choosing its keys);
 * ``glu_gate`` and ``glu_up``: the activated and the plain side of ``act(a) * b``, both
   projections of the same input;
 * ``output_gate``: passed through sigmoid/tanh/silu and multiplied into the output of
@@ -41,6 +42,7 @@ class Role(str, Enum):
     VALUE = "v"
     KEY_VALUE = "kv"
     ROUTER = "router"
+    INDEXER = "indexer"
     GLU_GATE = "glu_gate"
     GLU_UP = "glu_up"
     OUTPUT_GATE = "output_gate"
@@ -56,7 +58,7 @@ class Role(str, Enum):
 #: What a reader prints for a role.
 ROLE_WORDS = {
     Role.QUERY: "the query", Role.KEY: "the key", Role.VALUE: "the value", Role.KEY_VALUE: "one tensor used as key and value",
-    Role.ROUTER: "router scores", Role.GLU_GATE: "the GLU gate", Role.GLU_UP: "the GLU up half",
+    Role.ROUTER: "router scores", Role.INDEXER: "indexer scores choosing the attended keys", Role.GLU_GATE: "the GLU gate", Role.GLU_UP: "the GLU up half",
     Role.OUTPUT_GATE: "an output gate", Role.SSM_INPUT: "scan/convolution input", Role.LATENT: "a latent fed to another projection",
     Role.OUTPUT: "the block output", Role.UNKNOWN: "an unread role",
 }
@@ -139,7 +141,7 @@ class BlockRoles:
 def module_of(weight: str) -> str:
     """The projection's module path under the block: ``q_proj.weight`` -> ``q_proj``; a
     stacked parameter (``experts.gate_up_proj``) names itself."""
-    return weight[: -len(".weight")] if weight.endswith(".weight") else weight
+    return weight.removesuffix(".weight")
 
 
 def read_roles(trace: Trace) -> BlockRoles:
@@ -256,6 +258,10 @@ class _Reader:
             return Role.UNKNOWN, evidence + ("reaches several attention operands",)
         selection = next((o for o in reached if o.name in SELECTIONS or (o.name == "max" and o.overload == "dim")), None)
         if selection is not None and not any(o.index in self.projections for o in reached if o.index < selection.index):
+            masked = self._masks_attention(selection.index)
+            if masked is not None:
+                return Role.INDEXER, (f"scored into {selection.name} (op {selection.index}), which masks the attention "
+                                      f"scores (op {masked})",)
             return Role.ROUTER, (f"scored into {selection.name} (op {selection.index})",)
         scan = next((o for o in reached if o.name in SCANS or _causal_depthwise_conv(o)), None)
         if scan is not None:
@@ -271,6 +277,14 @@ class _Reader:
         if not reached or reached[-1].index == len(self.trace.ops) - 1 or not self.users(reached[-1].index):
             return Role.OUTPUT, ("reaches the block output",)
         return Role.UNKNOWN, ("consumed by " + ", ".join(dict.fromkeys(o.name for o in reached[:6])),)
+
+    def _masks_attention(self, selection: int) -> int | None:
+        downstream = {o.index for o in self.reach(selection, None, stop_at_projections=False)}
+        for core in self.cores:
+            hit = next((i for i in core.ops if i in downstream), None)
+            if hit is not None:
+                return hit
+        return None
 
     def _from_part(self, operand: Operand, op: int, name: str | None, indices: set[int]) -> bool:
         if operand.kind != "op":
@@ -425,7 +439,14 @@ class _Reader:
             for t in o.tensors:
                 if t.kind in ("param", "buffer") and t.name not in own and (t.kind, t.name) not in used:
                     used.append((t.kind, t.name))
-        extras += [f"uses {kind} `{name}`" for kind, name in used]
+        owner = weight.rsplit(".", 1)[0] + "." if "." in weight else ""
+        for kind, name in used:
+            if owner and name.startswith(owner):
+                extras.append(f"uses {kind} `{name[len(owner):]}`")
+            elif owner and "." not in name:
+                extras.append(f"uses {kind} `{name}` of the enclosing block (passed in by the parent)")
+            else:
+                extras.append(f"uses {kind} `{name}`")
         if any(o.name == "sigmoid" for o in reached):
             extras.append("sigmoid scores")
         if any(o.name in ("add", "add_") and len(o.tensors) == 2 and any(t.kind == "input" for t in o.tensors) for o in between):
@@ -433,7 +454,9 @@ class _Reader:
         topks = [o for o in reached if o.name == "topk"]
         if len(topks) > 1:
             extras.append(f"{len(topks)} top-k selections (group-limited routing)")
-        if selection.name != "topk":
+        if selection.name in ("max", "argmax"):
+            extras.append("selects experts by max/argmax rather than top-k")
+        elif selection.name != "topk":
             extras.append(f"selects experts by {selection.name} rather than top-k")
         constants = sorted({o.scalars[0] for o in reached if o.name in ("mul", "mul_") and o.scalars
                             and isinstance(o.scalars[0], float) and o.scalars[0] != 1.0 and len(o.tensors) == 1})
@@ -640,5 +663,14 @@ def _numel(shape: tuple[int, ...]) -> int:
     return n
 
 
-__all__ = ["AttentionCore", "BlockRoles", "PartRole", "ROLE_WORDS", "Role", "RouterRead", "module_of", "read_roles",
-           "PROJECTIONS"]
+__all__ = [
+    "PROJECTIONS",
+    "ROLE_WORDS",
+    "AttentionCore",
+    "BlockRoles",
+    "PartRole",
+    "Role",
+    "RouterRead",
+    "module_of",
+    "read_roles",
+]
