@@ -98,11 +98,35 @@ def test_hash_router():
     assert "gate.tid2eid" in routers[0].extras[0]
 
 
+class _NoForwardLayer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.router = torch.nn.Linear(zoo.D, zoo.EXPERTS)
+        self.proj = torch.nn.Linear(zoo.D, zoo.D)
+
+
+class _NoForwardModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.ModuleList(_NoForwardLayer() for _ in range(2))
+
+
 def test_untraceable_block_says_what_could_not_be_read():
+    rm = _role_map(_NoForwardModel)
+    answer = rm.of("layers.0.router")
+    assert not answer.read and "could not be traced" in answer.unread
+    assert rm.is_router("layers.0.router") is None
+
+
+def test_infinite_clamp_is_no_clamp():
     rm = _role_map(zoo.InfiniteClampModel)
-    answer = rm.of("layers.0.proj")
-    assert not answer.read and answer.unread
-    assert rm.is_router("layers.0.proj") is None
+    assert _roles(rm, "layers.0.proj") == {Role.LATENT}
+    trace = _run(rm.graph.info("layers.0.proj").module).trace
+    clamps = [op for op in trace.ops if op.name.startswith("clamp")]
+    assert clamps and all(op.unbounded_clamp for op in clamps)
+    from archlint.probe.extras import extra_ops
+
+    assert extra_ops(trace) == []
 
 
 @pytest.mark.parametrize("cls", [zoo.NarrowQMoeModel, zoo.SharedExpertGateModel])
