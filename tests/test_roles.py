@@ -135,3 +135,23 @@ def test_repeated_blocks_are_traced_once(cls):
     for i in range(2):
         rm.of(f"layers.{i}.mlp.gate")
     assert len(rm._blocks) == 1
+
+
+def test_router_bias_passed_in_by_the_parent_block():
+    rm = _role_map(zoo.ParentBiasRouterModel)
+    assert _roles(rm, "layers.0.mlp.gate") == {Role.ROUTER}
+    (router,) = rm.block_roles("layers.0.mlp").routers
+    assert "sigmoid scores" in router.extras
+    assert "uses buffer `e_score_correction_bias` of the enclosing block (passed in by the parent)" in router.extras
+
+
+def test_attention_changes_read_from_the_operands():
+    for cls, words in ((zoo.TemperatureAttentionModel, "temperature tuning"),
+                       (zoo.ScaledValueAttentionModel, "values are scaled by `v_scale`"),
+                       (zoo.IndexedSparseAttentionModel, "sparse attention chosen by an indexer")):
+        changes = _role_map(cls).block_roles("layers.0.self_attn").attention_changes
+        assert len(changes) == 1 and words in changes[0], changes
+    rm = _role_map(zoo.IndexedSparseAttentionModel)
+    assert _roles(rm, "layers.0.self_attn.index_q") == {Role.INDEXER}
+    assert rm.is_router("layers.0.self_attn.index_q") is False
+    assert _role_map(zoo.QGateAttentionModel).block_roles("layers.0.self_attn").attention_changes == []

@@ -133,17 +133,20 @@ def _run(module: nn.Module, input_dtype: torch.dtype | None = None, *, with_tens
                 x = torch.zeros(1, TOKENS, dtype=torch.long, device="meta")
             else:
                 x = torch.empty(1, TOKENS, dim, device="meta", dtype=dtype)
-            extra = {} if dim is None else _extra_arguments(module, x, with_tensors=with_tensors)
-            recorder = Recorder({**_roles(module), x._cdata: Operand("input", "0"), **_argument_roles(extra)})
-            recorder.trace.input_dtype = str(dtype).removeprefix("torch.")
-            try:
-                with torch.no_grad(), warnings.catch_warnings(), recorder:
-                    warnings.simplefilter("ignore")  # dtype-mismatch notices meant for real kernels
-                    _forward(module, x, extra)
-            except Exception as e:  # the wrong width, extra required arguments, data-dependent ops
-                errors.append(one_line(e))
-                continue
-            return Probe(recorder.trace, dim=dim)
+            for rotary in ("pair", "complex"):
+                extra = {} if dim is None else _extra_arguments(module, x, with_tensors=with_tensors, rotary=rotary)
+                recorder = Recorder({**_roles(module), x._cdata: Operand("input", "0"), **_argument_roles(extra)})
+                recorder.trace.input_dtype = str(dtype).removeprefix("torch.")
+                try:
+                    with torch.no_grad(), warnings.catch_warnings(), recorder:
+                        warnings.simplefilter("ignore")  # dtype-mismatch notices meant for real kernels
+                        _forward(module, x, extra)
+                except Exception as e:  # the wrong width, extra required arguments, data-dependent ops
+                    errors.append(one_line(e))
+                    if "position_embeddings" not in extra:
+                        break
+                    continue
+                return Probe(recorder.trace, dim=dim)
     finally:
         module.train(was_training)
     return Probe(None, error=errors[0] if errors else "no input width to try")
@@ -173,14 +176,16 @@ def _argument_roles(extra: dict) -> dict[int, Operand]:
     return out
 
 
-def _extra_arguments(module: nn.Module, x: torch.Tensor, *, with_tensors: bool = False) -> dict:
+def _extra_arguments(module: nn.Module, x: torch.Tensor, *, with_tensors: bool = False, rotary: str = "pair") -> dict:
     """Arguments after the input that transformers' attention needs: rotary
     ``position_embeddings`` as (cos, sin) over ``head_dim`` (required or not: a None
     default is unpacked unconditionally), token ids for an ``input_ids`` parameter (hash
     routers select experts by them), and None for any other required argument
     (``attention_mask``, ``alibi``); a forward that cannot take None fails the probe.
     ``with_tensors`` also feeds a tensor shaped like the input to the second parameter
-    (a gated norm's gate), when it has no default other than None."""
+    (a gated norm's gate), when it has no default other than None. ``rotary`` "pair"
+    gives (cos, sin) over the rotary width (``qk_rope_head_dim`` for MLA, else
+    ``head_dim``); "complex" gives one complex table over half of it (Llama-4)."""
     try:
         parameters = list(inspect.signature(module.forward).parameters.values())[1:]
     except (TypeError, ValueError):
@@ -195,8 +200,13 @@ def _extra_arguments(module: nn.Module, x: torch.Tensor, *, with_tensors: bool =
         elif p.name == "input_ids":
             out[p.name] = torch.zeros(x.shape[0], x.shape[1], dtype=torch.long, device="meta")
         elif p.name == "position_embeddings" and isinstance(head_dim, int):
-            cos = torch.empty(x.shape[0], x.shape[1], head_dim, device="meta", dtype=x.dtype)
-            out[p.name] = (cos, torch.empty_like(cos))
+            rope = getattr(module, "qk_rope_head_dim", None)
+            width = rope if isinstance(rope, int) and rope > 0 else head_dim
+            if rotary == "complex":
+                out[p.name] = torch.empty(x.shape[0], x.shape[1], width // 2, device="meta", dtype=torch.complex64)
+            else:
+                cos = torch.empty(x.shape[0], x.shape[1], width, device="meta", dtype=x.dtype)
+                out[p.name] = (cos, torch.empty_like(cos))
         elif p.default is inspect.Parameter.empty:
             out[p.name] = None
     return out
