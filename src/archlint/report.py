@@ -11,6 +11,9 @@ from .findings import Finding, Severity
 
 SCHEMA_VERSION = 1
 
+#: What ``findings``, ``by_severity`` and ``by_code`` count, in the text summary and in JSON.
+FINDING_UNIT = "a finding is one rule at one module pattern (model.layers.*.q_proj); modules_by_code counts module paths"
+
 
 @dataclass(frozen=True)
 class ModelSummary:
@@ -19,15 +22,19 @@ class ModelSummary:
     parameters: int
     modules: int
     head: bool = True
+    class_reason: str | None = None  # why this class was built (architectures[0], the type's image-text class...)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "class": self.class_name,
             "model_type": self.model_type,
             "parameters": self.parameters,
             "modules": self.modules,
             "head": self.head,
         }
+        if self.class_reason:
+            out["class_reason"] = self.class_reason
+        return out
 
 
 @dataclass
@@ -41,9 +48,10 @@ class TargetResult:
     rule_errors: list[dict[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds; shown with --debug, never in JSON
     graph: Any = None  # the ModuleGraph, for the tree view; not serialised
+    tree: dict[str, Any] | None = None  # module_tree.collapsed_tree(): the collapsed module tree as data
     anchor: Anchor | None = None  # the target's file (config.json / factory), for SARIF and annotations
     class_anchors: dict[str, Anchor] = field(default_factory=dict)  # module_class -> its `class` line
-    plans: list[Any] = field(default_factory=list)  # archlint.plan.PlanEvaluation: the user's plan, or the recipes
+    plans: list[Any] = field(default_factory=list)  # archlint.lora.evaluate.PlanEvaluation: the user's plan, or the recipes
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,7 +86,7 @@ class Report:
         return max((f.severity for f in self.findings), default=None)
 
     def counts(self) -> dict[str, int]:
-        """Findings (grouped) and module occurrences per severity."""
+        """Findings per severity; a finding is one rule at one module pattern."""
         out = {str(s): 0 for s in sorted(Severity, reverse=True)}
         for f in self.findings:
             out[str(f.severity)] += 1
@@ -111,12 +119,21 @@ class Report:
                 "failed_targets": len(self.errors),
                 "findings": len(self.findings),
                 "by_severity": self.counts(),
+                "unit": FINDING_UNIT,
                 "by_code": _by_code(self.findings),
+                "modules_by_code": _modules_by_code(self.findings),
             },
         }
 
 
 def _by_code(findings: list[Finding]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for f in sorted(findings, key=lambda f: f.code):
+        out[f.code] = out.get(f.code, 0) + 1
+    return out
+
+
+def _modules_by_code(findings: list[Finding]) -> dict[str, int]:
     out: dict[str, int] = {}
     for f in sorted(findings, key=lambda f: f.code):
         out[f.code] = out.get(f.code, 0) + f.count

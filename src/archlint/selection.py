@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .errors import UsageError
+from .rules import all_rules
+
 
 @dataclass(frozen=True)
 class Layer:
@@ -22,8 +25,6 @@ class Layer:
 
 def selector_codes(selector: str) -> frozenset[str]:
     """The codes of every known rule ``selector`` names (empty when it names none)."""
-    from .rules import all_rules
-
     return frozenset(r.code for r in all_rules() if specificity(selector, r.code, r.name) is not None)
 
 
@@ -31,8 +32,6 @@ def specificity(selector: str, code: str, name: str | None = None) -> int | None
     """How precisely ``selector`` names the rule ``code``: ``None`` not at all, higher is more precise."""
     s = selector.strip()
     if name is None:
-        from .rules import all_rules
-
         name = next((r.name for r in all_rules() if r.code == code), "")
     if s.lower() == name or s.upper() == code:
         return 100
@@ -45,8 +44,6 @@ def specificity(selector: str, code: str, name: str | None = None) -> int | None
 
 def selected_codes(layers: Iterable[Layer]) -> list[str]:
     """The codes that run after applying ``layers`` in order, sorted."""
-    from .rules import all_rules
-
     def named(selectors: Iterable[str]) -> set[str]:
         return set().union(*(selector_codes(s) for s in selectors))
 
@@ -57,3 +54,10 @@ def selected_codes(layers: Iterable[Layer]) -> list[str]:
         chosen |= named(layer.extend_select)
         chosen -= named(layer.ignore)
     return sorted(chosen)
+
+
+def validate_selectors(selectors: Iterable[str]) -> None:
+    """Unknown codes are a usage error, never silently ignored."""
+    for s in selectors:
+        if not selector_codes(s):
+            raise UsageError(f"unknown rule code or prefix {s!r}; `archlint rules` lists them")

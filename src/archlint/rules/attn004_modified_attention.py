@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from ..findings import Confidence, Fix, Severity
-from ..probe.readings import role_map
 from ..probe.roles import Role
-from ..structure import attention_modules
 from .base import Example, Rule
 
 
@@ -59,8 +57,8 @@ class ModifiedAttention(Rule):
     )
 
     def check(self, ctx):
-        roles = role_map(ctx)
-        for group in attention_modules(ctx):
+        roles = ctx.roles
+        for group in ctx.attention_modules:
             reading = roles.block_roles(group.info.path)
             if reading is None or not reading.attention_changes:
                 continue

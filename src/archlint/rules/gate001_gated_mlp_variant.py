@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from ..findings import Confidence, Fix, Severity
-from ..peft_support import is_linear_like
-from ..probe.readings import glu_reading, role_map
+from ..lora.layers import is_linear_like
 from ..probe.roles import Role, module_of
 from .base import Example, Rule
 
@@ -50,6 +49,7 @@ class GatedMlpVariant(Rule):
     code = "GATE001"
     name = "gated-mlp-variant"
     severity = Severity.WARNING
+    severity_note = "info for a canonical SwiGLU/GeGLU that kernels handle as is"
     confidence = Confidence.MEDIUM
     tools = ("liger", "unsloth", "vllm", "gguf", "peft")
 
@@ -64,7 +64,7 @@ class GatedMlpVariant(Rule):
 
     def check(self, ctx):
         for group in ctx.graph.distinct(lambda i: _mlp_sized(ctx, i)):
-            glu = glu_reading(ctx, group.info.module)
+            glu = ctx.probes.glu(group.info.module)
             if glu is None or not _gate_role(ctx, group.info.path, glu) or _inner_glu(ctx, group.info.module, glu):
                 continue
             info = group.info
@@ -85,7 +85,7 @@ def _gate_role(ctx, path: str, glu) -> bool:
     """The data flow agrees: the activated side is a GLU gate (both sides projections of
     the same input, the gate scored into no selection) -- not a router's weights times
     the experts' output."""
-    reading = role_map(ctx).block_roles(path)
+    reading = ctx.roles.block_roles(path)
     if reading is None:
         return False
     gate = [p.role for p in reading.of(module_of(glu.gate.weight))]
@@ -101,7 +101,7 @@ def _inner_glu(ctx, module, glu) -> bool:
         path = ".".join(parts[:depth])
         sub = module.get_submodule(path)
         stacked = any(p.ndim >= 3 for p in sub.parameters(recurse=False))
-        if not is_linear_like(sub) and (stacked or any(True for _ in sub.children())) and glu_reading(ctx, sub):
+        if not is_linear_like(sub) and (stacked or any(True for _ in sub.children())) and ctx.probes.glu(sub):
             return True
     return False
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from ..findings import Confidence, Fix, Severity
-from ..probe.readings import role_map
+from ..lora.recipes import broken_recipes
 from ..probe.roles import Role
-from ..structure import attention_modules, broken_recipes
 from .base import Example, Rule
 
 
@@ -54,8 +53,8 @@ class GatedAttentionOutput(Rule):
     )
 
     def check(self, ctx):
-        roles = role_map(ctx)
-        for group in attention_modules(ctx):
+        roles = ctx.roles
+        for group in ctx.attention_modules:
             reading = roles.block_roles(group.info.path)
             if reading is None or not reading.attention:
                 continue
@@ -67,7 +66,7 @@ class GatedAttentionOutput(Rule):
             parts = [p for p in reading.of(projection)]
             shares = [p.role.value for p in parts if p.role is not Role.OUTPUT_GATE]
             gate_paths = [f"{p}.{projection}" for p in group.paths]
-            reached = broken_recipes(ctx, gate_paths)
+            reached = broken_recipes(gate_paths, ctx.built.model_type)
             cut = f" (cut from the same output as {' and '.join(shares)})" if shares else ""
             yield self.finding(
                 group.paths,

@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..findings import Confidence, Fix, Severity
-from ..peft_support import is_linear_like
-from ..plan.roles import expert_sizes
-from ..probe.readings import role_map
+from ..lora.layers import is_linear_like
 from .base import Example, Rule
 
 
@@ -57,9 +55,9 @@ class CustomRouter(Rule):
     )
 
     def check(self, ctx):
-        if not expert_sizes(ctx):
+        if not ctx.expert_sizes:
             return
-        roles = role_map(ctx)
+        roles = ctx.roles
         found: dict[tuple, list[str]] = defaultdict(list)
         for block in roles.blocks():
             reading = roles.block_roles(block)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..findings import Confidence, Fix, Severity
-from ..probe.readings import role_map
-from ..structure import broken_recipes
+from ..lora.recipes import broken_recipes
 from .base import Example, Rule
 
 
@@ -55,7 +54,7 @@ class GatedBranchOutput(Rule):
     )
 
     def check(self, ctx):
-        roles = role_map(ctx)
+        roles = ctx.roles
         found: dict[tuple, list[str]] = defaultdict(list)
         for block in roles.blocks():
             reading = roles.block_roles(block)
@@ -68,7 +67,7 @@ class GatedBranchOutput(Rule):
                 found[(ctx.graph.info(block).class_name, projection, activation, branch)].append(path)
         for (class_name, projection, activation, branch), paths in found.items():
             paths = sorted(set(paths))
-            reached = broken_recipes(ctx, paths)
+            reached = broken_recipes(paths, ctx.built.model_type)
             target = branch.removeprefix("the output of ").strip("`")
             yield self.finding(
                 paths,

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from ..findings import Confidence, Severity
-from ..peft_support import is_linear_like
-from ..plan.verify import Candidate, reaches_all, verified_fix
-from ..probe.readings import role_map
+from ..lora.layers import is_linear_like
+from ..lora.recipes import QKVO, STANDARD_NAMES
+from ..lora.verify import Candidate, reaches_all, verified_fix
 from ..probe.roles import Role
-from ..structure import QKVO, STANDARD_NAMES
 from .base import Example, Rule
 
 #: Leaf names of projections that compute several logical projections in one matrix.
@@ -68,7 +67,7 @@ class FusedProjection(Rule):
 
     def check(self, ctx):
         fused = []
-        roles = role_map(ctx)
+        roles = ctx.roles
         for group in ctx.graph.distinct(lambda i: is_linear_like(i.module)):
             claimed = FUSED_NAMES.get(group.info.leaf_name) or _fused_by_size(ctx, group.info)
             if not claimed and not _outgrows_siblings(ctx, group.info):
@@ -88,6 +87,8 @@ class FusedProjection(Rule):
         present = {i.leaf_name for i in ctx.graph if is_linear_like(i.module)}
         names = [n for n in STANDARD_NAMES if n in present] + native
         for group, parts, confidence, cut, answer in fused:
+            if not (ctx.plans.touches(group.paths) or ctx.plans.dead_entry):
+                continue  # with a plan: what it reaches, or every fused name when an entry matches nothing
             siblings = {c.leaf_name for c in ctx.graph.children(ctx.graph.parent(group.info.path).path)}
             wanted = _standard_names(answer) if answer.read else [n for n in STANDARD_NAMES if _fused_into(n, parts)]
             missing = [n for n in wanted if n not in siblings]
@@ -100,7 +101,7 @@ class FusedProjection(Rule):
                 f"{', '.join(missing) or 'the split names'} match nothing here and share one LoRA rank{unread}",
                 module_class=group.info.class_name,
                 severity=None if answer.read else Severity.INFO,
-                fix=verified_fix(ctx, "Target the model's own projection names", [Candidate(
+                fix=verified_fix(ctx.plans.outcome_of, "Target the model's own projection names", [Candidate(
                     "target_modules=[" + ", ".join(f'"{n}"' for n in dict.fromkeys(names)) + "]",
                     {"target_modules": list(dict.fromkeys(names))}, expect=reaches_all(group.paths))]),
                 details={"fuses": parts, "split_after": cut, "roles": answer.to_dict()},

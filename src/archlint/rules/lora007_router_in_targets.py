@@ -5,11 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..findings import Confidence, Severity
-from ..plan.context import plan_evaluations
-from ..plan.recipes import label
-from ..plan.roles import router_verdict
-from ..plan.verify import Candidate, verified_fix
-from ..probe.readings import role_map
+from ..lora.recipes import label
+from ..lora.verify import Candidate, verified_fix
 from .base import Example, Rule
 
 
@@ -57,12 +54,12 @@ class RouterInTargets(Rule):
 
     def check(self, ctx):
         by_pattern = defaultdict(lambda: {"paths": set(), "recipes": [], "evaluations": []})
-        for evaluation in plan_evaluations(ctx):
+        for evaluation in ctx.plans.evaluations:
             outcome = evaluation.outcome
             reached = list(outcome.modules) if outcome.ok else [p for e in evaluation.entries for p in e.modules]
             reached += [p.rpartition(".")[0] for p in (outcome.parameters if outcome.ok else
                                                        [p for e in evaluation.entries for p in e.parameters])]
-            verdicts = {p: router_verdict(ctx, p) for p in dict.fromkeys(reached)}
+            verdicts = {p: ctx.peft_roles.router_verdict(p) for p in dict.fromkeys(reached)}
             routers = sorted(p for p, (router, _) in verdicts.items() if router)
             if not routers:
                 continue
@@ -88,7 +85,7 @@ class RouterInTargets(Rule):
                     details={"recipes": found["recipes"], "roles": None, "unread": unread},
                 )
                 continue
-            answers = [role_map(ctx).of(p) for p in routers[:1]]
+            answers = [ctx.roles.of(p) for p in routers[:1]]
             yield self.finding(
                 routers,
                 f"{recipes} the MoE router {info.class_name}{via}; a LoRA delta on the router shifts expert routing",
@@ -115,4 +112,4 @@ def _fix(ctx, evaluation, routers):
         explicit = {**plan, "target_modules": kept}
         candidates.append(Candidate(f"target_modules={kept!r}".replace("'", '"'), explicit,
                                     "the same targets, listed, without the router", expect=no_router))
-    return verified_fix(ctx, "Keep the router out of the adapter", candidates)
+    return verified_fix(ctx.plans.outcome_of, "Keep the router out of the adapter", candidates)

@@ -1,23 +1,32 @@
 """Evaluate a plan on a meta model: PEFT's verdict, what each entry reaches, what is wrapped.
 
 The verdict, wrapped modules/parameters and trainable count come from the installed
-PEFT (:mod:`.oracle`) or, without PEFT, from :mod:`.reimplementation`; the per-entry
-view (:mod:`.matching`) and the layer coverage are archlint's own reading of the same
-matching. The JSON shape is issue #5 point 6.
+PEFT (:mod:`.oracle`) or, without PEFT, from :mod:`.reimplementation`. What each entry
+reaches is asked per entry: ``get_peft_model`` only reports the union of all entries
+(and raises on the first module it cannot wrap), a user asks per entry. Each entry is
+matched alone, with the plan's ``exclude_modules``/``layers_to_transform``/
+``modules_to_save``, by PEFT's own matcher when PEFT is installed, else by
+:mod:`.targets`. Names PEFT's MoE conversion turns into expert parameters are reported
+as the parameters they reach. The layer coverage is read from the model's repeated
+blocks (:attr:`archlint.graph.ModuleGraph.blocks`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
+from ..graph import ModuleGraph, RepeatedBlocks
 from . import reimplementation
-from .matching import entry_matches
-from .model import Plan
-from .oracle import Outcome, conversion_table, peft_available, peft_version, run_peft
+from .oracle import Outcome, conversion_table, peft_available, peft_entry_matcher, peft_version, run_peft
+from .plan import Plan
+from .recipes import peft_default_targets
+from .training_step import StepCheck
+from .targets import parameters_reached
 
 
 @dataclass(frozen=True)
@@ -47,20 +56,38 @@ class PlanEvaluation:
     entries: tuple[EntryResult, ...]
     notes: tuple[str, ...] = ()
     peft_version: str | None = None
+    step: StepCheck | None = None  # the training step of the adapted model, when PEFT injected it
 
     @property
     def ok(self) -> bool:
-        return self.outcome.ok
+        """PEFT injects the plan and the adapted model's training step runs clean."""
+        return self.outcome.ok and (self.step is None or self.step.ok)
 
     @property
     def verdict(self) -> str:
-        return "ok" if self.outcome.ok else "error"
+        return "ok" if self.ok else "error"
+
+    @property
+    def checked(self) -> tuple[str, ...]:
+        """The stages that ran clean: inject (by PEFT), forward and backward (the step)."""
+        if not self.outcome.ok or self.outcome.engine != "peft":
+            return ()
+        return self.step.checked if self.step is not None else ("inject",)
+
+    @property
+    def error(self) -> dict[str, str | None] | None:
+        """What failed, at which stage and in which module: PEFT's exception at inject, or
+        the training step's."""
+        if not self.outcome.ok:
+            return {**self.outcome.error, "stage": "inject", "module": None}
+        return self.step.error_dict() if self.step is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.plan.source,
             "verdict": self.verdict,
-            "error": self.outcome.error,
+            "error": self.error,
+            "checked": list(self.checked),
             "entries": [e.to_dict() for e in self.entries],
             "modules": list(self.outcome.modules),
             "parameters": list(self.outcome.parameters),
@@ -71,42 +98,26 @@ class PlanEvaluation:
 
 @dataclass
 class ModelIndex:
-    """Per-model facts the evaluation reads for every plan: classes, towers, blocks."""
+    """What the evaluation reads of one model for every plan: classes, towers, blocks,
+    and what each one-entry plan reaches (:func:`entry_matches`)."""
 
     model: nn.Module
-    classes: dict[str, str] = field(default_factory=dict)
-    towers: dict[str, str] = field(default_factory=dict)
-    blocks: dict[str, tuple[str, int]] = field(default_factory=dict)  # block path -> (its ModuleList, length)
-    matches: dict = field(default_factory=dict)  # what each one-entry plan reaches (matching.entry_matches)
+    classes: dict[str, str]
+    towers: dict[str, str]
+    blocks: RepeatedBlocks
+    parameter_paths: tuple[str, ...]
+    matches: dict = field(default_factory=dict)
 
     @classmethod
-    def of(cls, model: nn.Module, towers: dict[str, str] | None = None) -> ModelIndex:
-        index = cls(model)
-        for path, module in model.named_modules():
-            index.classes[path] = type(module).__name__
-        index.towers = towers or {}
-        block_paths = {}
-        for path, module in model.named_modules():
-            if isinstance(module, nn.ModuleList) and len(module) >= 2 and all(len(list(c.children())) for c in module):
-                for name in module._modules:
-                    block_paths[f"{path}.{name}" if path else name] = (path, len(module))
-        index.blocks = {p: v for p, v in block_paths.items()
-                        if not any(p.startswith(q + ".") for q in block_paths)}
-        return index
-
-    def block_of(self, path: str) -> str | None:
-        parts = path.split(".")
-        for i in range(1, len(parts) + 1):
-            prefix = ".".join(parts[:i])
-            if prefix in self.blocks:
-                return prefix
-        return None
+    def of(cls, graph: ModuleGraph) -> ModelIndex:
+        return cls(graph.root, {i.path: i.class_name for i in graph}, {i.path: i.tower for i in graph}, graph.blocks,
+                   tuple(f"{i.path}.{n}" if i.path else n for i in graph for n in i.parameters))
 
 
 def evaluate(model: nn.Module, plan: Plan, *, index: ModelIndex | None = None, engine: str | None = None,
              outcomes: dict | None = None) -> PlanEvaluation:
     """Evaluate ``plan`` on ``model`` (left untouched; PEFT works on a copy). ``outcomes``: see :func:`predict`."""
-    index = index or ModelIndex.of(model)
+    index = index or ModelIndex.of(ModuleGraph(model))
     outcome = predict(model, plan, engine=engine, outcomes=outcomes)
     entries = tuple(_entry(index, plan, e, outcome.rerouted) for e in plan.entries)
     return PlanEvaluation(plan, outcome, entries, _notes(model, plan, outcome), peft_version())
@@ -128,8 +139,6 @@ def predict(model: nn.Module, plan: Plan, *, engine: str | None = None, outcomes
     if use_peft:
         outcome = run_peft(model, plan)
     else:
-        from ..structure import peft_default_targets
-
         model_type = getattr(getattr(model, "config", None), "model_type", None)
         outcome = reimplementation.run(model, plan, default_targets=peft_default_targets(model_type))
     if outcomes is not None:
@@ -144,7 +153,7 @@ def peft_input(plan: Plan) -> str:
 
 
 def _entry(index: ModelIndex, plan: Plan, entry: str, rerouted: dict[str, str]) -> EntryResult:
-    found = entry_matches(index.model, plan, entry, rerouted, memo=index.matches)
+    found = entry_matches(index, plan, entry, rerouted)
     owners = [p.rpartition(".")[0] for p in found.parameters]
     paths = [*found.modules, *owners]
     reached, total = _coverage(index, paths)
@@ -160,16 +169,47 @@ def _entry(index: ModelIndex, plan: Plan, entry: str, rerouted: dict[str, str]) 
     )
 
 
+@dataclass(frozen=True)
+class EntryMatch:
+    modules: tuple[str, ...]  # module paths the entry matches (before PEFT's type dispatch)
+    parameters: tuple[str, ...]  # parameter paths it reaches through the MoE conversion or target_parameters
+
+
+def entry_matches(index: ModelIndex, plan: Plan, entry: str, rerouted: dict[str, str]) -> EntryMatch:
+    """What ``entry`` of ``plan.target_modules`` reaches on the indexed model. Each answer is
+    kept under the one-entry plan it was computed from, so that an entry several plans
+    share with the same other keys (``q_proj`` in q,k,v,o and in the seven standard
+    names) is matched once."""
+    single = dataclasses.replace(plan, target_modules=entry if isinstance(plan.target_modules, str) else (entry,),
+                                 target_parameters=())
+    reroute = rerouted.get(entry) if not isinstance(plan.target_modules, str) else None
+    key = (peft_input(single), reroute)
+    if key in index.matches:
+        return index.matches[key]
+    if reroute is not None:
+        found = EntryMatch((), parameters_reached(index.parameter_paths, [reroute]))
+    else:
+        model = index.model
+        if peft_available():
+            matcher, extra = peft_entry_matcher(model, single)
+        else:
+            matcher, extra = reimplementation.entry_matcher(model, single)
+        modules = tuple(k for k in index.classes if k and matcher(k))
+        found = EntryMatch(modules, parameters_reached(index.parameter_paths, extra) if extra else ())
+    index.matches[key] = found
+    return found
+
+
 def _coverage(index: ModelIndex, paths: list[str]) -> tuple[int, int]:
     """Blocks reached, and the blocks of the ModuleLists those paths sit in."""
     reached: dict[str, set[str]] = defaultdict(set)
     lengths: dict[str, int] = {}
     for p in paths:
-        block = index.block_of(p)
+        block = index.blocks.block_of(p)
         if block is not None:
-            container, length = index.blocks[block]
+            container = index.blocks.list_of(block)
             reached[container].add(block)
-            lengths[container] = length
+            lengths[container] = len(index.blocks.lists[container])
     return sum(len(v) for v in reached.values()), sum(lengths.values())
 
 
@@ -177,8 +217,6 @@ def _notes(model: nn.Module, plan: Plan, outcome: Outcome) -> tuple[str, ...]:
     """Why PEFT did something surprising, in words (text report)."""
     notes = []
     table = conversion_table(model) if peft_available() else {}
-    from ..structure import peft_default_targets
-
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if (plan.target_modules is None and not plan.target_parameters and not outcome.ok and table
             and peft_default_targets(model_type) is not None):
