@@ -155,3 +155,10 @@ def test_attention_changes_read_from_the_operands():
     assert _roles(rm, "layers.0.self_attn.index_q") == {Role.INDEXER}
     assert rm.is_router("layers.0.self_attn.index_q") is False
     assert _role_map(zoo.QGateAttentionModel).block_roles("layers.0.self_attn").attention_changes == []
+
+
+def test_indexer_traced_alone_is_no_router():
+    rm = _role_map(zoo.IndexerMoeModel)
+    assert _roles(rm, "layers.0.indexer.wk") == {Role.INDEXER}
+    assert rm.is_router("layers.0.indexer.wq") is False
+    assert rm.is_router("layers.0.mlp.gate") is True

@@ -259,6 +259,10 @@ class _Reader:
         selection = next((o for o in reached if o.name in SELECTIONS or (o.name == "max" and o.overload == "dim")), None)
         if selection is not None and not any(o.index in self.projections for o in reached if o.index < selection.index):
             masked = self._masks_attention(selection.index)
+            across = self._across_positions(reached, selection.index)
+            if masked is None and across is not None:
+                return Role.INDEXER, (f"scored against other positions (op {across}) into {selection.name} "
+                                      f"(op {selection.index}): a selection of tokens, not of experts",)
             if masked is not None:
                 return Role.INDEXER, (f"scored into {selection.name} (op {selection.index}), which masks the attention "
                                       f"scores (op {masked})",)
@@ -277,6 +281,18 @@ class _Reader:
         if not reached or reached[-1].index == len(self.trace.ops) - 1 or not self.users(reached[-1].index):
             return Role.OUTPUT, ("reaches the block output",)
         return Role.UNKNOWN, ("consumed by " + ", ".join(dict.fromkeys(o.name for o in reached[:6])),)
+
+    def _across_positions(self, reached: list[Op], selection: int) -> int | None:
+        """A product of two activations (neither operand a weight: q·kᵀ) on the way to the
+        selection: its scores rank positions, as an indexer's do."""
+        for op in reached:
+            if op.index >= selection:
+                break
+            if op.name in ("bmm", "matmul", "einsum", "mm") and op.index not in self.projections and len(op.tensors) >= 2:
+                if all(self.trace.origin(t, through=VIEW_OPS | {"_to_copy", "index"}).kind not in ("param", "buffer")
+                       for t in op.tensors[:2]):
+                    return op.index
+        return None
 
     def _masks_attention(self, selection: int) -> int | None:
         downstream = {o.index for o in self.reach(selection, None, stop_at_projections=False)}
