@@ -142,7 +142,12 @@ def test_router_bias_passed_in_by_the_parent_block():
     assert _roles(rm, "layers.0.mlp.gate") == {Role.ROUTER}
     (router,) = rm.block_roles("layers.0.mlp").routers
     assert "sigmoid scores" in router.extras
-    assert "uses buffer `e_score_correction_bias` of the enclosing block (passed in by the parent)" in router.extras
+    assert "uses buffer `e_score_correction_bias`" in router.extras  # named under the traced block
+    from support import findings
+
+    (finding,) = findings("fixtures/zoo/roles.py:ParentBiasRouterModel", "GATE003")
+    assert finding.paths == ["layers.0.mlp.gate", "layers.1.mlp.gate"]
+    assert "uses buffer `e_score_correction_bias` of the enclosing block (passed in by the parent)" in finding.details["extras"]
 
 
 def test_attention_changes_read_from_the_operands():

@@ -198,12 +198,14 @@ class _Reader:
         current = projection
         for _ in range(12):
             users = self.users(current)
-            cuts = [u for u in users if u.name in SPLIT_OPS]
-            others = [u for u in users if u.name not in SPLIT_OPS]
+            cuts = [u for u in users if u.name in SPLIT_OPS or u.name == "index"]
+            others = [u for u in users if u not in cuts]
             if cuts and not any(self._uses_whole(u) for u in others):
                 out = []
                 for cut in cuts:
-                    if cut.name in ("slice", "select", "narrow"):
+                    if cut.name == "index":
+                        out.append((cut.index, None, f"index {len(out)}"))
+                    elif cut.name in ("slice", "select", "narrow"):
                         bounds = [a.value for a in cut.args[1:] if a.kind == "scalar"]
                         out.append((cut.index, None, "slice " + ":".join(str(b) for b in bounds[1:3])))
                     else:
@@ -211,14 +213,19 @@ class _Reader:
                                         if t.kind == "op" and t.op == cut.index}, key=lambda n: int(n or 0))
                         out.extend((cut.index, n, n or "0") for n in names)
                 return out
-            carry = [u for u in others if u.name in VIEW_OPS or u.name == "_to_copy" or _bias_add(u)]
+            carry = [u for u in others if u.name in VIEW_OPS or u.name == "_to_copy" or self._bias_add(u)]
             if len(carry) != 1 or len(others) != 1:
                 break
             current = carry[0].index
         return [(projection, None, "")]
 
     def _uses_whole(self, op: Op) -> bool:
-        return op.name not in VIEW_OPS and op.name != "_to_copy" and not _bias_add(op)
+        return op.name not in VIEW_OPS and op.name != "_to_copy" and not self._bias_add(op)
+
+    def _bias_add(self, op: Op) -> bool:
+        """An add of a parameter (or of the rows of a stacked one an expert index picks)."""
+        return op.name in ("add", "add_") and len(op.tensors) == 2 and any(
+            self.trace.origin(t, through=VIEW_OPS | {"index", "_to_copy"}).kind == "param" for t in op.tensors)
 
     # -- roles -------------------------------------------------------------------------
 
@@ -455,14 +462,7 @@ class _Reader:
             for t in o.tensors:
                 if t.kind in ("param", "buffer") and t.name not in own and (t.kind, t.name) not in used:
                     used.append((t.kind, t.name))
-        owner = weight.rsplit(".", 1)[0] + "." if "." in weight else ""
-        for kind, name in used:
-            if owner and name.startswith(owner):
-                extras.append(f"uses {kind} `{name[len(owner):]}`")
-            elif owner and "." not in name:
-                extras.append(f"uses {kind} `{name}` of the enclosing block (passed in by the parent)")
-            else:
-                extras.append(f"uses {kind} `{name}`")
+        extras += [f"uses {kind} `{name}`" for kind, name in used]  # named under the traced block
         if any(o.name == "sigmoid" for o in reached):
             extras.append("sigmoid scores")
         if any(o.name in ("add", "add_") and len(o.tensors) == 2 and any(t.kind == "input" for t in o.tensors) for o in between):
@@ -581,10 +581,6 @@ class _Reader:
 
 def _self_root(operand: Operand) -> frozenset:
     return frozenset({(operand.kind, operand.name)}) if operand.kind in ("param", "buffer", "input") else frozenset()
-
-
-def _bias_add(op: Op) -> bool:
-    return op.name in ("add", "add_") and len(op.tensors) == 2 and any(t.kind == "param" for t in op.tensors)
 
 
 def _activation_name(op: Op) -> str:

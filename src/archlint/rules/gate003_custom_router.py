@@ -66,7 +66,8 @@ class CustomRouter(Rule):
                     continue  # Linear + softmax/top-k (+ renormalise): plain
                 path = router_module(ctx, block, router.projection)
                 info = ctx.graph.info(path)
-                found[(info.class_name, router.selection, router.extras, router.projection)].append(path)
+                extras = tuple(_relative(extra, block, path) for extra in router.extras)
+                found[(info.class_name, router.selection, extras, router.projection)].append(path)
         for (class_name, selection, extras, projection), paths in found.items():
             leaf = paths[0].rsplit(".", 1)[-1]
             how = "routes by a token-id table (hash routing)" if selection == "hash" else \
@@ -80,6 +81,18 @@ class CustomRouter(Rule):
                         f'LoraConfig(exclude_modules=["{leaf}"], ...)  # or a target regex that skips it'),
                 details={"extras": list(extras), "selection": selection, "projection": projection},
             )
+
+
+def _relative(extra: str, block: str, router: str) -> str:
+    """A tensor the trace names under the block, named under the router -- or said to come
+    from the enclosing block, which passes it in (a correction bias the MoE block owns)."""
+    if not extra.startswith("uses ") or "`" not in extra:
+        return extra
+    head, name, tail = extra.split("`", 2)
+    full = f"{block}.{name}" if block else name
+    if full.startswith(router + "."):
+        return f"{head}`{full[len(router) + 1:]}`{tail}"
+    return f"{head}`{name}`{tail} of the enclosing block (passed in by the parent)"
 
 
 def router_module(ctx, block: str, projection: str) -> str:

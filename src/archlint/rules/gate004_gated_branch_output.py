@@ -10,8 +10,7 @@ from .base import Example, Rule
 
 
 class GatedBranchOutput(Rule):
-    """A branch of a block (a shared expert, an MLP) whose output is scaled by a learned,
-    input-dependent gate.
+    """A block branch (a shared expert, an MLP) whose output a learned gate scales per token.
 
     What it does:
         Records each block's forward (the parts of every repeated layer) on meta tensors
