@@ -146,7 +146,7 @@ def test_router_bias_passed_in_by_the_parent_block():
     from support import findings
 
     (finding,) = findings("fixtures/zoo/roles.py:ParentBiasRouterModel", "GATE003")
-    assert finding.paths == ["layers.0.mlp.gate", "layers.1.mlp.gate"]
+    assert list(finding.paths) == ["layers.0.mlp.gate", "layers.1.mlp.gate"]
     assert "uses buffer `e_score_correction_bias` of the enclosing block (passed in by the parent)" in finding.details["extras"]
 
 

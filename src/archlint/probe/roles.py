@@ -449,6 +449,14 @@ class _Reader:
         ops = self.trace.ops
         reached = self.reach(projection, None)
         selection = next(o for o in reached if o.name in SELECTIONS or (o.name == "max" and o.overload == "dim"))
+        # where the routing indices pick rows of expert weights or biases, the experts' own ops
+        # begin (a per-expert scale, one number per expert, is still the router's)
+        experts = set()
+        for o in reached:
+            if (o.name in ("index", "gather", "index_select", "embedding") and o.args
+                    and o.args[0].kind in ("param", "buffer") and len(o.args[0].shape) >= 2):
+                experts |= {o.index} | {x.index for x in self.reach(o.index, None)}
+        reached = [o for o in reached if o.index not in experts]
         extras: list[str] = []
         before = [o for o in self.trace.upstream(ops[projection].tensors[0])] if ops[projection].tensors else []
         if any(o.name == "rsqrt" or (o.name == "pow" and o.scalars[:1] == [-0.5]) for o in before):
