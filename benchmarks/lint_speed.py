@@ -38,7 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "fixtures" / "configs"
 MODELS = ("google__gemma-4-E2B-it", "meta-llama__Llama-3.1-8B", "deepseek-ai__DeepSeek-V3")
 FLOOR = "import torch, transformers"
-STAGES = ("resolve", "build", "graph", "rules", "probe", "forward", "plans", "verify")
+#: The phases of --debug; each is its own time (a fact a rule reads is charged to the fact's phase).
+STAGES = ("resolve", "build", "graph", "structure", "rules", "probe", "forward", "plans", "verify")
 _DEBUG_LINE = re.compile(r"^archlint: debug: (?P<target>.*): (?P<times>\w+ [\d.]+s(?:, \w+ [\d.]+s)*)$")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from ..findings import Severity
@@ -19,15 +20,24 @@ class RenderOptions:
     root: str | None = None  # repository root for file locations (SARIF, annotations); None: the cwd
 
 
+class OutputFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+    SARIF = "sarif"
+    GITHUB = "github"
+    HTML = "html"
+
+
+FORMATS = tuple(f.value for f in OutputFormat)
+
+
 def renderers():
+    """Format -> render function; the renderer modules are imported when asked for (rich is slow to import)."""
     from . import github, html, json_format, sarif, text
 
-    return {"text": text.render, "json": json_format.render, "sarif": sarif.render, "github": github.render,
-            "html": html.render}
+    return {OutputFormat.TEXT: text.render, OutputFormat.JSON: json_format.render,
+            OutputFormat.SARIF: sarif.render, OutputFormat.GITHUB: github.render, OutputFormat.HTML: html.render}
 
 
-FORMATS = ("text", "json", "sarif", "github", "html")  # the keys of renderers(), without importing them
-
-
-def render(report: Report, fmt: str, options: RenderOptions) -> str:
-    return renderers()[fmt](report, options)
+def render(report: Report, fmt: OutputFormat | str, options: RenderOptions) -> str:
+    return renderers()[OutputFormat(fmt)](report, options)

@@ -59,10 +59,10 @@ class ModifiedAttention(Rule):
     def check(self, ctx):
         roles = ctx.roles
         for group in ctx.attention_modules:
-            reading = roles.block_roles(group.info.path)
+            reading = roles.block_roles(group.representative.path)
             if reading is None or not reading.attention_changes:
                 continue
-            info = group.info
+            info = group.representative
             indexers = sorted({p.projection for p in reading.parts if p.role is Role.INDEXER})
             changes = list(reading.attention_changes)
             yield self.finding(

@@ -55,13 +55,13 @@ class GatedAttentionOutput(Rule):
     def check(self, ctx):
         roles = ctx.roles
         for group in ctx.attention_modules:
-            reading = roles.block_roles(group.info.path)
+            reading = roles.block_roles(group.representative.path)
             if reading is None or not reading.attention:
                 continue
             gates = [g for g in reading.output_gates if g[2] == "the attention output"]
             if not gates:
                 continue
-            info = group.info
+            info = group.representative
             projection, activation, _ = gates[0]
             parts = [p for p in reading.of(projection)]
             shares = [p.role.value for p in parts if p.role is not Role.OUTPUT_GATE]

@@ -39,7 +39,7 @@ class CustomRouter(Rule):
         Keep the router out of quantization and adapters, by its module paths.
 
     References:
-        MOE-03, MOE-04, MOE-05; https://github.com/huggingface/transformers/pull/35926
+        https://github.com/huggingface/transformers/pull/35926
     """
 
     code = "GATE003"

@@ -46,7 +46,7 @@ class FusedProjection(Rule):
         serving the adapter with a stack that expects the split layout.
 
     References:
-        https://github.com/vllm-project/vllm/issues/4715 (PHI-01),
+        https://github.com/vllm-project/vllm/issues/4715,
         https://github.com/meta-pytorch/torchtune/pull/222
     """
 
@@ -69,10 +69,10 @@ class FusedProjection(Rule):
         fused = []
         roles = ctx.roles
         for group in ctx.graph.distinct(lambda i: is_linear_like(i.module)):
-            claimed = FUSED_NAMES.get(group.info.leaf_name) or _fused_by_size(ctx, group.info)
-            if not claimed and not _outgrows_siblings(ctx, group.info):
+            claimed = FUSED_NAMES.get(group.representative.leaf_name) or _fused_by_size(ctx, group.representative)
+            if not claimed and not _outgrows_siblings(ctx, group.representative):
                 continue  # its whole output fits the next projection: nothing to cut, no trace needed
-            answer = roles.of(group.info.path)
+            answer = roles.of(group.representative.path)
             if not answer.read:
                 if claimed:  # the name or size says fused; nothing could confirm it
                     fused.append((group, claimed, Confidence.LOW, None, answer))
@@ -83,13 +83,13 @@ class FusedProjection(Rule):
             fused.append((group, _words(answer), Confidence.HIGH, len(answer.parts), answer))
         if not fused:
             return
-        native = sorted({g.info.leaf_name for g, *_ in fused})
+        native = sorted({g.representative.leaf_name for g, *_ in fused})
         present = {i.leaf_name for i in ctx.graph if is_linear_like(i.module)}
         names = [n for n in STANDARD_NAMES if n in present] + native
         for group, parts, confidence, cut, answer in fused:
             if not (ctx.plans.touches(group.paths) or ctx.plans.dead_entry):
                 continue  # with a plan: what it reaches, or every fused name when an entry matches nothing
-            siblings = {c.leaf_name for c in ctx.graph.children(ctx.graph.parent(group.info.path).path)}
+            siblings = {c.leaf_name for c in ctx.graph.children(ctx.graph.parent(group.representative.path).path)}
             wanted = _standard_names(answer) if answer.read else [n for n in STANDARD_NAMES if _fused_into(n, parts)]
             missing = [n for n in wanted if n not in siblings]
             if answer.read and not missing:
@@ -97,9 +97,9 @@ class FusedProjection(Rule):
             unread = "" if answer.read else f" (claimed by its name or size; its parts could not be read: {answer.unread})"
             yield self.finding(
                 group.paths,
-                f"`{group.info.leaf_name}` computes {parts} in one matrix: "
+                f"`{group.representative.leaf_name}` computes {parts} in one matrix: "
                 f"{', '.join(missing) or 'the split names'} match nothing here and share one LoRA rank{unread}",
-                module_class=group.info.class_name,
+                module_class=group.representative.class_name,
                 severity=None if answer.read else Severity.INFO,
                 fix=verified_fix(ctx.plans.outcome_of, "Target the model's own projection names", [Candidate(
                     "target_modules=[" + ", ".join(f'"{n}"' for n in dict.fromkeys(names)) + "]",
