@@ -7,24 +7,23 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .anchors import class_anchors, target_anchor
-from .build import build
 from .config import Config, load_config
 from .errors import TargetError, UsageError, one_line
-from .findings import Finding, merge_findings
-from .graph import ModuleGraph
-from .plan import Plan
-from .plan.context import plan_evaluations
-from .plan.restrict import restrict
 from .report import ModelSummary, Report, TargetResult
-from .resolve import resolve
-from .rules import LintContext, Rule, all_rules, validate_selectors
-from .selection import Layer, selected_codes
-from .suppress import suppress
+from .rules import validate_selectors
+from .selection import Layer, known_rules, rule_catalogue, selected_codes
 from .targets import target_identity
+
+if TYPE_CHECKING:
+    from .cache import ResultCache
+    from .findings import Finding
+    from .plan import Plan
+    from .rules import LintContext, Rule
 
 __all__ = ["lint", "lint_many"]
 
@@ -40,6 +39,7 @@ def lint(
     debug: bool = False,
     config: Config | str | os.PathLike | None = None,
     plan: Plan | None = None,
+    cache: ResultCache | None = None,
 ) -> Report:
     """Lint one target (Hub id, folder, config.json, model type or ``FILE.py:NAME``).
 
@@ -47,11 +47,12 @@ def lint(
     severities, per-module-ignores and per-model settings apply; the keyword options
     beat it, as the command line does. Inline ``# archlint: ignore[...]`` pragmas in
     the model's own source always apply. ``plan`` is a LoRA plan
-    (:class:`archlint.plan.Plan`) evaluated instead of the common recipes.
+    (:class:`archlint.plan.Plan`) evaluated instead of the common recipes. With ``cache``
+    (an :class:`archlint.cache.ResultCache`), an unchanged target is answered from it.
     """
     return lint_many([target], select=select, extend_select=extend_select, ignore=ignore,
                      trust_remote_code=trust_remote_code, offline=offline, debug=debug, config=config,
-                     plan=plan)
+                     plan=plan, cache=cache)
 
 
 def lint_many(
@@ -66,31 +67,43 @@ def lint_many(
     config: Config | str | os.PathLike | None = None,
     progress: Callable[[str], None] | None = None,
     plan: Plan | None = None,
+    cache: ResultCache | None = None,
 ) -> Report:
     """Lint several targets into one report; a target that fails does not stop the others.
 
     With no ``targets``, the ``models`` of ``config`` are linted. ``progress(message)``, if
     given, is called as each target is fetched and built. ``plan`` (one LoRA plan for every
     target) is evaluated instead of the common recipes; without it, a model's plan from the
-    configuration file is.
+    configuration file is. With ``cache``, each target whose inputs are unchanged is read
+    from it (without importing torch) and each target linted afresh is stored in it.
     """
+    stored = cache.load_catalogue() if cache is not None else None
+    with known_rules(stored):  # a stored catalogue: selection without importing the rules
+        report = _lint_many(targets, select, extend_select, ignore, trust_remote_code, offline, debug, config,
+                            progress, plan, cache)
+    if cache is not None and stored is None:
+        cache.save_catalogue(rule_catalogue())
+    return report
+
+
+def _lint_many(targets, select, extend_select, ignore, trust_remote_code, offline, debug, config, progress, plan,
+               cache) -> Report:
     cfg = config if isinstance(config, Config) else load_config(config) if config is not None else Config()
     validate_selectors([*(select or ()), *(extend_select or ()), *(ignore or ())])
     codes = selected_codes([
         Layer(cfg.select, cfg.extend_select, cfg.ignore),
         Layer(select or None, extend_select or (), ignore or ()),
     ])
-    rules = [r for r in all_rules() if r.code in codes]
     results = []
     for label, where, identity in _targets(targets, cfg):
         entry = cfg.model_entry(identity)
         options = _Options(
-            rules=rules, codes=codes, offline=offline, debug=debug, config=cfg, identity=identity,
+            codes=tuple(codes), offline=offline, debug=debug, config=cfg, identity=identity,
             trust_remote_code=trust_remote_code or bool(entry and entry.trust_remote_code),
             progress=progress or _silent,
             plan=plan if plan is not None else (entry.plan if entry else None),
         )
-        result = _lint_one(where, options)
+        result = _lint_one(where, options) if cache is None else _lint_cached(where, options, cache)
         result.target = label
         results.append(result)
     return Report(results=results, archlint_version=archlint_version(), versions=versions(), rules=codes)
@@ -109,8 +122,7 @@ def _targets(targets: Sequence[str] | None, cfg: Config) -> list[tuple[str, str,
 
 @dataclass(frozen=True)
 class _Options:
-    rules: Sequence[type[Rule]]
-    codes: Sequence[str]
+    codes: tuple[str, ...]
     config: Config
     identity: str  # the target as targets.target_identity gives it: the key of per-model settings
     trust_remote_code: bool
@@ -124,7 +136,50 @@ def _silent(message: str) -> None:
     pass
 
 
-def _lint_one(target: str, options: _Options) -> TargetResult:
+def _lint_cached(where: str, options: _Options, cache: ResultCache) -> TargetResult:
+    """The stored result when ``where``'s inputs are unchanged; else a lint, then stored."""
+    clock = time.perf_counter()
+    key = cache.target_key(
+        where, identity=options.identity, codes=options.codes, severity=options.config.severity,
+        ignores=options.config.ignores_for(options.identity), plan=options.plan, offline=options.offline,
+        options={"trust_remote_code": options.trust_remote_code},
+    )
+    if key is not None:
+        stored = cache.load(key)
+        if stored is not None:
+            stored.timings["cache"] = time.perf_counter() - clock
+            return stored
+    built_files: dict[str, str] = {}
+
+    def record(spec, built) -> None:
+        if spec.kind == "factory":
+            from .cache import built_sources
+
+            built_files.update(built_sources(where, built.module))
+
+    result = _lint_one(where, options, on_built=record)
+    if key is not None and result.error is None:
+        cache.save(key, result, built_files)
+    return result
+
+
+@cache
+def _selected_rules(codes: tuple[str, ...]) -> list[type[Rule]]:
+    from .rules import all_rules
+
+    return [r for r in all_rules() if r.code in codes]
+
+
+def _lint_one(target: str, options: _Options, on_built: Callable | None = None) -> TargetResult:
+    from .anchors import class_anchors, target_anchor
+    from .build import build
+    from .findings import merge_findings
+    from .graph import ModuleGraph
+    from .resolve import resolve
+    from .rules import LintContext
+    from .suppress import suppress
+
+    rules = _selected_rules(options.codes)
     result = TargetResult(target)
     clock = time.perf_counter()
     try:
@@ -139,6 +194,8 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
             raise
         result.error = e
         return result
+    if on_built is not None:
+        on_built(spec, built)
     result.anchor = target_anchor(spec)
     clock = time.perf_counter()
     graph = ModuleGraph(built.module)
@@ -149,7 +206,7 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
                       plan=options.plan)
     findings: list[Finding] = []
     clock = time.perf_counter()
-    for rule in options.rules:
+    for rule in rules:
         try:
             findings.extend(rule().check(ctx))
         except Exception as e:  # one broken rule must not hide the others' findings
@@ -158,7 +215,7 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
             result.rule_errors.append({"code": rule.code, "message": one_line(e)})
     result.timings["rules"] = time.perf_counter() - clock
     result.timings.update(ctx.timings)  # phases inside the rules (probes, forwards), already counted in "rules"
-    findings = _plans(ctx, result, options.rules, findings, debug=options.debug)
+    findings = _plans(ctx, result, rules, findings, debug=options.debug)
     ran = set(options.codes) - {e["code"] for e in result.rule_errors}  # a crashed rule's pragmas cannot be judged
     kept = suppress(merge_findings(findings), graph, options.config.ignores_for(options.identity), ran)
     cfg = options.config
@@ -175,6 +232,9 @@ def _plans(ctx: LintContext, result: TargetResult, rules, findings: list[Finding
     and no plan was given."""
     if ctx.plan is None and not any(r.code.startswith("LORA") for r in rules):
         return findings
+    from .plan.context import plan_evaluations
+    from .plan.restrict import restrict
+
     try:
         result.plans = plan_evaluations(ctx)
     except Exception as e:  # a plan PEFT cannot even be asked about must not hide the findings
@@ -197,7 +257,7 @@ def archlint_version() -> str:
 def versions() -> dict[str, str | None]:
     """The versions of the libraries whose behaviour the report predicts."""
     out = {}
-    for name in ("torch", "transformers", "peft", "huggingface_hub"):
+    for name in ("torch", "transformers", "peft", "huggingface_hub"):  # the report's own list; the cache keys on more
         try:
             out[name] = version(name)
         except PackageNotFoundError:

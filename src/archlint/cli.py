@@ -66,33 +66,38 @@ def _codes(value: tuple[str, ...]) -> list[str]:
 @click.option("--quiet", "-q", is_flag=True, help="Print only findings at or above --fail-on, and errors.")
 @click.option("--no-color", is_flag=True, help="Plain text (also: NO_COLOR).")
 @click.option("--debug", is_flag=True, help="Tracebacks and timings on stderr.")
+@click.option("--no-cache", is_flag=True, help="Lint every target afresh; neither read nor write the result cache.")
 @click.option("--target-modules", help="LoRA plan: comma-separated names, 're:REGEX' or 'all-linear'.")
 @click.option("--exclude-modules", help="LoRA plan: comma-separated names or 're:REGEX'.")
 @click.option("--target-parameters", help="LoRA plan: comma-separated parameter names (e.g. mlp.experts.down_proj).")
 @click.option("--peft-config", type=click.Path(dir_okay=False), help="LoRA plan from a LoraConfig JSON (adapter_config.json).")
 def check(targets, fmt, output, reports, select, extend_select, ignore, fail_on, config_file, baseline,
-          write_baseline, trust_remote_code, offline, tree, quiet, no_color, debug,
+          write_baseline, trust_remote_code, offline, tree, quiet, no_color, debug, no_cache,
           target_modules, exclude_modules, target_parameters, peft_config):
     """Lint TARGETS (default: the `models` of [tool.archlint]) and report the findings; with a
     LoRA plan, evaluate it instead of the common recipes."""
     from .api import lint_many
     from .baseline import baseline_step, check_baseline_options
+    from .cache import ResultCache
     from .config import load_config
     from .outputs import ReportSpec, append_step_summary, stdout_style, write_reports
     from .plan.cli_plan import plan_from_options
     from .progress import spinner
     from .render import RenderOptions, render
+    from .selection import known_rules
 
+    result_cache = None if no_cache or tree else ResultCache()  # the tree view needs the model itself
     try:
         check_baseline_options(baseline, write_baseline)
         specs = [ReportSpec.parse(r) for r in reports]
-        cfg = load_config(config_file)
+        with known_rules(result_cache.load_catalogue() if result_cache else None):
+            cfg = load_config(config_file)
         plan = plan_from_options(target_modules=target_modules, exclude_modules=exclude_modules,
                                  target_parameters=target_parameters, peft_config=peft_config)
         with spinner(sys.stderr, enabled=not quiet) as progress:
             report = lint_many(list(targets), select=_codes(select), extend_select=_codes(extend_select),
                                ignore=_codes(ignore), trust_remote_code=trust_remote_code, offline=offline,
-                               debug=debug, config=cfg, progress=progress, plan=plan)
+                               debug=debug, config=cfg, progress=progress, plan=plan, cache=result_cache)
         if baseline_step(report, baseline, write_baseline):
             sys.exit(3 if report.errors else 0)
     except UsageError as e:
@@ -147,3 +152,28 @@ def explain(rule):
     except UsageError as e:
         raise click.UsageError(str(e)) from e
     click.echo(rule_markdown(found))
+
+
+@main.group("cache")
+def cache_group():
+    """The result cache: unchanged targets are answered from it (see --no-cache)."""
+
+
+@cache_group.command("info")
+def cache_info():
+    """Where the cache is, and how many entries it holds."""
+    from .cache import ResultCache
+
+    info = ResultCache().info()
+    click.echo(f"directory: {info.directory}")
+    click.echo(f"entries:   {info.entries} ({info.bytes / 1024:.1f} KiB)")
+
+
+@cache_group.command("clear")
+def cache_clear():
+    """Remove every entry of the result cache."""
+    from .cache import ResultCache
+
+    cache = ResultCache()
+    removed = cache.clear()
+    click.echo(f"removed {removed} entr{'y' if removed == 1 else 'ies'} from {cache.directory}")

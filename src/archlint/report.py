@@ -29,6 +29,20 @@ class ModelSummary:
             "head": self.head,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSummary:
+        return cls(data["class"], data["model_type"], data["parameters"], data["modules"], data["head"])
+
+
+@dataclass(frozen=True)
+class StoredPlan:
+    """A plan evaluation read back from the result cache: exactly its report form."""
+
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
 
 @dataclass
 class TargetResult:
@@ -44,6 +58,7 @@ class TargetResult:
     anchor: Anchor | None = None  # the target's file (config.json / factory), for SARIF and annotations
     class_anchors: dict[str, Anchor] = field(default_factory=dict)  # module_class -> its `class` line
     plans: list[Any] = field(default_factory=list)  # archlint.plan.PlanEvaluation: the user's plan, or the recipes
+    plan_lines: list[str] | None = None  # the plans as the text report shows them, when read from the cache
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +69,32 @@ class TargetResult:
             "error": self.error.to_dict() if self.error else None,
             "plans": [p.to_dict() for p in self.plans],
         }
+
+    def to_data(self) -> dict[str, Any]:
+        """Everything a renderer reads, as JSON data: what the result cache stores (no graph, no timings)."""
+        from .plan.text import plan_lines
+
+        data = self.to_dict()
+        data["anchor"] = self.anchor.to_dict() if self.anchor else None
+        data["class_anchors"] = {name: a.to_dict() for name, a in self.class_anchors.items()}
+        data["plan_lines"] = self.plan_lines if self.plan_lines is not None else plan_lines(self.plans)
+        return data
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> TargetResult:
+        """The inverse of :meth:`to_data`; renders byte for byte as the result it was made from."""
+        error = data.get("error")
+        return cls(
+            target=data["target"],
+            model=ModelSummary.from_dict(data["model"]) if data.get("model") else None,
+            findings=[Finding.from_dict(f) for f in data["findings"]],
+            error=TargetError(error["kind"], error["message"]) if error else None,
+            rule_errors=[dict(e) for e in data["rule_errors"]],
+            anchor=Anchor.from_dict(data["anchor"]) if data.get("anchor") else None,
+            class_anchors={name: Anchor.from_dict(a) for name, a in data["class_anchors"].items()},
+            plans=[StoredPlan(p) for p in data["plans"]],
+            plan_lines=list(data["plan_lines"]),
+        )
 
 
 @dataclass

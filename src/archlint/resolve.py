@@ -47,17 +47,30 @@ class ModelSpec:
 
 def resolve(target: str, *, trust_remote_code: bool = False, offline: bool = False) -> ModelSpec:
     """Turn a target string into a :class:`ModelSpec`, or raise :class:`TargetError`."""
-    if (m := _FACTORY.match(target)) and not Path(target).exists():
+    kind = target_kind(target)
+    if kind == "factory":
+        m = _FACTORY.match(target)
         return _resolve_factory(target, m["module"], m["name"])
-    path = Path(target).expanduser()
-    if path.exists():
-        return _resolve_local(target, path, trust_remote_code)
-    if _looks_like_path(target):
+    if kind == "local":
+        return _resolve_local(target, Path(target).expanduser(), trust_remote_code)
+    if kind == "missing":
         raise TargetError("not-found", f"{target}: no such file or directory")
-    repo, _, revision = target.partition("@")
-    if _HUB_ID.match(repo):
+    if kind == "hub":
+        repo, _, revision = target.partition("@")
         return _resolve_hub(target, repo, revision or None, trust_remote_code, offline)
     return _resolve_model_type(target)
+
+
+def target_kind(target: str) -> str:
+    """Which of the forms above ``target`` is: "factory", "local", "missing" (a path that
+    does not exist), "hub" or "model_type" -- without importing anything."""
+    if _FACTORY.match(target) and not Path(target).exists():
+        return "factory"
+    if Path(target).expanduser().exists():
+        return "local"
+    if _looks_like_path(target):
+        return "missing"
+    return "hub" if _HUB_ID.match(target.partition("@")[0]) else "model_type"
 
 
 def _looks_like_path(target: str) -> bool:

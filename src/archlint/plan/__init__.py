@@ -9,9 +9,22 @@ verify suggested fixes. One job per module:
 * :mod:`.recipes`          -- the common recipes, evaluated when no plan is given
 * :mod:`.context`          -- the evaluations of one lint, shared by the rules
 * :mod:`.verify`           -- a suggested fix is run through PEFT before it is printed
+
+Reading a plan (:class:`Plan`) needs no torch; the evaluation names load on first use.
 """
 
-from .evaluate import EntryResult, PlanEvaluation, evaluate
+from __future__ import annotations
+
+import importlib
+
 from .model import Plan
 
+_EVALUATE = ("EntryResult", "PlanEvaluation", "evaluate")
+
 __all__ = ["EntryResult", "Plan", "PlanEvaluation", "evaluate"]
+
+
+def __getattr__(name: str):
+    if name in _EVALUATE:
+        return getattr(importlib.import_module(".evaluate", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,6 @@ from rich.text import Text
 from rich.tree import Tree
 
 from ..findings import Finding, Severity
-from ..plan.text import plan_lines
 from ..report import Report, TargetResult
 
 STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -49,13 +48,24 @@ def _target(console: Console, result: TargetResult, options) -> None:
     for code, findings in by_code.items():
         _code_block(console, code, findings, options)
     if not options.quiet:
-        for line in plan_lines(result.plans):  # the LoRA plan, or the recipes' works/breaks table
+        for line in _plan_lines(result):  # the LoRA plan, or the recipes' works/breaks table
             console.print(line)
     if options.tree and result.graph is not None:
         console.print(_tree(result))
     if not shown and not options.quiet:
         console.print("  [green]no findings[/]")
     console.print()
+
+
+def _plan_lines(result: TargetResult) -> list[str]:
+    """A cached result carries its plan lines; a fresh one has its evaluations."""
+    if result.plan_lines is not None:
+        return result.plan_lines
+    if not result.plans:
+        return []
+    from ..plan.text import plan_lines
+
+    return plan_lines(result.plans)
 
 
 def _code_block(console: Console, code: str, findings: list[Finding], options) -> None:

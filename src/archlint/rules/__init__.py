@@ -71,12 +71,19 @@ def _matches_any(rule: type[Rule], selectors: Iterable[str]) -> bool:
 
 
 def _matches(rule: type[Rule], selector: str) -> bool:
+    return _name_matches(rule.code, rule.name, selector)
+
+
+def _name_matches(code: str, name: str, selector: str) -> bool:
     s = selector.strip()
-    return s.upper() == "ALL" or rule.code.startswith(s.upper()) or s.lower() == rule.name
+    return s.upper() == "ALL" or code.startswith(s.upper()) or s.lower() == name
 
 
 def validate_selectors(selectors: Iterable[str]) -> None:
     """Unknown codes are a usage error, never silently ignored."""
+    from ..selection import rule_catalogue
+
+    known = rule_catalogue()
     for s in selectors:
-        if not any(_matches(r, s) for r in all_rules()):
+        if not any(_name_matches(code, name, s) for code, name in known):
             raise UsageError(f"unknown rule code or prefix {s!r}; `archlint rules` lists them")
