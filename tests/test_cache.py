@@ -173,8 +173,7 @@ CHANGES = {
     "plan": (None, {"config", "factory"}),
     "selection": (None, {"config", "factory"}),
     "plugin set": (lambda t, f, mp: mp.syspath_prepend(str(_plugin_dist(t.parent))), {"config", "factory"}),
-    "library version": (lambda t, f, mp: mp.setattr("archlint.cache.version", _bumped("transformers")),
-                        {"config", "factory"}),
+    "library version": (lambda t, f, mp: mp.syspath_prepend(str(_newer_transformers(t.parent))), {"config", "factory"}),
 }
 
 
@@ -188,10 +187,13 @@ def _plugin_dist(directory: Path) -> Path:
     return site
 
 
-def _bumped(name: str):
-    from importlib.metadata import version
-
-    return lambda package: "999.0" if package == name else version(package)
+def _newer_transformers(directory: Path) -> Path:
+    """A site directory where importlib.metadata finds transformers 999.0 first."""
+    site = directory / "newer"
+    dist = site / "transformers-999.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: transformers\nVersion: 999.0\n")
+    return site
 
 
 @pytest.mark.parametrize("change", list(CHANGES))

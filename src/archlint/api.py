@@ -8,12 +8,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Config, load_config
 from .errors import TargetError, UsageError, one_line
+from .installed import installed_version
 from .report import ModelSummary, Report, TargetResult
 from .rules import validate_selectors
 from .selection import Layer, known_rules, rule_catalogue, selected_codes
@@ -248,18 +248,9 @@ def _plans(ctx: LintContext, result: TargetResult, rules, findings: list[Finding
 
 
 def archlint_version() -> str:
-    try:
-        return version("archlint")
-    except PackageNotFoundError:
-        return "0+unknown"
+    return installed_version("archlint") or "0+unknown"
 
 
 def versions() -> dict[str, str | None]:
     """The versions of the libraries whose behaviour the report predicts."""
-    out = {}
-    for name in ("torch", "transformers", "peft", "huggingface_hub"):  # the report's own list; the cache keys on more
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
+    return {name: installed_version(name) for name in ("torch", "transformers", "peft", "huggingface_hub")}

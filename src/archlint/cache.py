@@ -34,9 +34,10 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass
-from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import Any
+
+from .installed import entry_point_rows, installed_version
 
 FORMAT = 1
 #: Libraries whose versions change what a lint reports.
@@ -70,28 +71,17 @@ def cache_dir() -> Path:
 def environment() -> dict[str, Any]:
     """archlint, the libraries and the rule plugins a result was computed with."""
     return {
-        "archlint": _version("archlint"),
+        "archlint": installed_version("archlint"),
         "archlint_source": _package_fingerprint(),
-        "libraries": {name: _version(name) for name in LIBRARIES},
+        "libraries": {name: installed_version(name) for name in LIBRARIES},
         "plugins": installed_plugins(),
         "python": sys.version_info[:2],
     }
 
 
-def installed_plugins() -> list[list[str | None]]:
+def installed_plugins() -> list[list[str]]:
     """Every ``archlint.rules`` entry point: name, what it points at, its distribution and version."""
-    out = []
-    for ep in entry_points(group=_PLUGIN_GROUP):
-        dist = ep.dist
-        out.append([ep.name, ep.value, dist.name if dist else None, dist.version if dist else None])
-    return sorted(out, key=lambda row: [str(x) for x in row])
-
-
-def _version(name: str) -> str | None:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
+    return entry_point_rows(_PLUGIN_GROUP)
 
 
 def _package_fingerprint() -> str:
