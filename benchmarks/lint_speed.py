@@ -72,6 +72,7 @@ def run(cmd: list[str], cache: Path) -> tuple[Sample, str, str, int]:
     (``os.wait4``: that child alone), stdout, stderr and exit code."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1", "XDG_CACHE_HOME": str(cache)}
     env.pop("ARCHLINT_CACHE_DIR", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed archlint has its bytecode compiled
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err, text=True)

@@ -6,7 +6,7 @@ are (issue #5 point 3).
 
 from __future__ import annotations
 
-from .evaluate import ModelIndex, PlanEvaluation, evaluate
+from .evaluate import SHRUNK_COPY, ModelIndex, PlanEvaluation, evaluate
 from .recipes import common_recipes
 
 
@@ -17,8 +17,14 @@ def model_index(ctx) -> ModelIndex:
 
 def outcomes(ctx) -> dict:
     """PEFT's outcomes on this lint's model, by PEFT input (:func:`.evaluate.predict`), shared by
-    the plan evaluations and the verified fixes."""
-    return ctx.memo("plan_outcomes", dict)
+    the plan evaluations and the verified fixes; with the way to the model's shrunk copy,
+    made on first use, on which PEFT runs when that gives the same answer."""
+    def shrunk():
+        from ..shrink import shrunk_copy
+
+        return ctx.memo("plan_shrunk_copy", lambda: shrunk_copy(ctx))
+
+    return ctx.memo("plan_outcomes", lambda: {SHRUNK_COPY: shrunk})
 
 
 def plan_evaluations(ctx) -> list[PlanEvaluation]:
