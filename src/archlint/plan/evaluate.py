@@ -18,7 +18,14 @@ from torch import nn
 from . import reimplementation
 from .matching import entry_matches
 from .model import ALL_LINEAR, Plan
-from .oracle import Outcome, conversion_table, moe_reroutes, peft_available, peft_version, run_peft
+from .oracle import (
+    Outcome,
+    conversion_table,
+    moe_reroutes,
+    peft_available,
+    peft_version,
+    run_peft,
+)
 
 
 @dataclass(frozen=True)
@@ -127,12 +134,13 @@ def predict(model: nn.Module, plan: Plan, *, engine: str | None = None, outcomes
     if outcomes is not None and key in outcomes:
         return outcomes[key]
     if use_peft:
-        wrapping = same_wrapping(model, plan) if outcomes is not None else None
+        whole = reimplementation.run(model, plan, default_targets=_default_targets(model)) if outcomes is not None else None
+        wrapping = same_wrapping(model, plan, whole) if outcomes is not None else None
         earlier = outcomes.get(wrapping) if wrapping is not None else None
         if earlier is not None:  # the same wrapping: PEFT's answer again, with this plan's own re-routing
             outcome = replace(earlier, rerouted=moe_reroutes(model, plan))
         else:
-            outcome = on_shrunk_copy(model, plan, outcomes) or run_peft(model, plan)
+            outcome = on_shrunk_copy(model, plan, outcomes, whole) or run_peft(model, plan)
             if wrapping is not None and outcome.ok and (outcome.modules, outcome.parameters) == wrapping[1:3]:
                 outcomes[wrapping] = outcome
     else:
@@ -148,7 +156,7 @@ SHRUNK_COPY = "shrunk copy"
 _INDEX_SEGMENT = re.compile(r"(^|\.)\d+(\.|$)")
 
 
-def on_shrunk_copy(model: nn.Module, plan: Plan, outcomes: dict | None) -> Outcome | None:
+def on_shrunk_copy(model: nn.Module, plan: Plan, outcomes: dict | None, whole: Outcome | None = None) -> Outcome | None:
     """PEFT's outcome on ``model`` from a PEFT run on its shrunk copy, when that provably
     gives the same answer; else None (the caller runs PEFT on the model itself).
 
@@ -161,13 +169,13 @@ def on_shrunk_copy(model: nn.Module, plan: Plan, outcomes: dict | None) -> Outco
     difference, falls back to the whole model: the cost of a PEFT run then grows with depth
     again, the answer never changes."""
     make = outcomes.get(SHRUNK_COPY) if outcomes is not None else None
-    if make is None or not _names_no_layer(plan):
+    if make is None or not _names_no_layer(plan, model):
         return None
     shrunk = make()
     if shrunk is None:
         return None
     defaults = _default_targets(model)
-    whole = reimplementation.run(model, plan, default_targets=defaults)
+    whole = whole or reimplementation.run(model, plan, default_targets=defaults)
     small = reimplementation.run(shrunk.module, plan, default_targets=defaults)
     if not (whole.ok and small.ok):
         return None
@@ -178,20 +186,24 @@ def on_shrunk_copy(model: nn.Module, plan: Plan, outcomes: dict | None) -> Outco
                    rerouted=moe_reroutes(model, plan))
 
 
-def _names_no_layer(plan: Plan) -> bool:
-    """True when nothing in ``plan`` can tell one layer of a structure from another."""
+def _names_no_layer(plan: Plan, model: nn.Module) -> bool:
+    """True when nothing in ``plan`` can tell one layer of a structure from another: names
+    without a numeric segment (PEFT's defaults by the names they stand for on this model),
+    ``all-linear`` (every linear layer, whose classes the shrunk copy all keeps), no other
+    regex, no ``layers_to_transform``, no per-module patterns."""
     kwargs = plan.lora_kwargs()
     if kwargs.get("layers_to_transform") is not None or kwargs.get("layers_pattern") is not None:
         return False
+    if kwargs.get("target_modules") == ALL_LINEAR:
+        kwargs.pop("target_modules")
+    elif kwargs.get("target_modules") is None:
+        kwargs["target_modules"] = _default_targets(model)
     for key in ("target_modules", "exclude_modules", "target_parameters", "modules_to_save"):
         value = kwargs.pop(key, None)
         if value is None:
             continue
-        if isinstance(value, str):  # a regex can name indices; only the shorthand cannot
-            if not (key == "target_modules" and value == ALL_LINEAR):
-                return False
-        elif any(_INDEX_SEGMENT.search(str(name)) for name in value):
-            return False
+        if isinstance(value, str) or any(_INDEX_SEGMENT.search(str(name)) for name in value):
+            return False  # a regex can name indices
     return all(v is None or isinstance(v, (bool, int, float, str)) for v in kwargs.values())
 
 
@@ -199,7 +211,7 @@ def _names_no_layer(plan: Plan) -> bool:
 _SELECTORS = ("target_modules", "exclude_modules", "target_parameters")
 
 
-def same_wrapping(model: nn.Module, plan: Plan) -> tuple | None:
+def same_wrapping(model: nn.Module, plan: Plan, predicted: Outcome | None = None) -> tuple | None:
     """A key under which plans share PEFT's outcome: the modules and parameters the plan
     wraps (by the reimplementation, which agrees with PEFT on every model type tested), and
     every other ``LoraConfig`` argument. ``get_peft_model`` wraps exactly the modules and
@@ -209,7 +221,7 @@ def same_wrapping(model: nn.Module, plan: Plan) -> tuple | None:
     differs, and :func:`predict` asks PEFT's conversion for it. Only a successful PEFT run
     whose result equals the prediction is stored under the key; None when the prediction is
     an error (whose message may name the plan's entries)."""
-    predicted = reimplementation.run(model, plan, default_targets=_default_targets(model))
+    predicted = predicted or reimplementation.run(model, plan, default_targets=_default_targets(model))
     if not predicted.ok:
         return None
     others = sorted((k, repr(v)) for k, v in plan.lora_kwargs().items() if k not in _SELECTORS)

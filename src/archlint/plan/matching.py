@@ -11,11 +11,13 @@ expert parameters are reported as the parameters they reach.
 from __future__ import annotations
 
 import dataclasses
+import re
 import warnings
 from collections.abc import Callable
 
 from torch import nn
 
+from ..findings import star_indices
 from . import reimplementation as ri
 from .model import ALL_LINEAR, Plan
 from .oracle import peft_available
@@ -43,11 +45,44 @@ def entry_matches(model: nn.Module, plan: Plan, entry: str, rerouted: dict[str, 
         found = EntryMatch((), parameters_matching(model, [reroute]))
     else:
         matcher, extra_params = _matcher(model, single)
+        if _names_no_index(single):
+            matcher = _once_per_pattern(matcher)
         modules = tuple(k for k, _ in model.named_modules() if k and matcher(k))
         found = EntryMatch(modules, parameters_matching(model, extra_params) if extra_params else ())
     if memo is not None:
         memo[key] = found
     return found
+
+
+_NUMERIC_SEGMENT = re.compile(r"(^|\.)\d+(\.|$)")
+
+
+def _names_no_index(plan: Plan) -> bool:
+    """Plain names without a numeric segment, no regex, no ``layers_to_transform``: PEFT's
+    matching then answers alike for two paths that differ only in their numeric segments
+    (``layers.3.mlp.up_proj`` and ``layers.17.mlp.up_proj``)."""
+    kwargs = plan.lora_kwargs()
+    if kwargs.get("layers_to_transform") is not None or kwargs.get("layers_pattern") is not None:
+        return False
+    for key in ("target_modules", "exclude_modules", "modules_to_save"):
+        value = kwargs.get(key)
+        if value is not None and (isinstance(value, str) or any(_NUMERIC_SEGMENT.search(str(n)) for n in value)):
+            return False
+    return True
+
+
+def _once_per_pattern(matcher: Callable[[str], bool]) -> Callable[[str], bool]:
+    """``matcher`` asked once per path pattern (numeric segments starred), so that a
+    model's repeated layers cost one question each, whatever the depth."""
+    seen: dict[str, bool] = {}
+
+    def match(key: str) -> bool:
+        pattern = star_indices(key)
+        if pattern not in seen:
+            seen[pattern] = matcher(key)
+        return seen[pattern]
+
+    return match
 
 
 def parameters_matching(model: nn.Module, entries) -> tuple[str, ...]:

@@ -92,7 +92,7 @@ def matches(config: _Config, key: str) -> bool | None:
         if isinstance(ex, str):
             if re.fullmatch(ex, key):
                 return None
-        elif key in ex or any(key.endswith("." + e) for e in ex):
+        elif key in ex or _ends_with_any(key, ex):
             return None
     if config.modules_to_save and any(re.match(rf"(^|.*\.){m}($|\..*)", key) for m in config.modules_to_save):
         return None
@@ -103,7 +103,7 @@ def matches(config: _Config, key: str) -> bool | None:
         return bool(re.fullmatch(tm, key))  # a string is always a full-match regex
     if key in tm:
         return True
-    found = any(key.endswith("." + t) for t in tm)
+    found = _ends_with_any(key, tm)
     layers = config.layers_to_transform
     using_layers = layers is not None and (len(layers) != 0 if isinstance(layers, list) else True)
     if not (found and using_layers):
@@ -112,6 +112,19 @@ def matches(config: _Config, key: str) -> bool | None:
     if index is None:
         return False
     return index == layers if isinstance(layers, int) else index in layers
+
+
+def _ends_with_any(key: str, names) -> bool:
+    """``any(key.endswith("." + n) for n in names)``, by looking each dotted suffix of
+    ``key`` up in a set: the cost follows the key's depth, not the number of names."""
+    if not isinstance(names, (set, frozenset)):
+        return any(key.endswith("." + n) for n in names)
+    position = key.find(".")
+    while position != -1:
+        if key[position + 1:] in names:
+            return True
+        position = key.find(".", position + 1)
+    return False
 
 
 def _layer_index(key: str, layers_pattern) -> int | None:
