@@ -7,9 +7,9 @@ targets for the type (when PEFT has them), the seven standard names, q/k/v/o,
 
 * ``get_peft_model(model, LoraConfig(r=8, target_modules=...), low_cpu_mem_usage=True)``:
   the truth (the flag only keeps the new adapter weights on meta);
-* archlint's evaluation (:func:`archlint.plan.evaluate`, the installed PEFT run as the
+* archlint's evaluation (:func:`archlint.lora.evaluate`, the installed PEFT run as the
   oracle on a copy of archlint's meta model, plus archlint's per-entry matching);
-* archlint's reimplementation (:mod:`archlint.plan.reimplementation`, used without PEFT).
+* archlint's reimplementation (:mod:`archlint.lora.reimplementation`, used without PEFT).
 
 Agreement means the same verdict, the same exception type and message, the same set of
 wrapped modules and parameters, and the same trainable parameter count. Each model runs
@@ -82,10 +82,9 @@ def _diff(predicted: dict, truth: dict) -> list[str]:
 def run_type(model_type: str) -> dict:
     """In the child: build, then per recipe: evaluate, reimplement, and ask PEFT on a fresh model."""
     from archlint.build import build
-    from archlint.plan import Plan, evaluate
-    from archlint.plan import reimplementation
+    from archlint.lora import Plan, evaluate, reimplementation
+    from archlint.lora.recipes import peft_default_targets
     from archlint.resolve import resolve
-    from archlint.structure import peft_default_targets
 
     clock = time.perf_counter()
     try:
@@ -207,7 +206,8 @@ def summarize(results: list[dict]) -> str:
                     bad.append(f"  {r['type']} / {name}: " + "; ".join(diff))
                 else:
                     agree += 1
-        label = "archlint (PEFT oracle on archlint's meta model)" if engine == "engine" else "archlint reimplementation (no PEFT)"
+        label = ("archlint (PEFT oracle on archlint's meta model)" if engine == "engine"
+                 else "archlint reimplementation (no PEFT)")
         pct = 100.0 * agree / total if total else 0.0
         lines.append(f"{label}: {agree}/{total} model-type x recipe cases agree ({pct:.2f}%)")
         lines.extend(bad or ["  no disagreement"])
@@ -240,7 +240,7 @@ def main(argv=None) -> int:
     import transformers
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
-    import archlint.plan  # noqa: F401
+    import archlint.lora.evaluate  # noqa: F401
 
     types = args.types or sorted(CONFIG_MAPPING_NAMES)
     clock = time.monotonic()

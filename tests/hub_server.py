@@ -138,11 +138,13 @@ class FakeHub:
             if authorization is None:
                 return _error(
                     401, "GatedRepo",
-                    f"Access to model {repo_id} is restricted. You must have access to it and be authenticated to access it. Please log in.",
+                    f"Access to model {repo_id} is restricted. You must have access to it and be authenticated "
+                    "to access it. Please log in.",
                 )
             return _error(
                 403, "GatedRepo",
-                f"Access to model {repo_id} is restricted and you are not in the authorized list. Visit https://huggingface.co/{repo_id} to ask for access.",
+                f"Access to model {repo_id} is restricted and you are not in the authorized list. "
+                f"Visit https://huggingface.co/{repo_id} to ask for access.",
             )
         ref = self._find_revision(repo_id, revisions, revision)
         if ref is None:
@@ -174,7 +176,8 @@ class FakeHub:
 
 
 def _error(status: int, code: str | None, message: str) -> tuple[int, dict[str, str], bytes]:
-    body = ('{"error": "%s"}' % message.replace('"', "'")).encode()
+    text = message.replace('"', "'")
+    body = f'{{"error": "{text}"}}'.encode()
     headers = {"Content-Type": "application/json", "Content-Length": str(len(body)), "X-Error-Message": message}
     if code is not None:
         headers["X-Error-Code"] = code

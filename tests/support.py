@@ -1,11 +1,16 @@
-"""Helpers shared by the tests: lint a target once per session, run the CLI."""
+"""Helpers shared by the tests: lint a target once per session, run the CLI (in this process, or
+in a new one where a real process matters), validate every machine-readable report."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
+import traceback
+import warnings
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -46,12 +51,103 @@ def paths(target: str, code: str) -> set[str]:
 
 
 def run_cli(*args: str, env: dict | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    """``python -m archlint ARGS`` (from the repository root unless ``cwd``); every JSON/SARIF
-    output is schema-checked."""
+    """``archlint ARGS`` run in this process by click's ``CliRunner``, from the repository root
+    unless ``cwd``, with ``HF_HUB_OFFLINE=1`` unless ``env`` says otherwise (a value of ``None``
+    unsets a variable). Returns what a subprocess would: exit code, stdout, stderr (with the
+    traceback an uncaught exception prints). Every JSON/SARIF output is schema-checked.
+    """
+    from click.testing import CliRunner
+
+    from archlint.cli import main
+
+    env = {"HF_HUB_OFFLINE": "1", **(env or {})}
+    with _like_a_fresh_process(Path(cwd), env):
+        result = CliRunner().invoke(main, list(args), env=env, prog_name="archlint")
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(*result.exc_info))
+    proc = subprocess.CompletedProcess(["archlint", *args], result.exit_code, result.stdout, stderr)
+    check_outputs(args, proc, cwd=Path(cwd))
+    return proc
+
+
+@contextlib.contextmanager
+def _like_a_fresh_process(cwd: Path, env: dict):
+    """What a new ``archlint`` process would have that this test process lacks or shares.
+
+    * the working directory ``cwd``; ``sys.path`` and modules imported from ``cwd`` undone after;
+    * huggingface_hub's offline switch, which it reads from the environment only at import;
+    * Python's default warning filters, printed to stderr (pytest would record them instead);
+    * logging handlers made earlier for the real stderr write to the runner's stderr.
+    """
+    import huggingface_hub.constants as hf_constants
+
+    saved_cwd, saved_path, saved_modules = os.getcwd(), list(sys.path), set(sys.modules)
+    saved_offline = hf_constants.HF_HUB_OFFLINE
+    offline = env.get("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE"))
+    hf_constants.HF_HUB_OFFLINE = (offline or "").upper() in hf_constants.ENV_VARS_TRUE_VALUES
+    handlers = [h for h in _all_handlers() if type(h) is logging.StreamHandler and _is_stderr(h.stream)]
+    streams = [h.setStream(_CurrentStderr()) for h in handlers]
+    os.chdir(cwd)
+    try:
+        with warnings.catch_warnings():
+            warnings.resetwarnings()
+            for action, category in _DEFAULT_WARNING_FILTERS:
+                warnings.simplefilter(action, category)
+            warnings.showwarning = _show_warning
+            yield
+    finally:
+        os.chdir(saved_cwd)
+        sys.path[:] = saved_path
+        for name in set(sys.modules) - saved_modules:
+            file = getattr(sys.modules[name], "__file__", None)
+            if file and cwd != REPO and Path(file).resolve().is_relative_to(cwd.resolve()):
+                del sys.modules[name]
+        hf_constants.HF_HUB_OFFLINE = saved_offline
+        for handler, stream in zip(handlers, streams, strict=True):
+            handler.setStream(stream)
+
+
+# The filters CPython installs at start-up (no -W, no PYTHONWARNINGS), most general first.
+_DEFAULT_WARNING_FILTERS = (("ignore", ResourceWarning), ("ignore", ImportWarning),
+                            ("ignore", PendingDeprecationWarning), ("ignore", DeprecationWarning))
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """What the interpreter prints for a warning, on the stderr of the moment."""
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+class _CurrentStderr:
+    """A stream that writes to whatever ``sys.stderr`` is now."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _all_handlers():
+    loggers = [logging.getLogger(), *(v for v in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(v, logging.Logger))]
+    return [h for logger in loggers for h in logger.handlers]
+
+
+def _is_stderr(stream) -> bool:
+    return stream is sys.__stderr__ or stream is sys.stderr or getattr(stream, "name", None) == "<stderr>"
+
+
+def run_process(*args: str, env: dict | None = None, cwd: Path = REPO,
+                timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m archlint ARGS`` in a new process, for what needs a real one (start-up,
+    installed plugins, signals); ``HF_HUB_OFFLINE=1`` unless ``env`` says otherwise (a value of
+    ``None`` unsets a variable). Every JSON/SARIF output is schema-checked."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "archlint", *args],
-        cwd=cwd, capture_output=True, text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={k: v for k, v in env.items() if v is not None},
     )
     check_outputs(args, proc, cwd=Path(cwd))
     return proc
@@ -72,7 +168,8 @@ def _validator(name: str):
 
 def _validate(name: str, doc) -> None:
     errors = sorted(_validator(name).iter_errors(doc), key=lambda e: list(e.absolute_path))
-    assert not errors, f"{name}: " + "; ".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:5])
+    where = ["/".join(map(str, e.absolute_path)) for e in errors[:5]]
+    assert not errors, f"{name}: " + "; ".join(f"{w}: {e.message}" for w, e in zip(where, errors, strict=False))
 
 
 def validate_report(doc) -> None:

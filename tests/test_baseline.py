@@ -89,7 +89,8 @@ def test_stale_entries_only_for_linted_models_and_selected_codes():
     assert apply_baseline(report, baseline, "f").stale == (Entry("LORA001", "a", "x"),)
 
 
-@pytest.mark.parametrize("content", ["not json", '{"findings": []}', '{"archlint_baseline": 1, "findings": [{"code": 1}]}'])
+@pytest.mark.parametrize("content", [
+    "not json", '{"findings": []}', '{"archlint_baseline": 1, "findings": [{"code": 1}]}'])
 def test_a_malformed_baseline_is_a_usage_error_naming_the_file(tmp_path, content):
     (tmp_path / "b.json").write_text(content)
     with pytest.raises(UsageError, match="b.json"):

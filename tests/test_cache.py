@@ -22,7 +22,7 @@ from archlint import build as build_module
 from archlint.api import lint_many
 from archlint.cache import ResultCache, cache_dir
 from archlint.cli import main
-from archlint.plan import Plan
+from archlint.lora import Plan
 
 SELECT = ["NORM", "ARCH"]  # no LoRA rule: no PEFT runs, the tests stay fast
 
@@ -165,8 +165,10 @@ def _edit(path: Path, old: str, new: str) -> None:
 
 CHANGES = {
     # change -> (what to do, which targets must rebuild: "config", "factory" or both)
-    "config": (lambda t, f, mp: _edit(t / "config.json", '"rope_theta": 500000.0', '"rope_theta": 10000.0'), {"config"}),
-    "model source file": (lambda t, f, mp: _edit(f.parent / "cache_test_blocks.py", "EPS = 1e-6", "EPS = 1e-5"), {"factory"}),
+    "config": (lambda t, f, mp: _edit(t / "config.json", '"rope_theta": 500000.0', '"rope_theta": 10000.0'),
+               {"config"}),
+    "model source file": (lambda t, f, mp: _edit(f.parent / "cache_test_blocks.py", "EPS = 1e-6", "EPS = 1e-5"),
+                          {"factory"}),
     "pragma": (lambda t, f, mp: _edit(f, "self.norm = MyRMSNorm(d)",
                                       "self.norm = MyRMSNorm(d)  # archlint: ignore[NORM001] fused by our trainer"),
                {"factory"}),
@@ -281,6 +283,7 @@ def test_a_damaged_entry_is_ignored_and_rewritten(damage, tiny_config, builds):
 # -- concurrency ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_concurrent_cli_runs_on_one_cache_both_succeed(tiny_config):
     command = [sys.executable, "-m", "archlint", str(tiny_config), "--format", "json", "--fail-on", "never",
                "--select", "NORM,ARCH"]
@@ -302,6 +305,7 @@ def _hammer(directory: str, body_size: int, rounds: int, queue) -> None:
     queue.put(torn)
 
 
+@pytest.mark.slow
 def test_concurrent_writers_never_expose_half_an_entry(tmp_path):
     """Four processes rewrite one large entry and read it back: every read is whole."""
     context = multiprocessing.get_context("fork")
@@ -329,6 +333,7 @@ NO_TORCH_PROBE = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_a_hit_imports_neither_torch_nor_transformers(tiny_config, factory):
     args = [str(tiny_config), f"{factory}:Net", "--format", "json"]
     cold = CliRunner().invoke(main, args)

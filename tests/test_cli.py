@@ -62,7 +62,8 @@ def test_json_is_byte_identical_across_runs_and_has_the_contract_shape():
     assert set(finding) >= {"code", "name", "severity", "confidence", "message", "module_class", "pattern",
                             "paths", "count", "fix", "details"}
     assert finding["count"] == len(finding["paths"])
-    assert report["summary"]["by_code"]["LORA001"] == 232
+    assert report["summary"]["modules_by_code"]["LORA001"] == 232
+    assert report["summary"]["by_code"]["LORA001"] == sum(f["code"] == "LORA001" for f in result["findings"])
 
 
 def test_several_targets_make_one_report(tmp_path):

@@ -9,7 +9,8 @@ import pytest
 from support import REPO, config, run_cli
 
 from archlint import Severity, lint
-from archlint.config import ConfigError, find_config, load_config, module_matches
+from archlint.config import ConfigError, find_config, load_config
+from archlint.lora.targets import written_entry_reaches as module_matches
 from archlint.selection import Layer, selected_codes
 
 WRAPPED = str(REPO / "fixtures/zoo/towers.py") + ":WrappedVisionTower"
@@ -47,13 +48,19 @@ def test_nearest_file_wins_and_the_walk_stops_at_the_repository_root(tmp_path):
     assert find_config(deep) == repo / "a" / "archlint.toml"  # archlint.toml first in one directory
 
 
+GEMMA4_TABLE = (  # an inline table: one line in the TOML file
+    f'{{ target = "{GEMMA4}", trust-remote-code = true, target-modules = ["q_proj", "v_proj"], '
+    """exclude-modules = '.*vision.*', target-parameters = ["experts.gate_up_proj"], """
+    'peft-config = "adapter_config.json" }')
+
+
 def test_models_are_strings_or_tables_and_paths_are_relative_to_the_file(tmp_path):
     cfg_file = write(tmp_path / "sub" / "archlint.toml", f"""\
         models = [
             "gemma4",
             "google/gemma-4-E2B-it",
             "nets/net.py:Net",
-            {{ target = "{GEMMA4}", trust-remote-code = true, target-modules = ["q_proj", "v_proj"], exclude-modules = '.*vision.*', target-parameters = ["experts.gate_up_proj"], peft-config = "adapter_config.json" }},
+            {GEMMA4_TABLE},
         ]
         """)
     write(tmp_path / "sub" / "adapter_config.json", '{"peft_type": "LORA", "r": 16, "target_modules": ["o_proj"]}')
@@ -77,8 +84,10 @@ def test_models_are_strings_or_tables_and_paths_are_relative_to_the_file(tmp_pat
     ("fail-on = 'sometimes'", "fail-on", "not one of error, warning, info, never"),
     ("[severity]\nLORA001 = 'fatal'", "severity.LORA001", "not error, warning or info"),
     ("[severity]\nNOPE001 = 'info'", "severity.NOPE001", "unknown rule code"),
-    ("models = [{ target = 'gemma4', trust_remote_code = true }]", "models[0].trust_remote_code", "did you mean 'trust-remote-code'"),
-    ("models = [{ target = 'gemma4', target-modules = '(q_proj' }]", "models[0].target-modules", "invalid regular expression"),
+    ("models = [{ target = 'gemma4', trust_remote_code = true }]", "models[0].trust_remote_code",
+     "did you mean 'trust-remote-code'"),
+    ("models = [{ target = 'gemma4', target-modules = '(q_proj' }]", "models[0].target-modules",
+     "invalid regular expression"),
     ("models = [{ target = 'gemma4', peft-config = 'missing.json' }]", "models[0].peft-config", "no such file"),
     ("models = ['gemma4', './gemma4x', 'gemma4']", "models[2]", "listed twice"),
     ("[[per-module-ignores]]\nmodel = 'gemma4'\nmodules = ['re:model\\\\.(vision']\ncodes = ['LORA001']\nreason = 'x'",
@@ -104,7 +113,8 @@ def test_malformed_config_names_file_key_and_problem(tmp_path, body, key, proble
 @pytest.mark.parametrize(("table", "key", "problem"), [
     ("models = ['gemma4']\nselct = ['LORA']", "[tool.archlint] selct", "unknown key (did you mean 'select'?)"),
     ("select = ['LORA', 'NOPE001']", "[tool.archlint] select", "unknown rule code, prefix or name 'NOPE001'"),
-    ("[[tool.archlint.per-module-ignores]]\nmodel = 'gemma4'\nmodules = 're:model\\\\.(vision'\ncodes = ['LORA001']\nreason = 'x'",
+    ("[[tool.archlint.per-module-ignores]]\nmodel = 'gemma4'\nmodules = 're:model\\\\.(vision'\n"
+     "codes = ['LORA001']\nreason = 'x'",
      "[tool.archlint] per-module-ignores[0].modules", "invalid regular expression"),
     ("[[tool.archlint.per-module-ignores]]\nmodel = 'gemma4'\nmodules = 'q_proj'\ncodes = ['LORA001']",
      "[tool.archlint] per-module-ignores[0].reason", "required key is missing"),
@@ -145,7 +155,8 @@ def test_selection_layers_select_extend_ignore_and_the_command_line_wins():
     codes = selected_codes([file, Layer(extend_select=["LORA004"], ignore=["LORA001"])])
     assert "LORA004" in codes and "LORA001" not in codes and "ATTN001" in codes
     # no select anywhere: every rule, minus the ignores
-    assert "NORM001" in selected_codes([Layer(ignore=["LORA"])]) and "LORA001" not in selected_codes([Layer(ignore=["LORA"])])
+    codes = selected_codes([Layer(ignore=["LORA"])])
+    assert "NORM001" in codes and "LORA001" not in codes
 
 
 def test_config_selection_severity_and_keyword_options_through_the_api(tmp_path):
@@ -161,7 +172,8 @@ def test_config_selection_severity_and_keyword_options_through_the_api(tmp_path)
     assert {(f.code, f.severity) for f in report.findings} == {("LORA004", Severity.WARNING)}  # code beats prefix
     # keyword options are the command line: they beat the file
     report = lint(WRAPPED, config=cfg, extend_select=["LORA001"])
-    assert {(f.code, f.severity) for f in report.findings} == {("LORA004", Severity.WARNING), ("LORA001", Severity.INFO)}
+    assert {(f.code, f.severity) for f in report.findings} == {
+        ("LORA004", Severity.WARNING), ("LORA001", Severity.INFO)}
     report = lint(WRAPPED, config=cfg, select=["LORA001"])
     assert report.rules == ["LORA001"] and {f.severity for f in report.findings} == {Severity.INFO}
 
@@ -203,6 +215,7 @@ def test_per_module_ignores_remove_exactly_the_matched_paths(tmp_path):
     findings = lint(WRAPPED, config=cfg).findings
     paths = {p for f in findings if f.code == "LORA001" for p in f.paths}
     assert paths == {"vision.layers.1.attn.q_proj", "vision.layers.0.attn.v_proj", "vision.layers.1.attn.v_proj"}
-    assert {f.pattern for f in findings if f.code == "LORA001"} == {"vision.layers.1.attn.q_proj", "vision.layers.*.attn.v_proj"}
+    assert {f.pattern for f in findings if f.code == "LORA001"} == {
+        "vision.layers.1.attn.q_proj", "vision.layers.*.attn.v_proj"}
     unused = [f for f in findings if f.code == "ARCH001"]
     assert [f.pattern for f in unused] == ["lm_head"] and "per-module-ignores[1]" in unused[0].message

@@ -1,6 +1,6 @@
 """Targets that cannot be resolved or built: exit 3, one stderr line, no traceback.
 
-Every case runs the real CLI in a subprocess (``python -m archlint``), in text and in
+Every case runs the CLI (in this process, as ``support.run_cli`` does), in text and in
 JSON format. With ``--format json`` stdout must still be one valid JSON report whose
 ``results[i].error`` carries a stable ``kind``; other targets still run.
 """
@@ -8,32 +8,20 @@ JSON format. With ``--format json`` stdout must still be one valid JSON report w
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from support import check_outputs
+from support import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "fixtures" / "configs"
 GOOD_CONFIG = "fixtures/configs/meta-llama__Llama-3.1-8B"
 
 
-def run_archlint(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "archlint", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    check_outputs(args, proc, cwd=REPO)  # every JSON report is checked against schema/report.schema.json
-    return proc
+def run_archlint(*args: str) -> subprocess.CompletedProcess:
+    return run_cli(*args, env={"NO_COLOR": "1"})  # every JSON report is checked against schema/report.schema.json
 
 
 def write(path: Path, text: str) -> Path:

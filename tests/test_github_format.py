@@ -20,7 +20,8 @@ def synthetic_report(n_error: int, n_warning: int, n_info: int) -> Report:
         Finding(code="LORA001", name="linear-wrapper", severity=severity, confidence=Confidence.HIGH,
                 message=f"finding {i}: 100% wrapped, a:b", module_class="Wrapper",
                 paths=(f"model.layers.{i}.proj",), fix=Fix("Do this", "line one\nline two"))
-        for i, severity in enumerate([Severity.ERROR] * n_error + [Severity.WARNING] * n_warning + [Severity.INFO] * n_info)
+        for i, severity in enumerate(
+            [Severity.ERROR] * n_error + [Severity.WARNING] * n_warning + [Severity.INFO] * n_info)
     ]
     return Report(results=[TargetResult("acme/model", findings=findings)], archlint_version="0", versions={},
                   rules=["LORA001"])
@@ -39,7 +40,8 @@ def test_two_hundred_findings_stay_within_the_per_step_caps_and_say_how_many_mor
     notice = [m for k, props, m in found if k == "notice" and "more findings" in props]
     assert len(notice) == 1 and kinds.count("notice") <= 10
     shown = len(found) - 1
-    assert notice[0].startswith(f"{200 - shown} more findings not annotated (70 error, 60 warning, {50 - (shown - 20)} notice)")
+    assert notice[0].startswith(
+        f"{200 - shown} more findings not annotated (70 error, 60 warning, {50 - (shown - 20)} notice)")
     # the rest are still in the log, one plain line each
     plain = [line for line in out.splitlines() if line.startswith("archlint: ")]
     assert len(plain) == 200 - shown
@@ -58,7 +60,8 @@ def test_escaping_of_data_and_properties():
     out = render(synthetic_report(1, 0, 0), "github", RenderOptions())
     kind, props, message = annotations(out)[0]
     assert props == "title=archlint LORA001 (linear-wrapper)"  # no file: a Hub model has none in the repo
-    assert message == "acme/model: model.layers.0.proj ×1 Wrapper: finding 0: 100%25 wrapped, a:b%0Afix: Do this%0Aline one%0Aline two"
+    assert message == ("acme/model: model.layers.0.proj ×1 Wrapper: finding 0: 100%25 wrapped, a:b"
+                       "%0Afix: Do this%0Aline one%0Aline two")
 
 
 def test_annotation_points_at_the_local_class():

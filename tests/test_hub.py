@@ -1,22 +1,23 @@
 """How archlint resolves Hugging Face Hub ids, against a fake Hub on 127.0.0.1 (no network).
 
 In-process tests call :func:`archlint.resolve.resolve`; the CLI tests run
-``python -m archlint <repo_id> --format json`` in a subprocess with ``HF_ENDPOINT`` & co. set.
+``archlint <repo_id> --format json`` with ``HF_ENDPOINT`` & co. set -- in this process, and once in
+a new process, which sees only the environment.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from hub_server import GEMMA, LLAMA, LLAMA_V1_LAYERS, NO_CONFIG, commit_hash
+from support import run_cli as run_in_process
+from support import run_process
 
 from archlint.errors import TargetError
 from archlint.resolve import resolve
-from hub_server import GEMMA, LLAMA, LLAMA_V1_LAYERS, NO_CONFIG, commit_hash
-from support import check_outputs
 
 CLI_TIMEOUT = 600
 
@@ -189,24 +190,25 @@ def test_offline_without_cache(fake_hub, how):
     assert fake_hub.requests == []
 
 
-# -- the CLI, end to end (a subprocess sees only the environment) -----------------------
+# -- the CLI, end to end ----------------------------------------------------------------
 
 
-def run_cli(fake_hub, target: str, tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, dict]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "archlint", target, "--format", "json"],
-        cwd=tmp_path,  # so that no local folder can shadow the Hub id
-        env=fake_hub.env(**env),
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-    )
+def run_cli(fake_hub, target: str, tmp_path: Path, *, process: bool = False,
+            **env: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """``archlint TARGET --format json`` from ``tmp_path`` (so that no local folder can shadow the
+    Hub id); in a new process when ``process``. Not offline unless ``HF_HUB_OFFLINE`` is given."""
+    args = (target, "--format", "json")
+    env = {"HF_HUB_OFFLINE": None, **env}
+    if process:
+        proc = run_process(*args, cwd=tmp_path, env=env, timeout=CLI_TIMEOUT)
+    else:
+        proc = run_in_process(*args, cwd=tmp_path, env=env)
     try:
         report = json.loads(proc.stdout)
     except json.JSONDecodeError as e:
-        pytest.fail(f"stdout is not a JSON report ({e}); exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
-    check_outputs(["--format", "json"], proc, cwd=tmp_path)  # against schema/report.schema.json
-    return proc, report
+        pytest.fail(f"stdout is not a JSON report ({e}); exit {proc.returncode}\n"
+                    f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc, report  # both helpers checked it against schema/report.schema.json
 
 
 def assert_cli_error(proc: subprocess.CompletedProcess, report: dict, kind: str) -> dict:
@@ -217,6 +219,19 @@ def assert_cli_error(proc: subprocess.CompletedProcess, report: dict, kind: str)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, f"stderr should be one line, got:\n{proc.stderr}"
     return error
+
+
+@pytest.mark.slow
+def test_cli_hub_id_in_a_new_process(fake_hub, tmp_path):
+    """The environment alone points a new process at the Hub (huggingface_hub reads it at import)."""
+    proc, report = run_cli(fake_hub, LLAMA, tmp_path, process=True)
+
+    assert proc.returncode in (0, 1), proc.stderr  # clean, or findings; never 3 (target error)
+    result = report["results"][0]
+    assert result["target"] == LLAMA
+    assert result["error"] is None
+    assert result["model"]["model_type"] == "llama"
+    assert_only_config_fetched(fake_hub)
 
 
 def test_cli_hub_id(fake_hub, tmp_path):
@@ -258,7 +273,7 @@ def test_cli_unknown_revision(fake_hub, tmp_path):
 
 
 def test_cli_offline_from_the_cache(fake_hub, tmp_path):
-    resolve(LLAMA)  # fills the cache the subprocess will read (same HF_HUB_CACHE)
+    resolve(LLAMA)  # fills the cache the CLI will read (same HF_HUB_CACHE)
     fake_hub.clear()
     fake_hub.stop()
 

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "fixtures" / "configs"
 
@@ -45,6 +47,7 @@ def peak_rss(config: Path) -> tuple[int, int]:
     return int(rss), int(params)
 
 
+@pytest.mark.slow
 def test_peak_rss_does_not_scale_with_parameter_count():
     big_rss, big_params = peak_rss(BIG)
     small_rss, small_params = peak_rss(SMALL)

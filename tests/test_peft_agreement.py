@@ -15,10 +15,9 @@ import warnings
 import pytest
 from support import CONFIGS
 
-from archlint.plan import Plan
-from archlint.plan import reimplementation
-from archlint.plan.evaluate import predict
-from archlint.structure import peft_default_targets
+from archlint.lora import Plan, reimplementation
+from archlint.lora.evaluate import predict
+from archlint.lora.recipes import peft_default_targets
 
 
 def _native(folder) -> bool:
@@ -56,7 +55,8 @@ def _truth(model, target_modules) -> tuple:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            pm = get_peft_model(copy.deepcopy(model), LoraConfig(r=8, target_modules=target_modules), low_cpu_mem_usage=True)
+            lora = LoraConfig(r=8, target_modules=target_modules)
+            pm = get_peft_model(copy.deepcopy(model), lora, low_cpu_mem_usage=True)
         except Exception as e:
             return (False, type(e).__name__, str(e), (), (), 0)
     tuner = pm.base_model

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from archlint.peft_support import is_lora_layer, lora_layer_types
+from archlint.lora.layers import is_lora_layer, lora_layer_types
 
 
 class Holder(nn.Module):

@@ -55,7 +55,8 @@ def test_flags_read_names_regexes_and_the_all_linear_shorthand():
     assert Plan.from_flags(target_modules="q_proj, v_proj").target_modules == ("q_proj", "v_proj")
     assert Plan.from_flags(target_modules=r"re:.*\.(q|v)_proj").target_modules == r".*\.(q|v)_proj"
     assert Plan.from_flags(target_modules="all-linear").target_modules == "all-linear"
-    plan = Plan.from_flags(target_modules="all-linear", target_parameters="mlp.experts.gate_up_proj,mlp.experts.down_proj")
+    plan = Plan.from_flags(target_modules="all-linear",
+                           target_parameters="mlp.experts.gate_up_proj,mlp.experts.down_proj")
     assert plan.target_parameters == ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
 
 
@@ -138,7 +139,8 @@ def test_qwen3_moe_seven_names_adapt_the_experts_through_peft_s_conversion():
     (plan,) = result.plans
     assert plan.verdict == "ok"
     model = meta_model(QWEN3_MOE)
-    experts = {f"{n}.{p}" for n, m in model.named_modules() if n.endswith("mlp.experts") for p in ("gate_up_proj", "down_proj")}
+    experts = {f"{n}.{p}" for n, m in model.named_modules() if n.endswith("mlp.experts")
+               for p in ("gate_up_proj", "down_proj")}
     assert set(plan.outcome.parameters) == experts
     (lora006,) = [f for f in result.findings if f.code == "LORA006"]
     assert lora006.severity == Severity.INFO and "adapts every expert tensor" in lora006.message
@@ -149,7 +151,8 @@ def test_gemma4_26b_experts_are_not_adapted_and_the_target_parameters_fix_reache
     # The seven names also reach the vision tower's Gemma4ClippableLinear: PEFT raises (not "ok").
     (raw,) = _lint(GEMMA4_26B, {"target_modules": SEVEN}).plans
     assert raw.verdict == "error" and "Gemma4ClippableLinear" in raw.outcome.error_message
-    scoped = r"model\.language_model\.layers\.\d+\.(?:self_attn\.(?:q_proj|k_proj|v_proj|o_proj)|mlp\.(?:gate_proj|up_proj|down_proj))"
+    scoped = (r"model\.language_model\.layers\.\d+\."
+              r"(?:self_attn\.(?:q_proj|k_proj|v_proj|o_proj)|mlp\.(?:gate_proj|up_proj|down_proj))")
     result = _lint(GEMMA4_26B, {"target_modules": scoped})
     (plan,) = result.plans
     assert plan.verdict == "ok" and plan.outcome.parameters == ()
@@ -216,7 +219,8 @@ def test_json_plans_have_exactly_the_issue_s_shape():
     out = run_cli(GEMMA4_E2B, "--target-modules", ",".join(QKVO), "--format", "json", "--select", "LORA")
     assert out.returncode == 1, out.stderr
     (plan,) = json.loads(out.stdout)["results"][0]["plans"]
-    assert list(plan) == ["source", "verdict", "error", "entries", "modules", "parameters", "trainable_parameters", "peft_version"]
+    assert list(plan) == ["source", "verdict", "error", "entries", "modules", "parameters", "trainable_parameters",
+                          "peft_version"]
     assert plan["source"] == "flags" and plan["verdict"] == "error"
     assert list(plan["error"]) == ["type", "message"]
     assert plan["entries"][0] == {"entry": "q_proj", "matches": 63, "classes": ["Gemma4ClippableLinear", "Linear"],
@@ -229,7 +233,8 @@ def test_without_a_plan_the_recipes_say_what_works():
     assert re.search(r"PEFT default\s+works", table)
     assert re.search(r"q,k,v,o\s+breaks\s+ValueError: Target module Gemma4ClippableLinear", table)
     assert re.search(r"all-linear\s+works\s+525 modules", table)
-    recipes = [p["source"] for p in json.loads(run_cli(GEMMA4_E2B, "--select", "LORA", "--format", "json").stdout)["results"][0]["plans"]]
+    report = json.loads(run_cli(GEMMA4_E2B, "--select", "LORA", "--format", "json").stdout)
+    recipes = [p["source"] for p in report["results"][0]["plans"]]
     assert recipes == ["recipe:peft-default", "recipe:qkvo", "recipe:seven", "recipe:all-linear"]
 
 
@@ -242,7 +247,7 @@ def test_with_a_plan_only_findings_about_what_it_touches_remain():
 def test_without_peft_the_reimplementation_answers(monkeypatch):
     import importlib
 
-    evaluate_module = importlib.import_module("archlint.plan.evaluate")
+    evaluate_module = importlib.import_module("archlint.lora.evaluate")
 
     monkeypatch.setattr(evaluate_module, "peft_available", lambda: False)
     model = meta_model(GEMMA4_E2B)

@@ -19,7 +19,7 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
-from support import REPO, run_cli
+from support import REPO, run_process
 
 from archlint.rules import builtin_rules
 from archlint.rules.plugins import load_plugin_rules
@@ -72,7 +72,8 @@ def install_broken(directory: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def plugin_path(tmp_path_factory) -> str:
-    """PYTHONPATH with the example plugin installed by pip, and the broken plugins."""
+    """PYTHONPATH with the example plugin installed by pip, and the broken plugins (then the
+    inherited PYTHONPATH)."""
     source = tmp_path_factory.mktemp("src") / "archlint-plugin-example"
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     target = tmp_path_factory.mktemp("site")
@@ -80,11 +81,13 @@ def plugin_path(tmp_path_factory) -> str:
                     "--target", str(target), str(source)], check=True, capture_output=True, text=True)
     assert (target / "archlint_plugin_example").is_dir()
     broken = install_broken(tmp_path_factory.mktemp("broken"))
-    return os.pathsep.join([str(target), str(broken)])
+    inherited = [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
+    return os.pathsep.join([str(target), str(broken), *inherited])
 
 
+@pytest.mark.slow
 def test_rules_lists_the_plugin_with_its_origin_and_reports_broken_ones(plugin_path):
-    out = run_cli("rules", env={"PYTHONPATH": plugin_path})
+    out = run_process("rules", env={"PYTHONPATH": plugin_path})
     assert out.returncode == 0, out.stderr
     row = next(line for line in out.stdout.splitlines() if line.startswith("PAD001"))
     assert row.split()[1:4] == ["unpadded-vocab", "warning", "archlint-plugin-example"]
@@ -95,16 +98,17 @@ def test_rules_lists_the_plugin_with_its_origin_and_reports_broken_ones(plugin_p
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_plugin_can_be_ignored_and_broken_plugins_do_not_stop_a_lint(plugin_path, tmp_path):
     """``test_plugin_examples_pass`` shows PAD001 fires on this target; ``--ignore`` silences
     it, and so does the project configuration, which knows the plugin's code."""
     config = tmp_path / "archlint.toml"
     config.write_text('ignore = ["PAD001"]\n')
-    by_config = run_cli(UNPADDED, "--format", "json", "--config", str(config), env={"PYTHONPATH": plugin_path})
+    by_config = run_process(UNPADDED, "--format", "json", "--config", str(config), env={"PYTHONPATH": plugin_path})
     assert by_config.returncode == 0, by_config.stderr
     assert "PAD001" not in json.loads(by_config.stdout)["rules"]
 
-    ignored = run_cli(UNPADDED, "--format", "json", "--ignore", "PAD001", env={"PYTHONPATH": plugin_path})
+    ignored = run_process(UNPADDED, "--format", "json", "--ignore", "PAD001", env={"PYTHONPATH": plugin_path})
     report = json.loads(ignored.stdout)
     assert ignored.returncode == 0, ignored.stderr
     assert "PAD001" not in report["rules"] and report["results"][0]["findings"] == []
@@ -132,6 +136,7 @@ json.dump(out, sys.stdout)
 """
 
 
+@pytest.mark.slow
 def test_plugin_examples_pass(plugin_path):
     """The plugin's own VALID/INVALID examples, run like the built-in rules' (test_rule_examples.py):
     PAD001 fires on ``gpt2`` and ``UnpaddedTinyLM`` at exactly the expected paths, with its fix."""

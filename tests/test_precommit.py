@@ -17,7 +17,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from support import CONFIGS, REPO
+from support import CONFIGS, REPO, run_cli
 
 PYPROJECT = """\
 [project]
@@ -127,7 +127,15 @@ def pre_commit(repo: Path) -> subprocess.CompletedProcess:
                           cwd=repo, env=env, capture_output=True, text=True)
 
 
+def archlint_as_the_hook_runs_it(repo: Path) -> subprocess.CompletedProcess:
+    """The hook's ``entry`` (``archlint``, no file names) in the repository, in this process."""
+    return run_cli(cwd=repo, env={"NO_COLOR": "1"})
+
+
+@pytest.mark.slow
 def test_precommit_hook_fails_on_gemma4_then_passes_with_ignores_and_a_pragma(training_repo):
+    """pre-commit runs the hook when it fails and when it passes; the steps between run the
+    hook's command in this process."""
     first = pre_commit(training_repo)
     out = first.stdout + first.stderr
     assert first.returncode == 1, out
@@ -143,7 +151,7 @@ def test_precommit_hook_fails_on_gemma4_then_passes_with_ignores_and_a_pragma(tr
     net = training_repo / "train" / "net.py"
     net.write_text(NET.replace("self.proj = ClampedLinear(d)",
                                "self.proj = ClampedLinear(d)  # archlint: ignore[LORA001] clamp bounds are never hit"))
-    second = pre_commit(training_repo)
+    second = archlint_as_the_hook_runs_it(training_repo)
     out = second.stdout + second.stderr
     assert second.returncode == 1, out
     # the Gemma-4 LORA001/LORA004 findings are ignored; its LORA009 info remains (it does not fail)
@@ -163,7 +171,7 @@ def test_precommit_hook_fails_on_gemma4_then_passes_with_ignores_and_a_pragma(tr
     # a pragma that suppresses nothing is reported, and fails the hook
     net.write_text(net.read_text().replace("self.out = nn.Linear(d, d)",
                                            "self.out = nn.Linear(d, d)  # archlint: ignore[LORA001] stale"))
-    fourth = pre_commit(training_repo)
+    fourth = archlint_as_the_hook_runs_it(training_repo)
     out = fourth.stdout + fourth.stderr
     assert fourth.returncode == 1, out
     assert "ARCH001 unused-suppression" in out and "train/net.py:" in out and "matched no LORA001 finding" in out
@@ -198,6 +206,7 @@ class Net(nn.Module):
 '''
 
 
+@pytest.mark.slow
 def test_second_commit_with_unchanged_models_is_served_from_the_cache(tmp_path):
     """Real `git commit`s through the installed hook: the first lints, the second (a new
     Python file the models do not import) builds no model."""

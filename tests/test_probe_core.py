@@ -26,7 +26,8 @@ def test_recorder_names_parameters_inputs_and_scalars():
     addmm = next(op for op in ops if op.name == "addmm")
     assert addmm.args[0].name == "bias" and recorder.trace.origin(addmm.args[2]).name == "weight"
     assert ops[-1].name == "clamp" and ops[-1].scalars == [2.0]
-    assert recorder.trace.roots(Operand("op", op=ops[-1].index)) == {("param", "weight"), ("param", "bias"), ("input", "0")}
+    roots = recorder.trace.roots(Operand("op", op=ops[-1].index))
+    assert roots == {("param", "weight"), ("param", "bias"), ("input", "0")}
 
 
 def test_identical_layers_cost_one_probe():

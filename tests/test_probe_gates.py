@@ -42,7 +42,8 @@ def test_gpt_oss_experts_are_clamped_fused_interleaved_swiglu_warning():
     f = _at(GPT_OSS, "GATE001", "model.layers.0.mlp.experts")
     d = f.details
     assert f.severity == Severity.WARNING and f.confidence == Confidence.MEDIUM
-    assert (d["activation"], d["fused"], d["layout"], d["gate"]) == ("swish(alpha=1.702)", True, "interleaved", "gate_up_proj")
+    assert (d["activation"], d["fused"], d["layout"], d["gate"]) == (
+        "swish(alpha=1.702)", True, "interleaved", "gate_up_proj")
     assert d["clamps"] == [["gate", None, 7.0], ["up", -7.0, 7.0]] and d["up_offset"] == 1.0
     assert "leave unpatched" in f.fix.title
     # the MoE block around the experts is not reported a second time

@@ -43,7 +43,8 @@ def _check_numerically(target: str, path: str, details: dict):
     module = cpu_copy(_module(target, path))
     assert module is not None
     w = getattr(module, "weight", None)
-    x = (torch.randn(2, 5, module.weight.shape[0] if w is not None else 64, generator=torch.Generator().manual_seed(7)) * 4).bfloat16()
+    width = module.weight.shape[0] if w is not None else 64
+    x = (torch.randn(2, 5, width, generator=torch.Generator().manual_seed(7)) * 4).bfloat16()
     with torch.no_grad():
         expected = _textbook(x, w, details["eps"], details["offset"], details["cast_before_scale"])
         assert torch.equal(module(x), expected)
@@ -67,7 +68,8 @@ CASES = [
 def test_norm001_semantics_of_real_norms(target, path, offset, cast_before, severity, equivalent):
     f = _finding_at(target, "NORM001", path)
     d = f.details
-    assert (d["offset"], d["cast_before_scale"], d["compute_dtype"], d["has_weight"]) == (offset, cast_before, "float32", True)
+    assert (d["offset"], d["cast_before_scale"], d["compute_dtype"], d["has_weight"]) == (
+        offset, cast_before, "float32", True)
     assert d["eps_inside_sqrt"] is True and d["equivalent_to"] == equivalent
     assert f.severity == severity and f.confidence == Confidence.HIGH
     mode = "llama" if cast_before else "gemma"

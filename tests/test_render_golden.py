@@ -52,7 +52,8 @@ def test_golden(report, fmt):
         path.write_text(out, encoding="utf-8")
     assert path.is_file(), f"{path.name} is missing; regenerate with ARCHLINT_UPDATE_GOLDENS=1"
     assert out == path.read_text(encoding="utf-8"), (
-        f"{path.name} differs; if the change is intended, regenerate with ARCHLINT_UPDATE_GOLDENS=1 and review the diff")
+        f"{path.name} differs; if the change is intended, "
+        "regenerate with ARCHLINT_UPDATE_GOLDENS=1 and review the diff")
 
 
 def test_golden_step_summary(report):

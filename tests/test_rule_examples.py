@@ -11,7 +11,8 @@ from archlint.rules import all_rules
 from archlint.rules.base import CODE_PATTERN, DOC_HEADINGS, NAME_PATTERN
 
 CASES = [
-    pytest.param(rule, example, valid, id=f"{rule.code}-{'valid' if valid else 'invalid'}-{example.target.rsplit('/', 1)[-1]}")
+    pytest.param(rule, example, valid,
+                 id=f"{rule.code}-{'valid' if valid else 'invalid'}-{example.target.rsplit('/', 1)[-1]}")
     for rule in all_rules()
     for valid, examples in ((True, rule.VALID), (False, rule.INVALID))
     for example in examples

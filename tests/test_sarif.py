@@ -69,9 +69,11 @@ def test_locations_config_file_and_module_path():
                   == "model.vision_tower.encoder.layers.*.self_attn.q_proj" and r["ruleId"] == "LORA001")
     location = result["locations"][0]
     assert location["logicalLocations"][0] == {
-        "name": "q_proj", "fullyQualifiedName": "model.vision_tower.encoder.layers.*.self_attn.q_proj", "kind": "module"}
+        "name": "q_proj", "fullyQualifiedName": "model.vision_tower.encoder.layers.*.self_attn.q_proj",
+        "kind": "module"}
     # Gemma4ClippableLinear lives in transformers (site-packages), so the anchor is the config file.
-    assert location["physicalLocation"]["artifactLocation"]["uri"] == "fixtures/configs/google__gemma-4-E2B-it/config.json"
+    uri = location["physicalLocation"]["artifactLocation"]["uri"]
+    assert uri == "fixtures/configs/google__gemma-4-E2B-it/config.json"
     assert result["level"] == "error" and result["properties"]["count"] == 16
 
 

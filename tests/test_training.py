@@ -31,6 +31,11 @@ def _context(target: str):
     return LintContext(graph=ModuleGraph(built.module), built=built, config=spec.config)
 
 
+def _built_and_graph(target: str):
+    ctx = _context(target)
+    return ctx.built, ctx.graph
+
+
 # -- TRAIN001 ------------------------------------------------------------------------------
 
 
@@ -89,15 +94,16 @@ def test_a_forward_fake_tensors_cannot_run_is_reported_as_not_checked():
 def test_models_without_a_token_forward_are_not_run():
     result = lint_cached("fixtures/zoo/training.py:KVSharing").results[0]
     assert [f for f in result.findings if f.code == "TRAIN001"] == []
-    assert "forward" not in result.timings
+    ctx = _context("fixtures/zoo/training.py:KVSharing")
+    outcome = ctx.training_forward
+    assert (outcome.status, outcome.model, outcome.seconds) == ("not-applicable", "", 0.0)  # nothing ran
+    assert ctx.timings["forward"] < 0.05  # the phase --debug shows costs only the signature check
 
 
 def test_the_forward_leaves_the_model_in_its_mode():
-    from archlint.train_forward import training_forward
-
     ctx = _context("fixtures/zoo/training.py:NeedsTokenTypes")
     ctx.built.module.eval()
-    assert training_forward(ctx).missing == "token_type_ids"
+    assert ctx.training_forward.missing == "token_type_ids"
     assert not any(m.training for m in ctx.built.module.modules())
 
 
@@ -108,7 +114,7 @@ def test_gemma4_shrinks_to_one_layer_per_structure_keeping_kv_sharing():
     from archlint.shrink import shrunk_copy
 
     ctx = _context(GEMMA4_E2B)
-    copy = shrunk_copy(ctx)
+    copy = shrunk_copy(ctx.built, ctx.graph)
     text = copy.module.model.language_model
     # sliding/full x own/shared K/V: first of each, and the last layer
     assert copy.kept["model.language_model.layers"] == (0, 4, 15, 34)
@@ -122,7 +128,7 @@ def test_a_shrink_that_breaks_the_config_falls_back_to_a_smaller_one():
     """DeepSeek-V3 places its dense layers by index (first_k_dense_replace=3)."""
     from archlint.shrink import shrunk_copy
 
-    copy = shrunk_copy(_context(config("deepseek-ai__DeepSeek-V3")))
+    copy = shrunk_copy(*_built_and_graph(config("deepseek-ai__DeepSeek-V3")))
     assert copy.kept == {"model.layers": (0, 1, 2, 3, 60)}
 
 
@@ -130,7 +136,7 @@ def test_a_layer_count_under_another_name_is_shrunk():
     """GPT-2 stores `num_hidden_layers` as `n_layer` (its config's attribute_map)."""
     from archlint.shrink import shrunk_copy
 
-    copy = shrunk_copy(_context(config("openai-community__gpt2-xl")))
+    copy = shrunk_copy(*_built_and_graph(config("openai-community__gpt2-xl")))
     assert copy.kept == {"transformer.h": (0, 47)}
     assert copy.module.config.n_layer == 2
 

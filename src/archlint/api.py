@@ -15,15 +15,15 @@ from .config import Config, load_config
 from .errors import TargetError, UsageError, one_line
 from .installed import installed_version
 from .report import ModelSummary, Report, TargetResult
-from .rules import validate_selectors
-from .selection import Layer, known_rules, rule_catalogue, selected_codes
+from .selection import Layer, known_rules, rule_catalogue, selected_codes, validate_selectors
 from .targets import target_identity
 
 if TYPE_CHECKING:
     from .cache import ResultCache
+    from .facts import Facts
     from .findings import Finding
-    from .plan import Plan
-    from .rules import LintContext, Rule
+    from .lora.plan import Plan
+    from .rules import Rule
 
 __all__ = ["lint", "lint_many"]
 
@@ -47,7 +47,7 @@ def lint(
     severities, per-module-ignores and per-model settings apply; the keyword options
     beat it, as the command line does. Inline ``# archlint: ignore[...]`` pragmas in
     the model's own source always apply. ``plan`` is a LoRA plan
-    (:class:`archlint.plan.Plan`) evaluated instead of the common recipes. With ``cache``
+    (:class:`archlint.lora.Plan`) evaluated instead of the common recipes. With ``cache``
     (an :class:`archlint.cache.ResultCache`), an unchanged target is answered from it.
     """
     return lint_many([target], select=select, extend_select=extend_select, ignore=ignore,
@@ -171,12 +171,16 @@ def _selected_rules(codes: tuple[str, ...]) -> list[type[Rule]]:
 
 
 def _lint_one(target: str, options: _Options, on_built: Callable | None = None) -> TargetResult:
+    """One target through the pipeline: resolve -> build -> graph -> facts -> rules ->
+    suppressions -> report."""
     from .anchors import class_anchors, target_anchor
     from .build import build
+    from .facts import Facts
     from .findings import merge_findings
     from .graph import ModuleGraph
+    from .lora.plan import Plan
+    from .module_tree import collapsed_tree
     from .resolve import resolve
-    from .rules import LintContext
     from .suppress import suppress
 
     rules = _selected_rules(options.codes)
@@ -196,26 +200,34 @@ def _lint_one(target: str, options: _Options, on_built: Callable | None = None) 
         return result
     if on_built is not None:
         on_built(spec, built)
+    if spec.adapter and options.plan is None:
+        try:
+            adapter = dataclasses.replace(Plan.from_file(spec.adapter), source="adapter")
+            options = dataclasses.replace(options, plan=adapter)
+        except UsageError as e:
+            result.error = TargetError("bad-adapter", f"{target}: {spec.adapter}: {e}")
+            return result
     result.anchor = target_anchor(spec)
     clock = time.perf_counter()
     graph = ModuleGraph(built.module)
     result.timings["graph"] = time.perf_counter() - clock
     result.graph = graph
-    result.model = ModelSummary(built.class_name, built.model_type, graph.parameter_count(), len(graph), built.head)
-    ctx = LintContext(graph=graph, built=built, config=spec.config or getattr(built.module, "config", None),
-                      plan=options.plan)
+    result.model = ModelSummary(built.class_name, built.model_type, graph.parameter_count(), len(graph), built.head,
+                                built.class_reason or None)
+    result.tree = collapsed_tree(graph)
+    facts = Facts(graph, built, config=spec.config or getattr(built.module, "config", None), plan=options.plan)
+    if options.plan is not None or any(r.code.startswith("LORA") for r in rules):
+        _plans(facts, result, debug=options.debug)
     findings: list[Finding] = []
-    clock = time.perf_counter()
     for rule in rules:
         try:
-            findings.extend(rule().check(ctx))
+            with facts.timed("rules"):  # the rules' own time; the facts they read are timed apart
+                findings.extend(rule().check(facts))
         except Exception as e:  # one broken rule must not hide the others' findings
             if options.debug:
                 raise
             result.rule_errors.append({"code": rule.code, "message": one_line(e)})
-    result.timings["rules"] = time.perf_counter() - clock
-    result.timings.update(ctx.timings)  # phases inside the rules (probes, forwards), already counted in "rules"
-    findings = _plans(ctx, result, rules, findings, debug=options.debug)
+    result.timings.update(facts.timings)
     ran = set(options.codes) - {e["code"] for e in result.rule_errors}  # a crashed rule's pragmas cannot be judged
     kept = suppress(merge_findings(findings), graph, options.config.ignores_for(options.identity), ran)
     cfg = options.config
@@ -226,25 +238,14 @@ def _lint_one(target: str, options: _Options, on_built: Callable | None = None) 
     return result
 
 
-def _plans(ctx: LintContext, result: TargetResult, rules, findings: list[Finding], *, debug: bool) -> list[Finding]:
-    """Evaluate the plan (or the common recipes) into the result; with a plan, keep only
-    the LORA001-006 findings about what it touches. Skipped when no LoRA rule is selected
-    and no plan was given."""
-    if ctx.plan is None and not any(r.code.startswith("LORA") for r in rules):
-        return findings
-    from .plan.context import plan_evaluations
-    from .plan.restrict import restrict
-
-    try:
-        result.plans = plan_evaluations(ctx)
-    except Exception as e:  # a plan PEFT cannot even be asked about must not hide the findings
+def _plans(facts: Facts, result: TargetResult, *, debug: bool) -> None:
+    """Evaluate the plan (or the common recipes) before the rules, into the result."""
+    plans = facts.plans
+    if plans.exception is not None:
         if debug:
-            raise
-        result.rule_errors.append({"code": "PLAN", "message": one_line(e)})
-        return findings
-    if ctx.plan is not None:
-        findings = restrict(ctx, findings, result.plans[0])
-    return findings
+            raise plans.exception
+        result.rule_errors.append({"code": "PLAN", "message": plans.error})
+    result.plans = plans.evaluations
 
 
 def archlint_version() -> str:

@@ -52,6 +52,7 @@ class BuiltModel:
     strategy: str  # "meta" | "meta+cpu-factories"
     seconds: float
     real_bytes: int
+    class_reason: str = ""  # why this class: the config's architectures, the type's usual class, the factory
 
 
 def build(spec: ModelSpec) -> BuiltModel:
@@ -61,8 +62,9 @@ def build(spec: ModelSpec) -> BuiltModel:
         module, strategy = _with_fallback(spec, lambda: _call_factory(spec))
         head = True
         model_type = getattr(getattr(module, "config", None), "model_type", None)
+        reason = "what the factory returns"
     else:
-        cls, head = model_class(spec)
+        cls, head, reason = model_class_and_reason(spec)
         module, strategy = _with_fallback(spec, lambda: _from_config(cls, spec))
         model_type = spec.config.model_type
     real = assert_no_storage(module, spec.target)
@@ -74,18 +76,29 @@ def build(spec: ModelSpec) -> BuiltModel:
         strategy=strategy,
         seconds=time.perf_counter() - start,
         real_bytes=real,
+        class_reason=reason,
     )
 
 
 def model_class(spec: ModelSpec) -> tuple[type, bool]:
-    """The class to build: ``architectures[0]`` when transformers has it, then remote
-    code (only when trusted), then the Auto classes, then ``AutoModel`` (no head)."""
+    """The class to build and whether it has a task head (see :func:`model_class_and_reason`)."""
+    cls, head, _ = model_class_and_reason(spec)
+    return cls, head
+
+
+def model_class_and_reason(spec: ModelSpec) -> tuple[type, bool, str]:
+    """The class to build, whether it has a task head, and why it was chosen.
+
+    ``architectures[0]`` when transformers has it, then remote code (only when trusted),
+    then the class a user of the type loads: a composite multimodal type (one with a vision
+    sub-config) its image-text-to-text class, so its towers are built; otherwise the
+    causal-LM, image-text-to-text, seq2seq class in that order; then ``AutoModel`` (no head)."""
     import transformers
 
     config = spec.config
     architectures = getattr(config, "architectures", None) or []
     if architectures and hasattr(transformers, architectures[0]):
-        return getattr(transformers, architectures[0]), True
+        return getattr(transformers, architectures[0]), True, "the config's architectures[0]"
     auto_map = getattr(config, "auto_map", None) or {}
     if auto_map and spec.trust_remote_code:
         from transformers.dynamic_module_utils import get_class_from_dynamic_module
@@ -93,20 +106,49 @@ def model_class(spec: ModelSpec) -> tuple[type, bool]:
         reference = next((auto_map[k] for k in auto_map if k.startswith("AutoModelFor")), auto_map.get("AutoModel"))
         if reference:
             try:
-                return get_class_from_dynamic_module(reference, config.name_or_path or spec.target), True
+                return (get_class_from_dynamic_module(reference, config.name_or_path or spec.target), True,
+                        f"the config's own code ({reference}; --trust-remote-code)")
             except Exception as e:
                 raise TargetError("remote-code", f"{spec.target}: loading the model's own code ({reference}) failed: {_one_line(e)}") from e
-    for auto_name in _AUTO_CLASS_ORDER:
-        auto = getattr(transformers, auto_name)
-        if type(config) in auto._model_mapping:
-            return auto._model_mapping[type(config)], True
+    why = "a bare model type names no class" if spec.kind == "model_type" else "the config has no architectures"
+    if _is_multimodal(config) and type(config) in transformers.AutoModelForImageTextToText._model_mapping:
+        return (transformers.AutoModelForImageTextToText._model_mapping[type(config)], True,
+                f"{why}; a multimodal type's image-text-to-text class (AutoModelForImageTextToText), "
+                "towers included")
+    candidates = [
+        (getattr(transformers, auto_name)._model_mapping[type(config)], auto_name)
+        for auto_name in _AUTO_CLASS_ORDER
+        if type(config) in getattr(transformers, auto_name)._model_mapping
+    ]
+    # A composite config (Llama4Config, Qwen3_5Config) is mapped to a causal-LM class that
+    # takes only its text sub-config; the class that takes the whole config builds every tower.
+    whole = [(cls, name) for cls, name in candidates if not _takes_text_config(cls, config)]
+    if whole or candidates:
+        cls, auto_name = (whole or candidates)[0]
+        return cls, True, f"{why}; the type's {auto_name} class"
     if type(config) in transformers.AutoModel._model_mapping:
-        return transformers.AutoModel._model_mapping[type(config)], False
+        return (transformers.AutoModel._model_mapping[type(config)], False,
+                f"{why} and the type has no task-head class; AutoModel")
     raise TargetError("no-model-class", f"{spec.target}: transformers has no model class for {type(config).__name__}")
+
+
+def _is_multimodal(config) -> bool:
+    """A composite config with a vision sub-config (``vision_config``...)."""
+    subs = getattr(type(config), "sub_configs", None) or {}
+    return any("vision" in key or "image" in key for key in subs)
+
+
+def _takes_text_config(cls: type, config) -> bool:
+    """True when ``cls`` is built from ``config``'s text sub-config, the case in which
+    transformers' Auto classes hand it ``config.get_text_config()``."""
+    text_config_class = (getattr(config, "sub_configs", None) or {}).get("text_config")
+    return text_config_class is not None and getattr(cls, "config_class", None) is text_config_class
 
 
 def _from_config(cls: type, spec: ModelSpec) -> nn.Module:
     config = spec.config
+    if _takes_text_config(cls, config):
+        config = config.get_text_config()
     dtype = getattr(config, "dtype", None)
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None)

@@ -113,15 +113,16 @@ def file_digest(path: str | os.PathLike) -> str | None:
         return None
 
 
-def target_source(where: str, *, trust_remote_code: bool, offline: bool) -> tuple[str, dict[str, Any], dict[str, str]] | None:
+def target_source(where: str, *, trust_remote_code: bool,
+                  offline: bool) -> tuple[str, dict[str, Any], dict[str, str]] | None:
     """``(kind, pointer, files)`` for a target before it is built, or None when it cannot be
     cached (a path that does not exist, a Hub id not in the local cache)."""
-    from .resolve import target_kind
+    from .resolve import local_config_file, target_kind
 
     kind = target_kind(where)
     if kind == "local":
         path = Path(where).expanduser().resolve()
-        config = path / "config.json" if path.is_dir() else path
+        config = local_config_file(str(path))
         files = [config]
         if trust_remote_code:  # the config's own code: every Python file beside it
             files += sorted(config.parent.glob("*.py"))
@@ -180,13 +181,15 @@ def hub_snapshot(repo: str, revision: str | None, *, offline: bool) -> tuple[str
 
 def hub_cache() -> Path:
     """huggingface_hub's cache directory, found as huggingface_hub finds it."""
-    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface")
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    home = os.environ.get("HF_HOME") or os.path.join(xdg, "huggingface")
     hub = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE") or os.path.join(home, "hub")
     return Path(os.path.expandvars(os.path.expanduser(hub)))
 
 
 def _hub_offline() -> bool:
-    return any(os.environ.get(v, "").upper() in ("1", "ON", "YES", "TRUE") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    return any(os.environ.get(v, "").upper() in ("1", "ON", "YES", "TRUE") for v in names)
 
 
 def built_sources(where: str, module) -> dict[str, str]:

@@ -1,13 +1,18 @@
 """The command line: parse, call the library, pick a renderer, set the exit code.
 
-``archlint TARGET...`` is short for ``archlint check TARGET...``. Exit codes (DESIGN
-decision 9): 0 nothing at or above ``--fail-on``; 1 findings at or above it; 2 usage
+The lint is the root command, ``archlint TARGET... [OPTIONS]``; a first word that names a
+subcommand (``archlint rules``, ``archlint explain CODE``) runs that instead. Every lint
+option is one entry of :data:`LINT_OPTIONS` and arrives in :func:`lint_command` as an
+attribute of ``opts``; a subcommand is one ``@main.command()`` function.
+
+Exit codes: 0 nothing at or above ``--fail-on``; 1 findings at or above it; 2 usage
 error; 3 a target could not be resolved or built.
 """
 
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 
 import click
 
@@ -18,110 +23,153 @@ from .render import FORMATS
 FAIL_ON = ("error", "warning", "info", "never")
 
 
-class _DefaultToCheck(click.Group):
-    """Route ``archlint TARGET`` to the ``check`` command."""
-
-    def parse_args(self, ctx, args):
-        if not args or args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
-            args = ["check", *args]
-        return super().parse_args(ctx, args)
+def _codes(value: tuple[str, ...]) -> list[str]:
+    return [c.strip() for v in value for c in v.split(",") if c.strip()]
 
 
-@click.group(cls=_DefaultToCheck, context_settings={"help_option_names": ["-h", "--help"]})
+#: Every option of the lint, in the order ``archlint --help`` lists them. To add one, append
+#: a ``click.option`` here and read it as ``opts.<name>`` in :func:`lint_command`.
+LINT_OPTIONS = [
+    click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+                 help="Output format (html: one self-contained page)."),
+    click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the report to FILE instead of stdout."),
+    click.option("--report", "reports", multiple=True, metavar="FORMAT:PATH",
+                 help="Also write a report in FORMAT to PATH (repeatable; the model is built once)."),
+    click.option("--select", multiple=True, metavar="CODES", help="Only these codes, prefixes or names (comma-separated, repeatable)."),
+    click.option("--extend-select", multiple=True, metavar="CODES", help="Add these to the selection (comma-separated, repeatable)."),
+    click.option("--ignore", multiple=True, metavar="CODES", help="Skip these codes, prefixes or names (comma-separated, repeatable)."),
+    click.option("--fail-on", type=click.Choice(FAIL_ON), default=None,
+                 help="Lowest severity that makes the exit code 1  [default: fail-on from the config, else warning]"),
+    click.option("--target-modules", metavar="NAMES", help="LoRA plan: comma-separated names, 're:REGEX' or 'all-linear'."),
+    click.option("--exclude-modules", metavar="NAMES", help="LoRA plan: comma-separated names or 're:REGEX'."),
+    click.option("--target-parameters", metavar="NAMES", help="LoRA plan: comma-separated parameter names (e.g. mlp.experts.down_proj)."),
+    click.option("--peft-config", type=click.Path(dir_okay=False), help="LoRA plan from a LoraConfig JSON (adapter_config.json)."),
+    click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                 help="Read this archlint.toml or pyproject.toml instead of the nearest one."),
+    click.option("--baseline", type=click.Path(dir_okay=False), help="Report only findings not in this baseline file."),
+    click.option("--write-baseline", type=click.Path(dir_okay=False), help="Record today's findings in this baseline file."),
+    click.option("--offline", is_flag=True, help="Use only local files and the Hugging Face cache; never the network."),
+    click.option("--trust-remote-code", is_flag=True, help="Allow a config's own Python code (auto_map) to run."),
+    click.option("--tree", is_flag=True, help="Also print the collapsed module tree with findings marked."),
+    click.option("--quiet", "-q", is_flag=True, help="Per target: its header and the findings at or above --fail-on."),
+    click.option("--no-color", is_flag=True, help="Plain text (also: NO_COLOR)."),
+    click.option("--debug", is_flag=True, help="Tracebacks and timings on stderr."),
+    click.option("--no-cache", is_flag=True, help="Lint every target afresh; neither read nor write the result cache."),
+]
+
+
+class _LintFirst(click.Group):
+    """``archlint TARGET... [OPTIONS]`` lints; ``archlint COMMAND [ARGS]`` runs a subcommand.
+
+    Only the first word selects a subcommand, so options and targets may come in any order
+    after it. ``archlint check ...``, the old spelling of the lint, still works.
+    """
+
+    allow_interspersed_args = True
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] == "check":
+            args = args[1:]
+        if args and args[0] in self.commands:
+            ctx._protected_args, ctx.args = args[:1], args[1:]
+            return ctx.args
+        return click.Command.parse_args(self, ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage("archlint", "TARGET... [OPTIONS]")
+        formatter.write_usage("archlint", "COMMAND [ARGS]...", prefix="       ")
+
+
+def _lint_options(function):
+    for option in reversed(LINT_OPTIONS):
+        function = option(function)
+    return function
+
+
+@click.group(cls=_LintFirst, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="archlint", prog_name="archlint")
-def main() -> None:
+@click.argument("targets", nargs=-1, metavar="TARGET...")
+@_lint_options
+def main(**options) -> None:
     """Lint model architectures before you download the weights.
 
     \b
     archlint google/gemma-4-E2B-it          a Hub id (config.json only)
     archlint ./model-dir  |  ./config.json  a local folder or config
+    archlint ./model-dir/model.safetensors  a weight file or index: its folder
+    archlint ./my-lora-adapter              a PEFT adapter: its base model, the adapter as the plan
     archlint gemma4                         a transformers model type (its default config)
     archlint train/model.py:build           a Python factory or nn.Module class
-    archlint rules  |  archlint explain LORA001
+
+    With no TARGET, the `models` of [tool.archlint] are linted.
     """
+    if click.get_current_context().invoked_subcommand:
+        return
+    lint_command(SimpleNamespace(**options))
 
 
-def _codes(value: tuple[str, ...]) -> list[str]:
-    return [c.strip() for v in value for c in v.split(",") if c.strip()]
-
-
-@main.command()
-@click.argument("targets", nargs=-1)
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True, help="Output format.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write the report to FILE.")
-@click.option("--report", "reports", multiple=True, metavar="FORMAT:PATH",
-              help="Also write a report in FORMAT to PATH (repeatable; the model is built once).")
-@click.option("--select", multiple=True, help="Only these codes or prefixes (comma-separated, repeatable).")
-@click.option("--extend-select", multiple=True, help="Add these codes or prefixes to the selection (comma-separated, repeatable).")
-@click.option("--ignore", multiple=True, help="Skip these codes or prefixes (comma-separated, repeatable).")
-@click.option("--fail-on", type=click.Choice(FAIL_ON), default=None,
-              help="Lowest severity that makes the exit code 1  [default: fail-on from the config, else warning]")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="Read this archlint.toml or pyproject.toml instead of the nearest one.")
-@click.option("--baseline", type=click.Path(dir_okay=False), help="Report only findings not in this baseline file.")
-@click.option("--write-baseline", type=click.Path(dir_okay=False), help="Record today's findings in this baseline file.")
-@click.option("--trust-remote-code", is_flag=True, help="Allow a config's own Python code (auto_map) to run.")
-@click.option("--offline", is_flag=True, help="Use only the local Hugging Face cache.")
-@click.option("--tree", is_flag=True, help="Also print the collapsed module tree with findings marked.")
-@click.option("--quiet", "-q", is_flag=True, help="Print only findings at or above --fail-on, and errors.")
-@click.option("--no-color", is_flag=True, help="Plain text (also: NO_COLOR).")
-@click.option("--debug", is_flag=True, help="Tracebacks and timings on stderr.")
-@click.option("--no-cache", is_flag=True, help="Lint every target afresh; neither read nor write the result cache.")
-@click.option("--target-modules", help="LoRA plan: comma-separated names, 're:REGEX' or 'all-linear'.")
-@click.option("--exclude-modules", help="LoRA plan: comma-separated names or 're:REGEX'.")
-@click.option("--target-parameters", help="LoRA plan: comma-separated parameter names (e.g. mlp.experts.down_proj).")
-@click.option("--peft-config", type=click.Path(dir_okay=False), help="LoRA plan from a LoraConfig JSON (adapter_config.json).")
-def check(targets, fmt, output, reports, select, extend_select, ignore, fail_on, config_file, baseline,
-          write_baseline, trust_remote_code, offline, tree, quiet, no_color, debug, no_cache,
-          target_modules, exclude_modules, target_parameters, peft_config):
-    """Lint TARGETS (default: the `models` of [tool.archlint]) and report the findings; with a
-    LoRA plan, evaluate it instead of the common recipes."""
+def lint_command(opts: SimpleNamespace) -> None:
+    """Lint ``opts.targets`` (default: the `models` of [tool.archlint]) and report the findings;
+    with a LoRA plan, evaluate it instead of the common recipes."""
     from .api import lint_many
     from .baseline import baseline_step, check_baseline_options
     from .cache import ResultCache
     from .config import load_config
-    from .outputs import ReportSpec, append_step_summary, stdout_style, write_reports
-    from .plan.cli_plan import plan_from_options
+    from .lora.plan import plan_from_options
+    from .outputs import ReportSpec, append_step_summary, error_line, stdout_style, write_reports
     from .progress import spinner
     from .render import RenderOptions, render
     from .selection import known_rules
 
-    result_cache = None if no_cache or tree else ResultCache()  # the tree view needs the model itself
+    if not opts.debug:
+        _quiet_library_logs()
+    result_cache = None if opts.no_cache else ResultCache()
     try:
-        check_baseline_options(baseline, write_baseline)
-        specs = [ReportSpec.parse(r) for r in reports]
+        check_baseline_options(opts.baseline, opts.write_baseline)
+        specs = [ReportSpec.parse(r) for r in opts.reports]
         with known_rules(result_cache.load_catalogue() if result_cache else None):
-            cfg = load_config(config_file)
-        plan = plan_from_options(target_modules=target_modules, exclude_modules=exclude_modules,
-                                 target_parameters=target_parameters, peft_config=peft_config)
-        with spinner(sys.stderr, enabled=not quiet) as progress:
-            report = lint_many(list(targets), select=_codes(select), extend_select=_codes(extend_select),
-                               ignore=_codes(ignore), trust_remote_code=trust_remote_code, offline=offline,
-                               debug=debug, config=cfg, progress=progress, plan=plan, cache=result_cache)
-        if baseline_step(report, baseline, write_baseline):
+            cfg = load_config(opts.config_file)
+        plan = plan_from_options(target_modules=opts.target_modules, exclude_modules=opts.exclude_modules,
+                                 target_parameters=opts.target_parameters, peft_config=opts.peft_config)
+        with spinner(sys.stderr, enabled=not opts.quiet) as progress:
+            report = lint_many(list(opts.targets), select=_codes(opts.select), extend_select=_codes(opts.extend_select),
+                               ignore=_codes(opts.ignore), trust_remote_code=opts.trust_remote_code,
+                               offline=opts.offline, debug=opts.debug, config=cfg, progress=progress, plan=plan,
+                               cache=result_cache)
+        if baseline_step(report, opts.baseline, opts.write_baseline):
             sys.exit(3 if report.errors else 0)
     except UsageError as e:
         raise click.UsageError(str(e)) from e
-    fail_on = fail_on or cfg.fail_on or "warning"
+    fail_on = opts.fail_on or cfg.fail_on or "warning"
     fail_level = None if fail_on == "never" else Severity.parse(fail_on)
     for result in report.errors:
-        click.echo(f"archlint: error: {result.error.message}", err=True)
-    if debug:
+        click.echo(error_line(result), err=True)
+    if opts.debug:
         for result in report.results:
             times = ", ".join(f"{k} {v:.3f}s" for k, v in result.timings.items())
             click.echo(f"archlint: debug: {result.target}: {times}", err=True)
-    color, width = stdout_style(no_color=no_color, to_terminal=output is None and sys.stdout.isatty())
-    options = RenderOptions(color=color and output is None, width=width, tree=tree, quiet=quiet, fail_on=fail_level)
-    text = render(report, fmt, options)
-    if output:
-        with open(output, "w", encoding="utf-8") as fh:
+    color, width = stdout_style(no_color=opts.no_color, to_terminal=opts.output is None and sys.stdout.isatty())
+    options = RenderOptions(color=color and opts.output is None, width=width, tree=opts.tree, quiet=opts.quiet,
+                            fail_on=fail_level)
+    text = render(report, opts.fmt, options)
+    if opts.output:
+        with open(opts.output, "w", encoding="utf-8") as fh:
             fh.write(text)
     else:
         click.echo(text, nl=False)
     write_reports(report, specs, options)
-    if "github" in (fmt, *(s.fmt for s in specs)):
+    if "github" in (opts.fmt, *(s.fmt for s in specs)):
         append_step_summary(report)
     sys.exit(report.exit_code(fail_level))
+
+
+def _quiet_library_logs() -> None:
+    """Keep libraries' import-time log lines (bitsandbytes looking for optional CPU kernels)
+    off stderr, which carries only archlint's own lines; ``--debug`` shows them."""
+    import logging
+
+    for name in ("bitsandbytes",):
+        logging.getLogger(name).addHandler(logging.NullHandler())
 
 
 @main.command("rules")

@@ -16,14 +16,14 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import UsageError
 from .findings import Severity
+from .lora.plan import Plan, merged_plan
+from .lora.targets import REGEX_PREFIX, written_entry_reaches
+from .selection import selector_codes, specificity
 from .targets import target_identity
-
-if TYPE_CHECKING:
-    from .plan import Plan as LoraPlan
 
 FAIL_ON = ("error", "warning", "info", "never")
 _TOP_KEYS = ("models", "select", "extend-select", "ignore", "fail-on", "severity", "per-module-ignores")
@@ -46,7 +46,7 @@ class ModelEntry:
     target: str  # as written in the file: the name reports and baselines use
     location: str  # what resolve() is given: relative paths made absolute against the file
     trust_remote_code: bool = False
-    plan: LoraPlan | None = None  # target-modules / exclude-modules / target-parameters / peft-config
+    plan: Plan | None = None  # target-modules / exclude-modules / target-parameters / peft-config
 
 
 @dataclass(frozen=True)
@@ -61,12 +61,9 @@ class ModuleIgnore:
     reason: str
     key: str  # e.g. "per-module-ignores[0]", for messages
     file: str
-    _regexes: tuple[re.Pattern | None, ...] = field(default=(), repr=False, compare=False)
 
     def covers(self, code: str, path: str) -> bool:
-        return code in self.codes and any(
-            module_matches(m, path, rx) for m, rx in zip(self.modules, self._regexes, strict=True)
-        )
+        return code in self.codes and any(written_entry_reaches(m, path) for m in self.modules)
 
 
 @dataclass(frozen=True)
@@ -90,18 +87,9 @@ class Config:
 
     def severity_for(self, code: str, default: Severity) -> Severity:
         """The override of the most specific selector naming ``code`` (a code beats its prefix)."""
-        from .selection import specificity
-
         ranked = [(specificity(s, code), level) for s, level in self.severity.items()]
         ranked = [(rank, level) for rank, level in ranked if rank is not None]
         return max(ranked, key=lambda r: r[0])[1] if ranked else default
-
-
-def module_matches(pattern: str, path: str, regex: re.Pattern | None = None) -> bool:
-    """PEFT's ``target_modules`` matching: ``re:`` is a full regex, a bare name matches the path's end."""
-    if pattern.startswith("re:"):
-        return (regex or re.compile(pattern[3:])).fullmatch(path) is not None
-    return path == pattern or path.endswith("." + pattern)
 
 
 # -- discovery ------------------------------------------------------------------------
@@ -205,8 +193,6 @@ class _Validator:
         return tuple(s.strip() for s in value)
 
     def selectors(self, table: Mapping[str, Any], key: str, value: Any = None) -> list[str]:
-        from .selection import selector_codes
-
         items = self.strings(table.get(key, []) if value is None else value, key)
         for s in items:
             if not selector_codes(s):
@@ -249,11 +235,9 @@ class _Validator:
         plan = self.plan(plan_keys, key) if plan_keys else None
         return ModelEntry(target.strip(), target_identity(target.strip(), self.file.parent), trust, plan)
 
-    def plan(self, item: dict[str, Any], key: str) -> LoraPlan:
+    def plan(self, item: dict[str, Any], key: str) -> Plan:
         """The model's LoRA plan: ``peft-config`` first, the keys given beside it replace its own."""
-        from .plan import Plan
-
-        mapping: dict[str, Any] = {}
+        base = None
         if "peft-config" in item:
             raw = item["peft-config"]
             if not isinstance(raw, str) or not raw.strip():
@@ -262,21 +246,22 @@ class _Validator:
             if not path.is_file():
                 self.fail(f"{key}.peft-config", f"no such file: {raw} (paths are relative to {self.file.parent})")
             try:
-                mapping = Plan.from_file(str(path)).to_mapping()
+                base = Plan.from_file(str(path))
             except UsageError as e:
                 self.fail(f"{key}.peft-config", str(e))
+        overrides: dict[str, Any] = {}
         for name in ("target-modules", "exclude-modules"):
             if name in item:
                 value = item[name]
                 if isinstance(value, str):  # PEFT: a string is one regex, full-matched
                     self.regex(value, f"{key}.{name}")
-                    mapping[name.replace("-", "_")] = value
+                    overrides[name.replace("-", "_")] = value
                 else:
-                    mapping[name.replace("-", "_")] = list(self.strings(value, f"{key}.{name}"))
+                    overrides[name.replace("-", "_")] = list(self.strings(value, f"{key}.{name}"))
         if "target-parameters" in item:
-            mapping["target_parameters"] = list(self.strings(item["target-parameters"], f"{key}.target-parameters"))
+            overrides["target_parameters"] = list(self.strings(item["target-parameters"], f"{key}.target-parameters"))
         try:
-            return Plan.from_mapping(mapping, source="config")
+            return merged_plan(base, overrides, source="config")
         except UsageError as e:
             self.fail(key, str(e))
 
@@ -295,12 +280,12 @@ class _Validator:
         if not isinstance(reason, str) or not reason.strip():
             self.fail(f"{key}.reason", "expected a non-empty explanation")
         modules = self.strings(item["modules"], f"{key}.modules", single_ok=True)
-        regexes = tuple(self.regex(m[3:], f"{key}.modules") if m.startswith("re:") else None for m in modules)
-        from .selection import selector_codes
-
+        for m in modules:
+            if m.startswith(REGEX_PREFIX):
+                self.regex(m[len(REGEX_PREFIX):], f"{key}.modules")
         selectors = self.selectors(item, f"{key}.codes", item["codes"])
         if not selectors:
             self.fail(f"{key}.codes", "expected at least one rule code or prefix")
         codes = frozenset().union(*(selector_codes(s) for s in selectors))
         return ModuleIgnore(model.strip(), target_identity(model.strip(), self.file.parent), modules, tuple(selectors), codes,
-                            reason.strip(), key, str(self.file), regexes)
+                            reason.strip(), key, str(self.file))

@@ -74,6 +74,30 @@ class ModuleInfo:
 
 
 @dataclass(frozen=True)
+class RepeatedBlocks:
+    """The model's stacks of repeated blocks: every ``nn.ModuleList`` of two or more
+    entries that all have submodules (decoder layers, encoder layers, experts as modules).
+
+    ``lists`` maps each such list to its entries' paths, nested stacks included;
+    ``outer`` maps each block that sits in no other block to its list."""
+
+    lists: dict[str, tuple[str, ...]]
+    outer: dict[str, str]
+
+    def block_of(self, path: str) -> str | None:
+        """The outer block ``path`` is (or lies in), or None."""
+        parts = path.split(".")
+        for i in range(1, len(parts) + 1):
+            prefix = ".".join(parts[:i])
+            if prefix in self.outer:
+                return prefix
+        return None
+
+    def list_of(self, block: str) -> str:
+        return self.outer[block]
+
+
+@dataclass(frozen=True)
 class Group:
     """Modules with the same pattern and the same structure: analysed once."""
 
@@ -185,6 +209,19 @@ class ModuleGraph:
             self._groups = groups
         return self._groups
 
+    @functools.cached_property
+    def blocks(self) -> RepeatedBlocks:
+        """The repeated blocks of this model (see :class:`RepeatedBlocks`)."""
+        lists = {}
+        for info in self:
+            if isinstance(info.module, nn.ModuleList) and len(info.children) >= 2:
+                kids = [self.info(c) for c in info.children.values()]
+                if all(not k.is_leaf for k in kids):
+                    lists[info.path] = tuple(k.path for k in kids)
+        every = {block: list_path for list_path, blocks in lists.items() for block in blocks}
+        outer = {b: lp for b, lp in every.items() if not any(q in every for q in _proper_prefixes(b))}
+        return RepeatedBlocks(lists, outer)
+
     def distinct(self, predicate: Callable[[ModuleInfo], bool]) -> Iterator[Group]:
         """The groups whose representative satisfies ``predicate`` (checked once per group)."""
         for group in self.groups:
@@ -200,6 +237,13 @@ class ModuleGraph:
                 seen.add(id(p))
                 total += p.numel()
         return total
+
+
+def _proper_prefixes(path: str) -> Iterator[str]:
+    """``a.b.c`` -> ``a``, ``a.b``."""
+    parts = path.split(".")
+    for i in range(1, len(parts)):
+        yield ".".join(parts[:i])
 
 
 def _tensor_info(name, tensor, tied_paths, owner) -> TensorInfo:

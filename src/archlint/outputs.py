@@ -49,6 +49,16 @@ def stdout_style(*, no_color: bool, to_terminal: bool, env: Mapping[str, str] = 
     return color, shutil.get_terminal_size((FILE_WIDTH, 24)).columns if to_terminal else FILE_WIDTH
 
 
+def error_line(result) -> str:
+    """The one stderr line of a target that failed: the target once, then the cause and what to do."""
+    message = result.error.message
+    for name in (result.target, getattr(result.error, "target", None)):
+        if name and message.startswith(f"{name}: "):
+            message = message[len(name) + 2:]
+            break
+    return f"archlint: error: {result.target}: {message}"
+
+
 def write_reports(report: Report, specs: Sequence[ReportSpec], options: RenderOptions) -> None:
     """Render ``report`` once per spec into its file (plain text: no colour, fixed width)."""
     plain = dataclasses.replace(options, color=False, width=FILE_WIDTH)

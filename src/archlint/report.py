@@ -11,6 +11,9 @@ from .findings import Finding, Severity
 
 SCHEMA_VERSION = 1
 
+#: What ``findings``, ``by_severity`` and ``by_code`` count, in the text summary and in JSON.
+FINDING_UNIT = "a finding is one rule at one module pattern (model.layers.*.q_proj); modules_by_code counts module paths"
+
 
 @dataclass(frozen=True)
 class ModelSummary:
@@ -19,19 +22,24 @@ class ModelSummary:
     parameters: int
     modules: int
     head: bool = True
+    class_reason: str | None = None  # why this class was built (architectures[0], the type's image-text class...)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "class": self.class_name,
             "model_type": self.model_type,
             "parameters": self.parameters,
             "modules": self.modules,
             "head": self.head,
         }
+        if self.class_reason:
+            out["class_reason"] = self.class_reason
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSummary:
-        return cls(data["class"], data["model_type"], data["parameters"], data["modules"], data["head"])
+        return cls(data["class"], data["model_type"], data["parameters"], data["modules"], data["head"],
+                   data.get("class_reason"))
 
 
 @dataclass(frozen=True)
@@ -55,9 +63,10 @@ class TargetResult:
     rule_errors: list[dict[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds; shown with --debug, never in JSON
     graph: Any = None  # the ModuleGraph, for the tree view; not serialised
+    tree: dict[str, Any] | None = None  # module_tree.collapsed_tree(): the collapsed module tree as data
     anchor: Anchor | None = None  # the target's file (config.json / factory), for SARIF and annotations
     class_anchors: dict[str, Anchor] = field(default_factory=dict)  # module_class -> its `class` line
-    plans: list[Any] = field(default_factory=list)  # archlint.plan.PlanEvaluation: the user's plan, or the recipes
+    plans: list[Any] = field(default_factory=list)  # archlint.lora.evaluate.PlanEvaluation: the user's plan, or the recipes
     plan_lines: list[str] | None = None  # the plans as the text report shows them, when read from the cache
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,12 +81,13 @@ class TargetResult:
 
     def to_data(self) -> dict[str, Any]:
         """Everything a renderer reads, as JSON data: what the result cache stores (no graph, no timings)."""
-        from .plan.text import plan_lines
+        from .render.plans import plan_lines
 
         data = self.to_dict()
         data["anchor"] = self.anchor.to_dict() if self.anchor else None
         data["class_anchors"] = {name: a.to_dict() for name, a in self.class_anchors.items()}
         data["plan_lines"] = self.plan_lines if self.plan_lines is not None else plan_lines(self.plans)
+        data["tree"] = self.tree
         return data
 
     @classmethod
@@ -94,6 +104,7 @@ class TargetResult:
             class_anchors={name: Anchor.from_dict(a) for name, a in data["class_anchors"].items()},
             plans=[StoredPlan(p) for p in data["plans"]],
             plan_lines=list(data["plan_lines"]),
+            tree=data.get("tree"),
         )
 
 
@@ -119,7 +130,7 @@ class Report:
         return max((f.severity for f in self.findings), default=None)
 
     def counts(self) -> dict[str, int]:
-        """Findings (grouped) and module occurrences per severity."""
+        """Findings per severity; a finding is one rule at one module pattern."""
         out = {str(s): 0 for s in sorted(Severity, reverse=True)}
         for f in self.findings:
             out[str(f.severity)] += 1
@@ -152,12 +163,21 @@ class Report:
                 "failed_targets": len(self.errors),
                 "findings": len(self.findings),
                 "by_severity": self.counts(),
+                "unit": FINDING_UNIT,
                 "by_code": _by_code(self.findings),
+                "modules_by_code": _modules_by_code(self.findings),
             },
         }
 
 
 def _by_code(findings: list[Finding]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for f in sorted(findings, key=lambda f: f.code):
+        out[f.code] = out.get(f.code, 0) + 1
+    return out
+
+
+def _modules_by_code(findings: list[Finding]) -> dict[str, int]:
     out: dict[str, int] = {}
     for f in sorted(findings, key=lambda f: f.code):
         out[f.code] = out.get(f.code, 0) + f.count

@@ -3,7 +3,10 @@
 Five forms are understood, tried in this order:
 
 * ``FILE.py:NAME`` or ``pkg.module:NAME``   a Python factory or ``nn.Module`` class
-* an existing folder (holding ``config.json``) or a ``.json`` file
+* an existing folder (holding ``config.json``) or a ``.json`` file; a weight file
+  (``.safetensors``, ``.bin``, ``*.index.json``) stands for its folder; a PEFT adapter
+  (a folder with ``adapter_config.json``, or that file) for its base model, with the
+  adapter as the LoRA plan
 * a path-looking string that does not exist (``./x``, ``/x``, ``a/b/c``, ``x.json``): an error
 * ``org/name[@revision]``                   a Hugging Face Hub repository (config.json only)
 * ``model_type``                            transformers' built-in default config, offline
@@ -14,6 +17,7 @@ pickles and safetensors bodies are never read.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import importlib.util
@@ -43,6 +47,7 @@ class ModelSpec:
     config_file: str | None = None  # where config.json was read from, if anywhere
     revision: str | None = None
     trust_remote_code: bool = False
+    adapter: str | None = None  # a PEFT adapter_config.json whose base model this is: the LoRA plan
 
 
 def resolve(target: str, *, trust_remote_code: bool = False, offline: bool = False) -> ModelSpec:
@@ -51,8 +56,11 @@ def resolve(target: str, *, trust_remote_code: bool = False, offline: bool = Fal
     if kind == "factory":
         m = _FACTORY.match(target)
         return _resolve_factory(target, m["module"], m["name"])
+    if kind == "adapter":
+        path = Path(target).expanduser()
+        return _resolve_adapter(target, _adapter_config(path), trust_remote_code=trust_remote_code, offline=offline)
     if kind == "local":
-        return _resolve_local(target, Path(target).expanduser(), trust_remote_code)
+        return _resolve_local(target, _weights_folder(Path(target).expanduser()), trust_remote_code)
     if kind == "missing":
         raise TargetError("not-found", f"{target}: no such file or directory")
     if kind == "hub":
@@ -62,12 +70,14 @@ def resolve(target: str, *, trust_remote_code: bool = False, offline: bool = Fal
 
 
 def target_kind(target: str) -> str:
-    """Which of the forms above ``target`` is: "factory", "local", "missing" (a path that
-    does not exist), "hub" or "model_type" -- without importing anything."""
+    """Which of the forms above ``target`` is: "factory", "adapter" (a PEFT adapter, linted
+    on its base model), "local", "missing" (a path that does not exist), "hub" or
+    "model_type" -- without importing anything."""
     if _FACTORY.match(target) and not Path(target).exists():
         return "factory"
-    if Path(target).expanduser().exists():
-        return "local"
+    path = Path(target).expanduser()
+    if path.exists():
+        return "adapter" if _adapter_config(path) is not None else "local"
     if _looks_like_path(target):
         return "missing"
     return "hub" if _HUB_ID.match(target.partition("@")[0]) else "model_type"
@@ -85,10 +95,87 @@ def _looks_like_path(target: str) -> bool:
 # -- local folders and files -------------------------------------------------------
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+
+def local_config_file(target: str) -> Path:
+    """The config.json a "local" target is read from."""
+    path = _weights_folder(Path(target).expanduser())
+    return path / "config.json" if path.is_dir() else path
+
+
+def _weights_folder(path: Path) -> Path:
+    """A weight file or a sharded checkpoint's index stands for the folder holding it."""
+    if path.is_file() and (path.name.endswith(WEIGHT_SUFFIXES) or path.name.endswith(".index.json")):
+        return path.parent
+    return path
+
+
+def _adapter_config(path: Path) -> Path | None:
+    """``adapter_config.json`` when ``path`` is a PEFT adapter (that file, or a folder holding
+    it and no config.json of its own)."""
+    if path.is_file() and path.name == "adapter_config.json":
+        return path
+    if path.is_dir() and (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+        return path / "adapter_config.json"
+    return None
+
+
+def _resolve_adapter(target: str, adapter: Path, *, trust_remote_code: bool, offline: bool) -> ModelSpec:
+    try:
+        raw = json.loads(adapter.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TargetError("malformed-config", f"{target}: {adapter} is not a readable PEFT adapter config ({_one_line(e)})") from e
+    base = raw.get("base_model_name_or_path") if isinstance(raw, dict) else None
+    if not isinstance(base, str) or not base:
+        raise TargetError("no-config", f"{target}: {adapter} is a PEFT adapter without base_model_name_or_path; "
+                                       "lint the base model and pass the adapter with --peft-config")
+    local = adapter.parent / base
+    where = str(local) if not Path(base).is_absolute() and local.exists() else base
+    spec = resolve(where, trust_remote_code=trust_remote_code, offline=offline)
+    return dataclasses.replace(spec, target=target, adapter=str(adapter))
+
+
+def _python_hint(folder: Path, typed: str, only: str | None = None) -> str:
+    """For a folder without config.json: the ``FILE.py:NAME`` targets its Python files offer,
+    spelled from the folder as the user typed it."""
+    classes = [c for c in module_classes(folder) if only is None or c.startswith(f"{only}:")]
+    if not classes:
+        return "point archlint at a model folder, a config.json, or FILE.py:NAME for your own model code"
+    shown = ", ".join(os.path.join(typed, c) for c in classes[:6]) + (f" and {len(classes) - 6} more" if len(classes) > 6 else "")
+    return f"lint one of its nn.Module classes as FILE.py:NAME: {shown}"
+
+
+def module_classes(folder: Path, limit: int = 200) -> list[str]:
+    """``FILE.py:Class`` for each class in the folder's Python files that derives from an
+    ``nn.Module`` (directly, through ``PreTrainedModel``, or through another such class of the
+    same file). Read with ``ast``: nothing is imported or run."""
+    import ast
+
+    found: list[str] = []
+    for file in sorted(folder.glob("*.py"))[:limit]:
+        try:
+            tree = ast.parse(file.read_text(encoding="utf-8"), filename=str(file))
+        except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+            continue
+        modules: set[str] = set()
+        for node in tree.body:
+            if not isinstance(node, ast.ClassDef):
+                continue
+            bases = {ast.unparse(b).rsplit(".", 1)[-1] for b in node.bases}
+            if bases & ({"Module", "PreTrainedModel"} | modules) or any(b.endswith("PreTrainedModel") for b in bases):
+                modules.add(node.name)
+                found.append(f"{file.name}:{node.name}")
+    return found
+
+
 def _resolve_local(target: str, path: Path, trust_remote_code: bool) -> ModelSpec:
     config_file = path / "config.json" if path.is_dir() else path
     if not config_file.is_file():
-        raise TargetError("no-config", f"{target}: no config.json in this folder; point archlint at a model folder or a config file")
+        raise TargetError("no-config", f"{target}: no config.json in this folder; {_python_hint(path, target)}")
+    if config_file.suffix == ".py":
+        raise TargetError("no-config", f"{target}: a Python file, not a config; "
+                                       f"{_python_hint(path.parent, os.path.dirname(target), only=path.name)}")
     config = load_config(config_file, target, trust_remote_code)
     return ModelSpec(target, "local", config=config, config_file=str(config_file), trust_remote_code=trust_remote_code)
 
@@ -184,11 +271,47 @@ def _did_you_mean(word: str) -> str:
 
 # -- the Hub ------------------------------------------------------------------------
 
+OFFLINE_ADVICE = (
+    "config.json is not in the local Hugging Face cache and the Hub cannot be reached; "
+    "connect once to cache it (later runs work with --offline), or lint a local copy: "
+    "archlint ./FOLDER (a folder holding config.json)"
+)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hub endpoint opens within ``timeout`` seconds (name
+    lookup included), so that an unreachable Hub costs seconds, not a minute of retries."""
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    outcome: list[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((url.hostname, port), timeout=timeout).close()
+            outcome.append(True)
+        except OSError:
+            outcome.append(False)
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(outcome and outcome[0])
+
 
 def _resolve_hub(target: str, repo: str, revision: str | None, trust_remote_code: bool, offline: bool) -> ModelSpec:
     from huggingface_hub import hf_hub_download
     from huggingface_hub import errors as hub_errors
 
+    if not offline and not hub_reachable():
+        offline = True  # fail fast: the cache answers, or the error below says what to do
     try:
         config_file = hf_hub_download(repo, "config.json", revision=revision, local_files_only=offline)
     except hub_errors.GatedRepoError as e:
@@ -199,11 +322,7 @@ def _resolve_hub(target: str, repo: str, revision: str | None, trust_remote_code
         raise TargetError("repo-not-found", f"{target}: no such repository on the Hub (or it is private: set HF_TOKEN)") from e
     except (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled) as e:
         # Before EntryNotFoundError: LocalEntryNotFoundError is a subclass of it.
-        raise TargetError(
-            "offline",
-            f"{target}: config.json is not in the local cache and the Hub cannot be reached "
-            f"(offline or no network); connect once, or lint a local copy of the config",
-        ) from e
+        raise TargetError("offline", f"{target}: {OFFLINE_ADVICE}") from e
     except (hub_errors.EntryNotFoundError, hub_errors.RemoteEntryNotFoundError) as e:
         raise TargetError("no-config", f"{target}: the repository has no config.json; it is not a transformers model") from e
     except hub_errors.HfHubHTTPError as e:

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from .errors import UsageError
+
 
 @dataclass(frozen=True)
 class Layer:
@@ -82,3 +84,10 @@ def selected_codes(layers: Iterable[Layer]) -> list[str]:
         chosen |= named(layer.extend_select)
         chosen -= named(layer.ignore)
     return sorted(chosen)
+
+
+def validate_selectors(selectors: Iterable[str]) -> None:
+    """Unknown codes are a usage error, never silently ignored."""
+    for s in selectors:
+        if not selector_codes(s):
+            raise UsageError(f"unknown rule code or prefix {s!r}; `archlint rules` lists them")

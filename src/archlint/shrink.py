@@ -2,8 +2,8 @@
 layer per distinct block structure (at least two), for whole-model forwards.
 
 Which layers to keep is read from the user's built model, not from a list of model
-types: the decoder layers of a ``ModuleList`` are grouped by their structural key
-(graph.py), and the first layer of each structure is kept, plus the last layer. The
+types: the blocks of each stack of repeated blocks (:attr:`ModuleGraph.blocks`) are
+grouped by their structural key, and the first layer of each structure is kept, plus the last layer. The
 config that owns the list is rewritten accordingly: ``num_hidden_layers``, every
 per-layer list, list of layer numbers and per-layer dict whose name says ``layer``
 (``layer_types``, ``cross_attention_layers``, ``per_layer_config``), and
@@ -21,6 +21,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from .build import BuiltModel, assert_no_storage
+from .graph import ModuleGraph
 
 
 @dataclass(frozen=True)
@@ -40,18 +43,19 @@ class ShrunkModel:
         return path
 
 
-def shrunk_copy(ctx) -> ShrunkModel | None:
-    """The shrunk copy of ``ctx.built.module``, or ``None`` when it cannot be made faithfully."""
+def shrunk_copy(built: BuiltModel, graph: ModuleGraph) -> ShrunkModel | None:
+    """The shrunk copy of ``built.module`` (whose graph is ``graph``), or ``None`` when it
+    cannot be made faithfully."""
     from transformers import PreTrainedModel
 
-    root = ctx.built.module
-    if not isinstance(root, PreTrainedModel) or ctx.built.strategy != "meta":
+    root = built.module
+    if not isinstance(root, PreTrainedModel) or built.strategy != "meta":
         return None  # factories and meta-unsafe classes: the caller runs the model itself
     attempts = []
     # Sparse layers first, then a prefix up to the last new structure: configs that
     # place structures by index (DeepSeek's `first_k_dense_replace=3`) need the prefix.
     for prefix in (False, True):
-        plans = _plans(ctx.graph, root.config, prefix=prefix)
+        plans = _plans(graph, root.config, prefix=prefix)
         # All configs at once; a config whose parts index another's layers (Molmo2's
         # adapter `vision_feature_layer`) rejects that, so then one config at a time,
         # the longest stack first (it dominates the forward's cost).
@@ -62,13 +66,13 @@ def shrunk_copy(ctx) -> ShrunkModel | None:
         if attempt in tried:
             continue
         tried.append(attempt)
-        copy = _attempt(ctx, root, attempt)
+        copy = _attempt(graph, root, attempt)
         if copy is not None:
             return copy
     return None
 
 
-def _attempt(ctx, root: nn.Module, plans) -> ShrunkModel | None:
+def _attempt(graph: ModuleGraph, root: nn.Module, plans) -> ShrunkModel | None:
     data = root.config.to_dict()
     for keypath, (count, keep) in plans.items():
         sub = data
@@ -79,10 +83,10 @@ def _attempt(ctx, root: nn.Module, plans) -> ShrunkModel | None:
         module = _build(type(root), type(root.config).from_dict(data), _dtype(root))
     except Exception:  # the rewritten config is not valid for this class: no copy
         return None
-    lists = dict(_lists(ctx.graph, root.config, plans))
-    if not _faithful(ctx.graph, module, lists):
+    lists = dict(_lists(graph, root.config, plans))
+    if not _faithful(graph, module, lists):
         return None
-    sizes = ", ".join(f"{p} {len(ctx.graph.info(p).children)}→{len(k)}" for p, k in lists.items())
+    sizes = ", ".join(f"{p} {len(graph.info(p).children)}→{len(k)}" for p, k in lists.items())
     return ShrunkModel(module, f"shrunk copy ({sizes})", lists)
 
 
@@ -113,12 +117,9 @@ def _candidate_lists(graph, config):
     from transformers import PretrainedConfig
 
     keypaths = dict(_config_keypaths(config))
-    for info in graph:
-        if not isinstance(info.module, nn.ModuleList) or len(info.children) < 2:
-            continue
+    for list_path in graph.blocks.lists:
+        info = graph.info(list_path)
         if sorted(info.children) != sorted(str(i) for i in range(len(info.children))):
-            continue
-        if any(graph.info(c).is_leaf for c in info.children.values()):
             continue
         owner = graph.parent(info.path)
         while owner is not None and not isinstance(getattr(owner.module, "config", None), PretrainedConfig):
@@ -155,7 +156,9 @@ def _shrink_dict(sub: dict, count: int, keep: tuple[int, ...], count_key: str) -
     for key, value in list(sub.items()):
         if "layer" not in key:
             continue
-        if isinstance(value, (list, tuple)) and len(value) == count:
+        if isinstance(value, (list, tuple)) and list(value) == list(range(count)):
+            sub[key] = list(range(len(keep)))  # every layer by number (Llama-4's `moe_layers`)
+        elif isinstance(value, (list, tuple)) and len(value) == count:
             sub[key] = [value[i] for i in keep]
         elif isinstance(value, (list, tuple)) and all(_is_index(v, count) for v in value):
             sub[key] = [keep.index(v) for v in value if v in keep]  # layer numbers (`cross_attention_layers`)
@@ -175,8 +178,6 @@ def _dtype(root: nn.Module) -> torch.dtype:
 def _build(cls: type, config, dtype: torch.dtype) -> nn.Module:
     from transformers.initialization import meta_device_safe_creation_ops
 
-    from .build import assert_no_storage
-
     with torch.device("meta"), meta_device_safe_creation_ops():
         module = cls._from_config(config, dtype=dtype)
     assert_no_storage(module, "shrunk copy")
@@ -184,8 +185,6 @@ def _build(cls: type, config, dtype: torch.dtype) -> nn.Module:
 
 
 def _faithful(graph, module: nn.Module, lists: dict[str, tuple[int, ...]]) -> bool:
-    from .graph import ModuleGraph
-
     copy = ModuleGraph(module)
     if {i.qualname for i in copy} != {i.qualname for i in graph}:
         return False

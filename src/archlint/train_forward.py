@@ -2,7 +2,7 @@
 what a text-only collator produces (``input_ids``, ``attention_mask``, ``labels``).
 
 Fake tensors carry shapes and dtypes but no memory, and transformers skips its
-data-dependent mask shortcuts while tracing (research/meta-build.md §3), so the real
+data-dependent mask shortcuts while tracing, so the real
 installed forward code runs end to end. What it raises tells whether text-only training
 works (TRAIN001): ``Molmo2Model.forward`` raises "`mm_token_type_ids` is required as a
 model input when training" in transformers 5.24; Gemma-4 did until transformers fixed it.
@@ -25,7 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .build import BuiltModel
 from .errors import one_line
+from .shrink import ShrunkModel
 
 #: What a text-only collator (TRL's, DataCollatorForLanguageModeling) hands the model.
 TEXT_INPUTS = ("input_ids", "attention_mask", "labels")
@@ -50,24 +52,20 @@ class ForwardOutcome:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def training_forward(ctx) -> ForwardOutcome:
-    """The outcome for this lint, computed once (``ctx.memo``) and timed as ``forward``."""
-    return ctx.memo("train_forward", lambda: _compute(ctx))
-
-
-def _compute(ctx) -> ForwardOutcome:
-    from .shrink import shrunk_copy
-
+def training_forward(built: BuiltModel, copy: ShrunkModel | None) -> ForwardOutcome:
+    """Run the fake training forward of the built model (its shrunk ``copy`` first, when
+    there is one); the outcome. Each lint asks once, through its facts
+    (:mod:`archlint.facts.training`), which make the copy once for this forward and the
+    LoRA training steps."""
     start = time.perf_counter()
-    if not _takes_token_ids(ctx.built.module):
+    if not _takes_token_ids(built.module):
         return ForwardOutcome("not-applicable", "", 0.0)  # no forward, or not a token model
-    with ctx.timed("forward"), _quiet():
-        copy = shrunk_copy(ctx)
+    with _quiet():
         if copy is not None:
             outcome = run(copy.module, label=copy.description, path_map=copy.original_path)
             if outcome.status != "failed":
                 return _with_seconds(outcome, start)
-        outcome = run(ctx.built.module, label="the model itself")
+        outcome = run(built.module, label="the model itself")
         return _with_seconds(outcome, start)
 
 
@@ -135,7 +133,7 @@ def _forward(model: nn.Module, paths: dict[int, str], *, supplied: tuple[str, ..
     model.train()
     try:
         # Inputs must be created on meta inside the mode, like the meta parameters
-        # (research/meta-build.md §3); allow_non_fake_inputs admits the parameters.
+        # (as the model's own are); allow_non_fake_inputs admits the parameters.
         with FakeTensorMode(allow_non_fake_inputs=True):
             ids = torch.zeros(BATCH, SEQ, dtype=torch.long, device="meta")
             inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}

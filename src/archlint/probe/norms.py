@@ -152,3 +152,23 @@ def _fused_layer_norm(trace: Trace) -> NormSemantics:
     eps = next((float(a.value) for a in reversed(op.args) if a.kind == "scalar" and isinstance(a.value, float)), None)
     weight = next((a.name for a in op.args if a.kind == "param"), None)
     return NormSemantics("layer", op.out_dtype, trace.input_dtype, eps, True, weight is not None, 0.0, None, weight)
+
+
+def liger_settings(s: NormSemantics) -> dict | None:
+    """The ``LigerRMSNorm`` settings reproducing ``s``; None when no Liger mode does."""
+    if s.eps_inside_sqrt is False:
+        return None
+    out = {"eps": s.eps, "offset": float(s.offset), "casting_mode": s.casting_mode}
+    if not s.has_weight:
+        out["elementwise_affine"] = False
+    return out
+
+
+def liger_arguments(s: NormSemantics) -> str:
+    """``LigerRMSNorm`` keyword arguments reproducing ``s`` (offset, casting_mode)."""
+    parts = [f"eps={s.eps}", f"offset={float(s.offset)}", f"casting_mode='{s.casting_mode}'"]
+    if not s.has_weight:
+        parts.append("elementwise_affine=False")
+    if s.eps_inside_sqrt is False:
+        parts.append("# no Liger mode adds eps outside the square root: leave unpatched")
+    return ", ".join(parts)

@@ -1,4 +1,4 @@
-"""What rules ask of the probe, each answer cached per probed module signature.
+"""Readings: what a probe says about a module, for the facts rules read (:mod:`archlint.facts.probes`).
 
 A *reading* combines the probe of one module, the analysis of its trace and, where the
 question needs values, a numeric check of a tiny CPU copy. Every reading carries the
@@ -9,18 +9,19 @@ structure alone says, at low confidence.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-import torch
 from torch import nn
 
 from ..findings import Confidence
-from .attention import OutputGate, find_output_gate
-from .gates import Glu, find_glu
-from .routers import Router, read_router
 from .norms import NormSemantics, read_norm
 from .numeric import confirm_rms
-from .run import cache_key, probe
+from .run import Probe
+from .trace import Trace
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -40,17 +41,9 @@ class NormReading:
         return out
 
 
-def norm_reading(ctx, module: nn.Module) -> NormReading:
-    """The semantics of a normalising module, confirmed numerically when it is small."""
-    cache = ctx.memo("norm-readings", dict)
-    key = cache_key(module)
-    if key not in cache:
-        cache[key] = _norm_reading(ctx, module)
-    return cache[key]
-
-
-def _norm_reading(ctx, module: nn.Module) -> NormReading:
-    result = probe(ctx, module, input_dtype=torch.bfloat16)
+def norm_reading(module: nn.Module, result: Probe) -> NormReading:
+    """The semantics of a normalising module from its (bf16-input) probe, confirmed
+    numerically on a tiny CPU copy when it is an RMS norm."""
     if not result.ok:
         return NormReading(None, Confidence.LOW, error=result.error)
     semantics = read_norm(result.trace)
@@ -58,11 +51,10 @@ def _norm_reading(ctx, module: nn.Module) -> NormReading:
         return NormReading(None, Confidence.LOW, error="the forward normalises nothing recognisable")
     if semantics.kind != "rms":
         return NormReading(semantics, Confidence.MEDIUM)
-    with ctx.timed("probe"):
-        try:
-            numeric = confirm_rms(module, semantics, result.dim)
-        except Exception:  # a CPU copy that cannot run: keep the trace's reading
-            numeric = None
+    try:
+        numeric = confirm_rms(module, semantics, result.dim)
+    except Exception:  # a CPU copy that cannot run: keep the trace's reading
+        numeric = None
     if numeric is None:
         return NormReading(semantics, Confidence.MEDIUM)
     confidence = Confidence.HIGH if numeric["matches_reference"] else Confidence.MEDIUM
@@ -70,28 +62,12 @@ def _norm_reading(ctx, module: nn.Module) -> NormReading:
     return NormReading(semantics, confidence, equivalent, numeric)
 
 
-def glu_reading(ctx, module: nn.Module) -> Glu | None:
-    """The GLU an MLP (or a stacked-experts module) computes, or None."""
-    return read(ctx, module, find_glu)
-
-
-def router_reading(ctx, module: nn.Module) -> Router | None:
-    """The routing a module computes (projection + top-k and any extras), or None."""
-    return read(ctx, module, read_router)
-
-
-def read(ctx, module: nn.Module, reader):
-    """``reader(trace)`` of the module's probe; None when the probe failed or the reader
-    could not make sense of an unusual trace (a reading is evidence, never a crash)."""
-    result = probe(ctx, module)
+def read(result: Probe, reader: Callable[[Trace], T]) -> T | None:
+    """``reader(trace)`` of a probe; None when the probe failed or the reader could not
+    make sense of an unusual trace (a reading is evidence, never a crash)."""
     if not result.ok:
         return None
     try:
         return reader(result.trace)
     except Exception:
         return None
-
-
-def output_gate_reading(ctx, module: nn.Module) -> OutputGate | None:
-    """The input-dependent gate an attention multiplies its output by, or None."""
-    return read(ctx, module, find_output_gate)

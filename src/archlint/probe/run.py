@@ -7,7 +7,7 @@ that runs is kept. Stacked experts following transformers' experts protocol
 (``_apply_gate``, ``gate_up_proj``) are run through transformers' ``batched_mm``
 implementation with synthesised routing, which has no data-dependent ops.
 
-Results are cached per lint under a key made of the class, every parameter and buffer
+Results are cached per lint (:mod:`archlint.facts.probes`) under a key made of the class, every parameter and buffer
 (name, shape, dtype) and the module's scalar attributes, so 30 identical layers cost one
 probe while two instances configured differently (clipping on/off, another activation)
 are probed apart. A failing probe returns its error; it never raises.
@@ -43,21 +43,17 @@ class Probe:
         return self.trace is not None
 
 
-def probe(ctx, module: nn.Module, *, input_dtype: torch.dtype | None = None) -> Probe:
-    """The (cached) probe of ``module`` within this lint; time goes to ``timings["probe"]``.
+def run_probe(module: nn.Module, input_dtype: torch.dtype | None = None) -> Probe:
+    """Probe ``module`` once; a failing probe returns its error.
 
     ``input_dtype`` defaults to the module's own dtype; norms are probed with bf16 input
     whatever their weights are, because cast order only shows on a low-precision input.
+    Callers cache the result under :func:`cache_key` (one lint's cache lives in its facts).
     """
-    cache = ctx.memo("probe-cache", dict)
-    key = (cache_key(module), str(input_dtype))
-    if key not in cache:
-        with ctx.timed("probe"):
-            try:
-                cache[key] = _run(module, input_dtype)
-            except Exception as e:  # a probe never stops the lint (issue #3)
-                cache[key] = Probe(None, error=one_line(e))
-    return cache[key]
+    try:
+        return _run(module, input_dtype)
+    except Exception as e:  # a probe never stops the lint
+        return Probe(None, error=one_line(e))
 
 
 def cache_key(module: nn.Module) -> str:

@@ -20,12 +20,13 @@ class RenderOptions:
 
 
 def renderers():
-    from . import github, json_format, sarif, text
+    from . import github, html, json_format, sarif, text
 
-    return {"text": text.render, "json": json_format.render, "sarif": sarif.render, "github": github.render}
+    return {"text": text.render, "json": json_format.render, "sarif": sarif.render, "github": github.render,
+            "html": html.render}
 
 
-FORMATS = ("text", "json", "sarif", "github")  # the keys of renderers(), without importing them
+FORMATS = ("text", "json", "sarif", "github", "html")  # the keys of renderers(), without importing them
 
 
 def render(report: Report, fmt: str, options: RenderOptions) -> str:

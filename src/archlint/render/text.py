@@ -1,60 +1,97 @@
-"""``--format text``: the terminal report (rich), grouped by code and module pattern."""
+"""``--format text``: the terminal report, grouped by code and module pattern.
+
+Per target, in order of importance: the header (what was built, and why that class), the
+verdict of the user's LoRA plan or the recipes' works/breaks table, then the findings,
+errors before warnings before infos. Every line is wrapped to the width with a hanging
+indent; a long ``target_modules`` regex is split at its ``|`` alternatives into Python
+string pieces (still one regex when pasted) and printed once per target.
+"""
 
 from __future__ import annotations
 
 import io
+import re
 from collections import defaultdict
 
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
-from rich.tree import Tree
 
 from ..findings import Finding, Severity
 from ..report import Report, TargetResult
+from .tree import tree_lines
 
 STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+DEFAULT_WIDTH = 100
+MIN_WIDTH = 40
+
+MESSAGE = " " * 10  # where a code block's messages start
+PATTERN = " " * 12
+FIX_BODY = " " * 14
+
+
+class _Out:
+    """Lines wrapped to ``width`` with a hanging indent, styles kept across the wrap."""
+
+    def __init__(self, options):
+        self.width = max(MIN_WIDTH, options.width or DEFAULT_WIDTH)
+        self.buffer = io.StringIO()
+        self.console = Console(file=self.buffer, force_terminal=options.color, no_color=not options.color,
+                               width=self.width + 20, highlight=False, soft_wrap=True)
+
+    def line(self, first: str, body: Text | str, rest: str | None = None) -> None:
+        """``first`` then ``body``; continuation lines start with ``rest`` (default: spaces as wide as ``first``)."""
+        if isinstance(body, str):
+            body = Text.from_markup(body)
+        rest = " " * len(first) if rest is None else rest
+        room = self.width - max(len(first), len(rest))
+        lines = body.wrap(self.console, max(room, 10), overflow="fold") if body.plain else [Text("")]
+        for i, piece in enumerate(lines):
+            piece.rstrip()
+            self.console.print(Text(first if i == 0 else rest) + piece)
+
+    def blank(self) -> None:
+        self.console.print()
+
+    def text(self) -> str:
+        return self.buffer.getvalue()
 
 
 def render(report: Report, options) -> str:
-    buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=options.color, no_color=not options.color,
-                      width=options.width or 100, highlight=False, soft_wrap=True)
+    out = _Out(options)
     for result in report.results:
-        _target(console, result, options)
+        _target(out, result, options)
     if not options.quiet:
-        _summary(console, report, options)
-    return buffer.getvalue()
+        _summary(out, report, options)
+    return out.text()
 
 
-def _target(console: Console, result: TargetResult, options) -> None:
+def _target(out: _Out, result: TargetResult, options) -> None:
     if result.error:
-        console.print(f"[bold red]✗[/] [bold]{escape(result.target)}[/]: {escape(result.error.message)}")
+        out.line("", f"[bold red]✗[/] [bold]{escape(result.target)}[/]  not analysed "
+                     f"([red]{escape(result.error.kind)}[/]; the cause and what to do are on stderr)")
+        out.blank()
         return
+    _header(out, result)
     shown = [f for f in result.findings if not options.quiet or (options.fail_on and f.severity >= options.fail_on)]
     if not options.quiet:
-        m = result.model
-        head = "" if m.head else " · [yellow]no task head (AutoModel)[/]"
-        console.print(
-            f"[bold]{escape(result.target)}[/]  {m.class_name}"
-            f"{f' ({m.model_type})' if m.model_type else ''} · {_params(m.parameters)} parameters · "
-            f"{m.modules:,} modules{head}"
-        )
+        for line in _plan_lines(result):  # the user's LoRA plan, or the recipes' works/breaks table
+            _markup_line(out, line)
     for rule in result.rule_errors:
-        console.print(f"  [bold red]rule {rule['code']} crashed:[/] {escape(rule['message'])}")
+        out.line("  ", f"[bold red]rule {escape(rule['code'])} crashed:[/] {escape(rule['message'])}")
     by_code: dict[str, list[Finding]] = defaultdict(list)
     for f in shown:
         by_code[f.code].append(f)
-    for code, findings in by_code.items():
-        _code_block(console, code, findings, options)
-    if not options.quiet:
-        for line in _plan_lines(result):  # the LoRA plan, or the recipes' works/breaks table
-            console.print(line)
-    if options.tree and result.graph is not None:
-        console.print(_tree(result))
+    ordered = sorted(by_code.items(), key=lambda kv: (-max(f.severity for f in kv[1]), kv[0]))
+    printed_regexes: dict[str, str] = {}
+    for code, findings in ordered:
+        _code_block(out, code, findings, options, printed_regexes)
+    if options.tree and result.tree is not None:
+        for line in tree_lines(result.tree, result.findings):
+            _markup_line(out, "  " + line)
     if not shown and not options.quiet:
-        console.print("  [green]no findings[/]")
-    console.print()
+        out.line("  ", "[green]no findings[/]")
+    out.blank()
 
 
 def _plan_lines(result: TargetResult) -> list[str]:
@@ -63,20 +100,32 @@ def _plan_lines(result: TargetResult) -> list[str]:
         return result.plan_lines
     if not result.plans:
         return []
-    from ..plan.text import plan_lines
+    from .plans import plan_lines
 
     return plan_lines(result.plans)
 
 
-def _code_block(console: Console, code: str, findings: list[Finding], options) -> None:
+def _header(out: _Out, result: TargetResult) -> None:
+    m = result.model
+    out.line("", f"[bold]{escape(result.target)}[/]", rest="  ")
+    head = "" if m.head else " · [yellow]no task head (AutoModel)[/]"
+    why = f" [dim](why this class: {escape(m.class_reason)})[/]" if m.class_reason else ""
+    out.line("  ", f"{escape(m.class_name)}{f' ({escape(m.model_type)})' if m.model_type else ''} · "
+                   f"{_params(m.parameters)} parameters · {m.modules:,} modules{head}{why}")
+
+
+def _markup_line(out: _Out, line: str) -> None:
+    text = Text.from_markup(line)
+    indent = len(text.plain) - len(text.plain.lstrip(" "))
+    out.line(" " * indent, text[indent:], rest=" " * (indent + 4))
+
+
+def _code_block(out: _Out, code: str, findings: list[Finding], options, printed: dict[str, str]) -> None:
     worst = max(f.severity for f in findings)
     total = sum(f.count for f in findings)
     first = findings[0]
-    where = f" in {len(findings)} patterns" if len(findings) > 1 else ""
-    console.print(
-        f"  [{STYLE[worst]}]{str(worst):<7}[/] [bold]{code}[/] {first.name} "
-        f"[dim]×{total}{where} · confidence {first.confidence}[/]"
-    )
+    unit = f"{len(findings)} findings at {total} modules" if len(findings) > 1 else f"at {total} module{'s' * (total != 1)}"
+    _severity_line(out, worst, code, first, total, unit)
     by_message: dict[str, list[Finding]] = defaultdict(list)
     for f in findings:
         by_message[f.message].append(f)
@@ -87,30 +136,114 @@ def _code_block(console: Console, code: str, findings: list[Finding], options) -
     for message, group in ordered:
         if budget <= 0:
             break
-        console.print(f"          {escape(message)}")
+        out.line(MESSAGE, Text(message))
         for f in group[:budget]:
-            console.print(f"            [bold]{escape(f.pattern or '(model)')}[/] [dim]×{f.count} {escape(f.module_class)}[/]")
+            out.line(PATTERN, Text.from_markup(f"[bold]{escape(f.pattern or '(model)')}[/] "
+                                               f"[dim]×{f.count} {escape(f.module_class)}[/]"), rest=PATTERN + "  ")
         budget -= len(group[:budget])
     if len(findings) > options.max_patterns:
-        console.print(f"          [dim]… {len(findings) - options.max_patterns} more patterns (--format json lists every path)[/]")
+        out.line(MESSAGE, f"[dim]… {len(findings) - options.max_patterns} more patterns (--format json lists every path)[/]")
     fixes = list(dict.fromkeys(f.fix for f in findings if f.fix))
     for fix in fixes[:2]:
-        console.print(f"          [green]fix:[/] {escape(fix.title)}")
-        for line in fix.detail.splitlines():
-            console.print(Text("              " + line, style="green"))
+        out.line(MESSAGE, Text.from_markup(f"[green]fix:[/] {escape(fix.title)}"), rest=MESSAGE + "     ")
+        for line in fix_lines(fix.detail, out.width - len(FIX_BODY), printed, code):
+            _fix_line(out, line)
 
 
-def _summary(console: Console, report: Report, options) -> None:
+def _severity_line(out: _Out, worst: Severity, code: str, first: Finding, total: int, unit: str) -> None:
+    body = Text.assemble((f"{worst!s:<7}", STYLE[worst]), " ", (code, "bold"), f" {first.name} ",
+                         (f"{unit} · confidence {first.confidence}", "dim"))
+    out.line("  ", body, rest=MESSAGE)
+
+
+def _fix_line(out: _Out, line: str) -> None:
+    stripped = line.lstrip(" ")
+    indent = FIX_BODY + " " * (len(line) - len(stripped))
+    rest = indent + ("# " if stripped.startswith("#") else "    ")
+    out.line(indent, Text(stripped, style="green"), rest=rest)
+
+
+_REGEX_ASSIGN = re.compile(r'^(?P<indent>\s*)(?P<lhs>\w+=)r"(?P<regex>(?:[^"\\]|\\.)*)"(?P<tail>.*)$')
+
+
+def fix_lines(detail: str, room: int, printed: dict[str, str], code: str) -> list[str]:
+    """A fix's lines with each long ``name=r"regex"`` split at ``|`` into string pieces, and a
+    regex already printed for this target replaced by a pointer to where it was."""
+    lines: list[str] = []
+    for line in detail.splitlines():
+        m = _REGEX_ASSIGN.match(line)
+        if not m or len(line) <= room:
+            lines.append(line)
+            continue
+        regex, indent, tail = m["regex"], m["indent"], m["tail"].strip()
+        if regex in printed:
+            lines.append(f"{indent}{m['lhs']}<the regex of the {printed[regex]} fix above>{'  ' + tail if tail else ''}")
+            continue
+        printed[regex] = code
+        pieces = split_alternatives(regex, room - len(indent) - 11)
+        if len(pieces) == 1:
+            lines.append(f'{indent}{m["lhs"]}r"{regex}"')
+            lines.extend([f"{indent}{tail}"] if tail else [])
+            continue
+        lines.append(f"{indent}{m['lhs']}(")
+        lines.extend(f'{indent}    r"{piece}"' for piece in pieces)
+        lines.append(f"{indent}){'  ' + tail if tail else ''}")
+    return lines
+
+
+def split_alternatives(regex: str, room: int) -> list[str]:
+    """``regex`` cut before ``|`` characters (top level first, then inside groups) into
+    pieces that each fit ``room``; joined again they are the same regex."""
+    cuts = _bar_positions(regex)
+    pieces, start = [], 0
+    while len(regex) - start > room:
+        fitting = [c for c in cuts if start < c <= start + room]
+        if not fitting:
+            later = [c for c in cuts if c > start]
+            if not later:
+                break
+            fitting = later[:1]
+        top = [c for c in fitting if cuts[c] == min(cuts[x] for x in fitting)]
+        cut = top[-1] if top[-1] - start >= room // 3 else fitting[-1]
+        pieces.append(regex[start:cut])
+        start = cut
+    pieces.append(regex[start:])
+    return pieces
+
+
+def _bar_positions(regex: str) -> dict[int, int]:
+    """Index of each unescaped ``|`` outside character classes -> its group depth."""
+    out, depth, i, in_class = {}, 0, 0, False
+    while i < len(regex):
+        ch = regex[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|":
+            out[i] = depth
+        i += 1
+    return out
+
+
+def _summary(out: _Out, report: Report, options) -> None:
     counts = report.counts()
-    modules = {str(s): sum(f.count for f in report.findings if f.severity == s) for s in Severity}
-    parts = [f"[{STYLE[s]}]{counts[str(s)]} {s}[/] [dim]({modules[str(s)]} modules)[/]" for s in sorted(Severity, reverse=True)]
-    failed = f", [bold red]{len(report.errors)} failed[/]" if report.errors else ""
+    modules = sum(f.count for f in report.findings)
+    parts = ", ".join(f"[{STYLE[s]}]{counts[str(s)]} {s}[/]" for s in sorted(Severity, reverse=True))
+    targets = len(report.results)
+    failed = f", [bold red]{len(report.errors)} not analysed[/]" if report.errors else ""
     fail_on = str(options.fail_on) if options.fail_on else "never"
-    console.print(
-        f"findings: {', '.join(parts)} in {len(report.results)} target{'s' if len(report.results) != 1 else ''}{failed} "
-        f"[dim](fail-on: {fail_on}; versions: "
-        + ", ".join(f"{k} {v}" for k, v in report.versions.items() if v) + ")[/]"
-    )
+    versions = ", ".join(f"{k} {v}" for k, v in report.versions.items() if v)
+    out.line("", f"{len(report.findings)} findings ({parts}) at {modules:,} modules in {targets} "
+                 f"target{'s' * (targets != 1)}{failed} [dim](a finding is one rule at one module pattern; "
+                 f"fail-on: {fail_on}; {versions})[/]", rest="  ")
 
 
 def _params(n: int) -> str:
@@ -118,64 +251,3 @@ def _params(n: int) -> str:
         if n >= size:
             return f"{n / size:.2f}{unit}"
     return str(n)
-
-
-def _tree(result: TargetResult) -> Tree:
-    """The module tree with identical siblings collapsed (``layers.* ×30``) and findings marked."""
-    graph = result.graph
-    marks: dict[str, set[str]] = defaultdict(set)
-    for f in result.findings:
-        for p in f.paths:
-            marks[p].add(f.code)
-    root_path = next(iter(graph.nx.nodes))
-    tree = Tree(f"[bold]{graph.info(root_path).class_name}[/]{_marks(marks[root_path])}")
-    _grow(graph, root_path, tree, marks)
-    return tree
-
-
-def _grow(graph, path: str, branch: Tree, marks) -> None:
-    info = graph.info(path)
-    seen: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for attr, child in info.children.items():
-        key = (graph.info(child).pattern, graph.info(child).skey)
-        seen[key].append(attr)
-    for (_, _), attrs in seen.items():
-        child = info.children[attrs[0]]
-        child_info = graph.info(child)
-        group_paths = [info.children[a] for a in attrs]
-        codes = set().union(*(marks[p] for p in group_paths))
-        label = attrs[0] if len(attrs) == 1 else f"{_ranges(attrs)} ×{len(attrs)}"
-        node = branch.add(f"{escape(label)} [dim]{child_info.class_name}[/]{_marks(codes)}")
-        _grow(graph, child, node, _merged_marks(graph, group_paths, marks))
-
-
-def _merged_marks(graph, paths, marks):
-    """Marks of a collapsed group, keyed by the representative's descendant paths."""
-    if len(paths) == 1:
-        return marks
-    rep = paths[0]
-    merged = defaultdict(set, marks)
-    for other in paths[1:]:
-        for p, codes in list(marks.items()):
-            if p.startswith(other + "."):
-                merged[rep + p[len(other):]] |= codes
-    return merged
-
-
-def _ranges(attrs: list[str]) -> str:
-    if not all(a.isdigit() for a in attrs):
-        return ",".join(attrs)
-    nums = sorted(int(a) for a in attrs)
-    spans, start, prev = [], nums[0], nums[0]
-    for n in nums[1:] + [None]:
-        if n is not None and n == prev + 1:
-            prev = n
-            continue
-        spans.append(f"{start}" if start == prev else f"{start}-{prev}")
-        if n is not None:
-            start = prev = n
-    return "[" + ",".join(spans) + "]"
-
-
-def _marks(codes: set[str]) -> str:
-    return f" [bold red]◀ {' '.join(sorted(codes))}[/]" if codes else ""

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterable, Sequence
 from functools import cache
 
 from ..errors import UsageError
 from .base import Example, LintContext, Rule
 
-__all__ = ["Example", "LintContext", "Rule", "all_rules", "builtin_rules", "get_rule", "select_rules"]
+__all__ = ["Example", "LintContext", "Rule", "all_rules", "builtin_rules", "get_rule"]
 
 
 @cache
@@ -54,36 +53,3 @@ def get_rule(code_or_name: str) -> type[Rule]:
         if wanted.upper() == rule.code or wanted.lower() == rule.name:
             return rule
     raise UsageError(f"unknown rule {code_or_name!r}; `archlint rules` lists them")
-
-
-def select_rules(select: Sequence[str] | None = None, ignore: Sequence[str] | None = None) -> list[type[Rule]]:
-    """Rules chosen by code, prefix (``LORA``, ``LORA00``), name, or ``ALL`` (ruff's semantics:
-    ``select`` first, then ``ignore`` removes)."""
-    rules = all_rules()
-    chosen = [r for r in rules if _matches_any(r, select)] if select else list(rules)
-    if ignore:
-        chosen = [r for r in chosen if not _matches_any(r, ignore)]
-    return chosen
-
-
-def _matches_any(rule: type[Rule], selectors: Iterable[str]) -> bool:
-    return any(_matches(rule, s) for s in selectors)
-
-
-def _matches(rule: type[Rule], selector: str) -> bool:
-    return _name_matches(rule.code, rule.name, selector)
-
-
-def _name_matches(code: str, name: str, selector: str) -> bool:
-    s = selector.strip()
-    return s.upper() == "ALL" or code.startswith(s.upper()) or s.lower() == name
-
-
-def validate_selectors(selectors: Iterable[str]) -> None:
-    """Unknown codes are a usage error, never silently ignored."""
-    from ..selection import rule_catalogue
-
-    known = rule_catalogue()
-    for s in selectors:
-        if not any(_name_matches(code, name, s) for code, name in known):
-            raise UsageError(f"unknown rule code or prefix {s!r}; `archlint rules` lists them")

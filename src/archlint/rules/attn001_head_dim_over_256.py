@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..findings import Fix, Severity
-from ..structure import attention_modules
 from .base import Example, Rule
 
 FLASH_ATTENTION_MAX_HEAD_DIM = 256
@@ -43,7 +42,7 @@ class HeadDimOver256(Rule):
     )
 
     def check(self, ctx):
-        groups = attention_modules(ctx)
+        groups = ctx.attention_modules
         for group in groups:
             head_dim = group.info.module.head_dim
             dims = sorted({g.info.module.head_dim for g in groups if g.info.cls is group.info.cls})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..findings import Fix, Severity
-from ..structure import attention_modules
 from .base import Example, Rule
 
 
@@ -60,7 +59,7 @@ class AttentionSinks(Rule):
                 details={"sinks_shape": shape},
             )
         root = ctx.graph.root
-        if not found and _declares_no_sdpa(root) and attention_modules(ctx):
+        if not found and _declares_no_sdpa(root) and ctx.attention_modules:
             flash = getattr(type(root), "_supports_flash_attn", False)
             yield self.finding(
                 [""],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..findings import Fix, Severity
-from ..structure import attention_modules
 from .base import Example, Rule
 
 
@@ -44,7 +43,7 @@ class LogitSoftcapping(Rule):
                   'from_pretrained(..., attn_implementation="eager")  # or "flash_attention_2" with flash-attn >= 2.6')
         attn = {k: v for k, v in ctx.config_values("attn_logit_softcapping") if v}
         if attn:
-            for group in attention_modules(ctx):
+            for group in ctx.attention_modules:
                 yield self.finding(
                     group.paths,
                     f"attention logits are soft-capped ({', '.join(f'{k}={v}' for k, v in attn.items())}); "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..findings import Fix, Severity
-from ..structure import repeated_blocks
 from .base import Example, Rule
 
 
@@ -37,6 +36,7 @@ class NoSplitModulesGap(Rule):
     code = "DIST001"
     name = "no-split-modules-gap"
     severity = Severity.ERROR
+    severity_note = "warning when the declared classes exist but a repeated block is missing"
     tools = ("fsdp", "accelerate")
 
     VALID = (Example("fixtures/zoo/hf_tiny.py:tiny_llama"),)
@@ -52,7 +52,7 @@ class NoSplitModulesGap(Rule):
             return  # _no_split_modules is a transformers convention
         declared = set(getattr(root, "_no_split_modules", None) or ())
         present = {i.class_name for i in ctx.graph}
-        blocks = sorted({g.info.class_name for g in repeated_blocks(ctx)})
+        blocks = sorted({g.info.class_name for g in ctx.repeated_blocks})
         absent = sorted(declared - present)
         missing = [b for b in blocks if b not in declared]
         problems = []

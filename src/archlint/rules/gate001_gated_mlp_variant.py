@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from ..findings import Confidence, Fix, Severity
-from ..peft_support import is_linear_like
-from ..probe.readings import glu_reading
+from ..lora.layers import is_linear_like
 from .base import Example, Rule
 
 #: An MLP is small: the module, its projections, their wrappers and an activation module.
@@ -46,6 +45,7 @@ class GatedMlpVariant(Rule):
     code = "GATE001"
     name = "gated-mlp-variant"
     severity = Severity.WARNING
+    severity_note = "info for a canonical SwiGLU/GeGLU that kernels handle as is"
     confidence = Confidence.MEDIUM
     tools = ("liger", "unsloth", "vllm", "gguf", "peft")
 
@@ -60,7 +60,7 @@ class GatedMlpVariant(Rule):
 
     def check(self, ctx):
         for group in ctx.graph.distinct(lambda i: _mlp_sized(ctx, i)):
-            glu = glu_reading(ctx, group.info.module)
+            glu = ctx.probes.glu(group.info.module)
             if glu is None or _inner_glu(ctx, group.info.module, glu):
                 continue
             info = group.info
@@ -85,7 +85,7 @@ def _inner_glu(ctx, module, glu) -> bool:
         path = ".".join(parts[:depth])
         sub = module.get_submodule(path)
         stacked = any(p.ndim >= 3 for p in sub.parameters(recurse=False))
-        if not is_linear_like(sub) and (stacked or any(True for _ in sub.children())) and glu_reading(ctx, sub):
+        if not is_linear_like(sub) and (stacked or any(True for _ in sub.children())) and ctx.probes.glu(sub):
             return True
     return False
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from ..findings import Confidence, Fix, Severity
-from ..probe.readings import output_gate_reading
-from ..structure import attention_modules, broken_recipes
+from ..lora.recipes import broken_recipes
 from .base import Example, Rule
 
 
@@ -51,14 +50,14 @@ class GatedAttentionOutput(Rule):
     )
 
     def check(self, ctx):
-        for group in attention_modules(ctx):
-            gate = output_gate_reading(ctx, group.info.module)
+        for group in ctx.attention_modules:
+            gate = ctx.probes.output_gate(group.info.module)
             if gate is None:
                 continue
             info = group.info
             source = gate.projection.removesuffix(".weight") if gate.projection else None
             gate_paths = [f"{p}.{source}" for p in group.paths] if source else []
-            reached = broken_recipes(ctx, gate_paths) if gate_paths else []
+            reached = broken_recipes(gate_paths, ctx.built.model_type) if gate_paths else []
             where = f"computed by `{source}`" if source else "computed from the input"
             yield self.finding(
                 group.paths,

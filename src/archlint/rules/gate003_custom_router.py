@@ -5,9 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..findings import Confidence, Fix, Severity
-from ..peft_support import is_linear_like
-from ..probe.readings import router_reading
-from ..structure import expert_counts
+from ..lora.layers import is_linear_like
 from .base import Example, Rule
 
 
@@ -55,11 +53,11 @@ class CustomRouter(Rule):
     )
 
     def check(self, ctx):
-        counts = expert_counts(ctx)
+        counts = ctx.expert_counts
         if not counts:
             return
         for group in ctx.graph.distinct(lambda i: _projects_to_experts(ctx, i, counts)):
-            router = router_reading(ctx, group.info.module)
+            router = ctx.probes.router(group.info.module)
             if router is None or not router.extras:
                 continue
             info = group.info

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from ..findings import Severity
-from ..peft_support import is_linear_like
-from ..plan.context import plan_scope
-from ..plan.verify import Candidate, nothing_under, verified_fix
+from ..lora.layers import is_linear_like
+from ..lora.verify import Candidate, nothing_under, verified_fix
 from ..probe.extras import extra_ops, summarise
-from ..probe.readings import read
-from ..probe.run import probe
-from ..structure import alternation, anchored_regex, broken_recipes, inner_linear_name, linear_wrappers, name_matches
+from ..structure import alternation, anchored_regex, inner_linear_name
+from ..lora.recipes import broken_recipe_names, broken_recipes
+from ..lora.targets import reaches
 from .base import Example, Rule
 
 
@@ -63,20 +62,32 @@ class LinearWrapper(Rule):
                    "vision.layers.1.attn.q_proj", "vision.layers.1.attn.v_proj"),
             fix=r"language\.layers\.\d+\.attn\.(?:q_proj|v_proj)",
         ),
+        Example(
+            "fixtures/zoo/towers.py:WrappedQvPlainQkvo",
+            paths=("vision.0.q_proj", "vision.0.v_proj", "vision.1.q_proj", "vision.1.v_proj"),
+            fix=r"language\.\d+\.(?:k_proj|o_proj|q_proj|v_proj)",
+            note="the fix keeps the plain k_proj and o_proj the q,k,v,o recipe adapts",
+        ),
     )
 
     def check(self, ctx):
-        groups = linear_wrappers(ctx)
+        groups = ctx.linear_wrappers
         if not groups:
             return
         fix = self._fix(ctx, groups)
         for group in groups:
+            if not ctx.plans.touches(group.paths):
+                continue  # with a plan, only the wrappers it reaches
             info = group.info
             inner = inner_linear_name(info)
-            recipes = broken_recipes(ctx, group.paths)
-            breaks = f"; breaks the {', '.join(recipes)} recipe{'s' if len(recipes) > 1 else ''}" if recipes else ""
-            result = probe(ctx, info.module)
-            extras = read(ctx, info.module, extra_ops)
+            if ctx.plan is not None:  # speak of the user's plan, not of recipes they did not choose
+                recipes = []
+                breaks = f"; your LoRA plan ({ctx.plan.source}) reaches it, so get_peft_model raises"
+            else:
+                recipes = broken_recipes(group.paths, ctx.built.model_type)
+                breaks = f"; breaks the {', '.join(recipes)} recipe{'s' if len(recipes) > 1 else ''}" if recipes else ""
+            result = ctx.probes.probe(info.module)
+            extras = ctx.probes.read(info.module, extra_ops)
             adds = f" and adds {summarise(extras)}" if extras else " and adds nothing" if extras == [] else ""
             yield self.finding(
                 group.paths,
@@ -89,33 +100,34 @@ class LinearWrapper(Rule):
             )
 
     def _fix(self, ctx, groups):
-        scope = plan_scope(ctx)  # with a plan, fix what the plan meant: its own names only
+        scope = ctx.plans.scope  # with a plan, fix what the plan meant: its own names only
         if scope is not None and any(p in scope for g in groups for p in g.paths):
             groups = [g for g in groups if any(p in scope for p in g.paths)]
         wrapper_paths = {p for g in groups for p in g.paths}
         names = sorted({p.rsplit(".", 1)[-1] for p in wrapper_paths})
         inner = sorted({inner_linear_name(g.info) for g in groups})
-        # Plain Linears sharing the wrappers' names: what a bare-name recipe was meant for.
+        # The plain Linears the plan reaches, or (without a plan) those named by the wrappers or by
+        # a recipe the wrappers break: a fix must keep every module the user's recipe adapted.
+        keep = set(names) | broken_recipe_names(wrapper_paths, ctx.built.model_type)
         plain = [
             g for g in ctx.graph.distinct(lambda i: is_linear_like(i.module) and i.path not in wrapper_paths)
-            if name_matches(g.info.path, names) and not _inside(g.info.path, wrapper_paths)
-            and (scope is None or g.info.path in scope)
+            if not _inside(g.info.path, wrapper_paths)
+            and (g.info.path in scope if scope is not None else reaches(g.info.path, keep))
         ]
         inner_regex = rf".*\.{alternation(names)}\.{alternation(inner)}"
-        towers = sorted({ctx.graph.info(p).tower for p in wrapper_paths} - {""})
         candidates = []
         if plain:
             scoped = anchored_regex(g.pattern for g in plain)
             candidates.append(Candidate(f'target_modules=r"{scoped}"', {"target_modules": scoped},
                                         "only the plain-Linear projections",
-                                        expect=nothing_under(towers or sorted(wrapper_paths))))
+                                        expect=nothing_under(sorted(wrapper_paths))))
             both = f"{scoped}|{inner_regex}"
             candidates.append(Candidate(f'target_modules=r"{both}"', {"target_modules": both},
                                         "also the wrapped ones, through their inner Linear"))
         else:
             candidates.append(Candidate(f'target_modules=r"{inner_regex}"', {"target_modules": inner_regex},
                                         "the inner Linear of each wrapper"))
-        return verified_fix(ctx, "Target plain Linears only: anchor the regex, or reach the wrapped Linear through its "
+        return verified_fix(ctx.plans.outcome_of, "Target plain Linears only: anchor the regex, or reach the wrapped Linear through its "
                             "child; do not replace a wrapper by its Linear when it adds ops", candidates)
 
 

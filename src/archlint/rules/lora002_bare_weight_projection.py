@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from ..findings import Confidence, Severity
-from ..plan.verify import Candidate, reaches_all, verified_fix
-from ..peft_support import is_lora_layer
+from ..lora.verify import Candidate, reaches_all, verified_fix
+from ..lora.layers import is_lora_layer
 from ..source import projected_attributes
-from ..structure import broken_recipes, stacked_expert_parameters, target_parameters_for
+from ..structure import target_parameters_for
+from ..lora.recipes import broken_recipes
 from .base import Example, Rule
 
 
@@ -38,6 +39,7 @@ class BareWeightProjection(Rule):
     code = "LORA002"
     name = "bare-weight-projection"
     severity = Severity.WARNING
+    severity_note = "info when no common recipe or plan reaches the module"
     confidence = Confidence.MEDIUM  # read from the source of forward
     tools = ("peft", "bitsandbytes")
 
@@ -51,7 +53,7 @@ class BareWeightProjection(Rule):
     )
 
     def check(self, ctx):
-        experts = {(g.pattern, t.name) for g, t in stacked_expert_parameters(ctx)}
+        experts = {(g.pattern, t.name) for g, t in ctx.stacked_expert_parameters}
         for group in ctx.graph.distinct(lambda i: bool(i.parameters) and not is_lora_layer(i.module)):
             info = group.info
             used = projected_attributes(info.cls)
@@ -59,19 +61,23 @@ class BareWeightProjection(Rule):
                 n for n, t in info.parameters.items()
                 if t.ndim >= 2 and n in used and (group.pattern, n) not in experts
             )
-            if not params:
-                continue
-            recipes = broken_recipes(ctx, group.paths)
-            severity = Severity.WARNING if recipes else Severity.INFO
-            breaks = f"; the {', '.join(recipes)} recipe reaches it and PEFT will raise" if recipes else ""
-            entries = target_parameters_for(ctx, [(group, p) for p in params])
+            if not params or not ctx.plans.touches(group.paths):
+                continue  # with a plan, only the modules it reaches
+            if ctx.plan is not None:  # the plan reaches it (touches above): speak of the plan
+                recipes, severity = [], Severity.WARNING
+                breaks = f"; your LoRA plan ({ctx.plan.source}) reaches it and PEFT will raise"
+            else:
+                recipes = broken_recipes(group.paths, ctx.built.model_type)
+                severity = Severity.WARNING if recipes else Severity.INFO
+                breaks = f"; the {', '.join(recipes)} recipe reaches it and PEFT will raise" if recipes else ""
+            entries = target_parameters_for(ctx.parameter_paths, [(group, p) for p in params])
             yield self.finding(
                 group.paths,
                 f"{info.class_name} projects with its own parameter{'s' if len(params) > 1 else ''} "
                 f"{', '.join(params)} (not an nn.Linear){breaks}",
                 module_class=info.class_name,
                 severity=severity,
-                fix=verified_fix(ctx, "Adapt the parameter with target_parameters, or keep the module out of target_modules", [
+                fix=verified_fix(ctx.plans.outcome_of, "Adapt the parameter with target_parameters, or keep the module out of target_modules", [
                     Candidate("target_parameters=[" + ", ".join(f'"{e}"' for e in entries) + "]",
                               {"target_modules": [], "target_parameters": entries},
                               expect=reaches_all([f"{p}.{n}" for p in group.paths for n in params]))]),

@@ -5,10 +5,8 @@ from __future__ import annotations
 from torch import nn
 
 from ..findings import Confidence, Severity
-from ..plan.verify import Candidate, nothing_under, verified_fix
+from ..lora.verify import Candidate, nothing_under, verified_fix
 from ..probe.extras import extra_ops, summarise
-from ..probe.readings import read
-from ..probe.run import probe
 from ..source import overrides_forward
 from .base import Example, Rule
 
@@ -64,11 +62,13 @@ class LinearSubclassForward(Rule):
 
     def check(self, ctx):
         for group in ctx.graph.distinct(_custom_forward):
+            if not ctx.plans.touches(group.paths):
+                continue  # with a plan, only the modules it reaches
             info = group.info
             base = "nn.Embedding" if isinstance(info.module, nn.Embedding) else "nn.Linear"
             leaf = info.leaf_name
-            result = probe(ctx, info.module)
-            extras = read(ctx, info.module, extra_ops)
+            result = ctx.probes.probe(info.module)
+            extras = ctx.probes.read(info.module, extra_ops)
             if extras is not None:
                 if not extras:
                     continue  # the override computes exactly the affine map / lookup
@@ -83,7 +83,7 @@ class LinearSubclassForward(Rule):
                 f"4-bit swap bypasses it",
                 module_class=info.class_name,
                 confidence=confidence,
-                fix=verified_fix(ctx, "Keep it out of adapters and quantization", [Candidate(
+                fix=verified_fix(ctx.plans.outcome_of, "Keep it out of adapters and quantization", [Candidate(
                     f'LoraConfig(target_modules="all-linear", exclude_modules=["{leaf}"], ...)\n'
                     f'BitsAndBytesConfig(llm_int8_skip_modules=["{leaf}"], ...)',
                     {"target_modules": "all-linear", "exclude_modules": [leaf]},

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..findings import Severity
-from ..peft_support import is_linear_like, is_lora_layer
-from ..structure import anchored_regex, linear_wrappers, recipes, tower_label
-from ..plan.context import plan_scope
-from ..plan.verify import Candidate, nothing_under, verified_fix
+from ..lora.layers import is_linear_like, is_lora_layer
+from ..lora.recipes import recipe_names
+from ..structure import anchored_regex, tower_label
+from ..lora.verify import Candidate, nothing_under, verified_fix
 from .base import Example, Rule
 
 
@@ -43,6 +43,7 @@ class TargetNameCollision(Rule):
     code = "LORA004"
     name = "target-name-collision"
     severity = Severity.ERROR
+    severity_note = "warning when PEFT raises only if the wrappers are targeted; info when all are adaptable"
     tools = ("peft", "vllm", "sglang")
 
     VALID = (Example("fixtures/zoo/towers.py:SingleTower"),)
@@ -56,22 +57,25 @@ class TargetNameCollision(Rule):
     )
 
     def check(self, ctx):
-        wrappers = {p for g in linear_wrappers(ctx) for p in g.paths}
+        wrappers = {p for g in ctx.linear_wrappers for p in g.paths}
         inner = {c for p in wrappers for c in ctx.graph.info(p).children.values()}
         by_name = defaultdict(list)
         for info in ctx.graph:
             if info.path in inner or not (is_linear_like(info.module) or info.path in wrappers):
                 continue
             by_name[info.leaf_name].append(info)
-        recipe_names = {n for names in recipes(ctx).values() for n in names}
+        names_in_recipes = recipe_names(ctx.built.model_type)
         colliding = {
             name: infos for name, infos in sorted(by_name.items())
             if len({i.tower for i in infos}) > 1 or len({i.class_name for i in infos}) > 1
         }
         fix = _fix(ctx, [i for infos in colliding.values() for i in infos])
+        scope = ctx.plans.scope
         for name, infos in colliding.items():
+            if scope is not None and not _matters_to_plan([i for i in infos if i.path in scope]):
+                continue
             unsupported = sorted({i.class_name for i in infos if not is_lora_layer(i.module)})
-            if unsupported and name in recipe_names:
+            if unsupported and name in names_in_recipes:
                 severity, effect = Severity.ERROR, f"PEFT raises on {', '.join(unsupported)}"
             elif unsupported:
                 severity, effect = Severity.WARNING, f"PEFT raises on {', '.join(unsupported)} if targeted"
@@ -98,10 +102,16 @@ class TargetNameCollision(Rule):
         )
 
 
+def _matters_to_plan(reached) -> bool:
+    """A collision matters to a plan that reaches more than one of the towers, or a module
+    PEFT cannot wrap; an anchored regex inside one tower is the fix, not a finding."""
+    return len({i.tower for i in reached}) > 1 or any(not is_lora_layer(i.module) for i in reached)
+
+
 def _fix(ctx, infos):
     """One anchored regex per tower, over the plain-Linear modules of every colliding name,
     each verified to adapt nothing in the other towers."""
-    scope = plan_scope(ctx)  # with a plan, fix what the plan meant: its own modules only
+    scope = ctx.plans.scope  # with a plan, fix what the plan meant: its own modules only
     if scope is not None and any(i.path in scope for i in infos):
         infos = [i for i in infos if i.path in scope]
     towers = sorted({i.tower for i in infos})
@@ -115,4 +125,4 @@ def _fix(ctx, infos):
                                         f"{tower_label(tower)} only", expect=nothing_under(others)))
     if not candidates:
         return None
-    return verified_fix(ctx, "Anchor the names to the tower you mean to adapt (one regex per tower)", candidates)
+    return verified_fix(ctx.plans.outcome_of, "Anchor the names to the tower you mean to adapt (one regex per tower)", candidates)

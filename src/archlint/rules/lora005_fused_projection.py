@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from ..findings import Confidence, Severity
-from ..plan.verify import Candidate, reaches_all, verified_fix
-from ..peft_support import is_linear_like
+from ..lora.verify import Candidate, reaches_all, verified_fix
+from ..lora.layers import is_linear_like
 from ..probe.projections import output_parts
-from ..probe.readings import glu_reading, read
-from ..structure import QKVO, STANDARD_NAMES
+from ..lora.recipes import QKVO, STANDARD_NAMES
 from .base import Example, Rule
 
 #: Leaf names of projections that compute several logical projections in one matrix.
@@ -83,6 +82,8 @@ class FusedProjection(Rule):
         present = {i.leaf_name for i in ctx.graph if is_linear_like(i.module)}
         names = [n for n in STANDARD_NAMES if n in present] + native
         for group, parts, confidence, cut in fused:
+            if not (ctx.plans.touches(group.paths) or ctx.plans.dead_entry):
+                continue  # with a plan: what it reaches, or every fused name when an entry matches nothing
             siblings = {c.leaf_name for c in ctx.graph.children(ctx.graph.parent(group.info.path).path)}
             missing = [n for n in STANDARD_NAMES if n not in siblings and _fused_into(n, parts)]
             yield self.finding(
@@ -90,7 +91,7 @@ class FusedProjection(Rule):
                 f"`{group.info.leaf_name}` computes {parts} in one matrix: "
                 f"{', '.join(missing) or 'the split names'} match nothing here and share one LoRA rank",
                 module_class=group.info.class_name,
-                fix=verified_fix(ctx, "Target the model's own projection names", [Candidate(
+                fix=verified_fix(ctx.plans.outcome_of, "Target the model's own projection names", [Candidate(
                     "target_modules=[" + ", ".join(f'"{n}"' for n in dict.fromkeys(names)) + "]",
                     {"target_modules": list(dict.fromkeys(names))}, expect=reaches_all(group.paths))]),
                 details={"fuses": parts, "split_after": cut},
@@ -118,10 +119,10 @@ def _split_after(ctx, info) -> tuple[int | None, str | None]:
     if parent is None:
         return None, None
     weight = f"{info.leaf_name}.weight"
-    cut = read(ctx, parent.module, lambda trace: output_parts(trace, weight))
+    cut = ctx.probes.read(parent.module, lambda trace: output_parts(trace, weight))
     if cut is None or cut < 2:
         return cut, None
-    glu = glu_reading(ctx, parent.module)
+    glu = ctx.probes.glu(parent.module)
     if glu is not None and glu.fused and glu.gate.weight == weight:
         return cut, "gate and up"
     if cut == 3 and isinstance(getattr(parent.module, "head_dim", None), int):

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..findings import Severity
-from ..plan.context import plan_evaluations
-from ..plan.recipes import label
-from ..plan.verify import Candidate, reaches_all, verified_fix
-from ..structure import stacked_expert_parameters, target_parameters_for
+from ..lora.recipes import label
+from ..lora.verify import Candidate, reaches_all, verified_fix
+from ..structure import target_parameters_for
 from .base import Example, Rule
 
 
@@ -45,6 +44,7 @@ class StackedExpertParameters(Rule):
     code = "LORA006"
     name = "stacked-expert-parameters"
     severity = Severity.ERROR
+    severity_note = "info when PEFT re-routes targets to the experts or the plan reaches them all"
     tools = ("peft", "bitsandbytes")
 
     VALID = (Example("fixtures/zoo/experts.py:PatchEmbedding", note="Conv2d weight and a 3-D position table"),)
@@ -56,20 +56,23 @@ class StackedExpertParameters(Rule):
 
     def check(self, ctx):
         by_group = defaultdict(list)
-        for group, tensor in stacked_expert_parameters(ctx):
+        for group, tensor in ctx.stacked_expert_parameters:
             by_group[group].append(tensor)
         if not by_group:
             return
         judge = _judging_evaluation(ctx)
         adapted = set(judge.outcome.parameters) if judge is not None and judge.ok else set()
         converted = _peft_converts(ctx.built.model_type)
-        entries = target_parameters_for(ctx, [(g, t.name) for g, ts in by_group.items() for t in ts])
+        entries = target_parameters_for(ctx.parameter_paths, [(g, t.name) for g, ts in by_group.items() for t in ts])
         every_tensor = [f"{p}.{t.name}" for g, ts in by_group.items() for t in ts for p in g.paths]
-        fix = verified_fix(ctx, "Adapt the experts through target_parameters", [Candidate(
+        fix = verified_fix(ctx.plans.outcome_of, "Adapt the experts through target_parameters", [Candidate(
             "LoraConfig(target_parameters=[" + ", ".join(f'"{e}"' for e in entries) + "], lora_dropout=0.0, ...)",
             {"target_modules": [], "target_parameters": entries, "lora_dropout": 0.0},
             "every expert tensor", expect=reaches_all(every_tensor))])
+        touched_blocks = ctx.plans.touched_blocks
         for group, tensors in by_group.items():
+            if not (ctx.plans.touches(group.paths) or {ctx.graph.blocks.block_of(p) for p in group.paths} & touched_blocks):
+                continue  # with a plan: experts it reaches, or in a layer it adapts something in
             shapes = ", ".join(f"{t.name} {list(t.shape)}" for t in tensors)
             tensor_paths = [f"{p}.{t.name}" for p in group.paths for t in tensors]
             if judge is not None and all(p in adapted for p in tensor_paths):
@@ -96,7 +99,7 @@ class StackedExpertParameters(Rule):
 def _judging_evaluation(ctx):
     """The evaluation that says whether the experts are adapted: the user's plan, else
     the seven-standard-names recipe (the one that names gate/up/down)."""
-    for evaluation in plan_evaluations(ctx):
+    for evaluation in ctx.plans.evaluations:
         if ctx.plan is not None or evaluation.plan.source == "recipe:seven":
             return evaluation
     return None

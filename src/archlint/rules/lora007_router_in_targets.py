@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..findings import Severity
-from ..plan.context import plan_evaluations
-from ..plan.recipes import label
-from ..plan.roles import is_router
-from ..plan.verify import Candidate, verified_fix
+from ..lora.recipes import label
+from ..lora.verify import Candidate, verified_fix
 from .base import Example, Rule
 
 
@@ -52,12 +50,12 @@ class RouterInTargets(Rule):
 
     def check(self, ctx):
         by_pattern = defaultdict(lambda: {"paths": set(), "recipes": [], "evaluations": []})
-        for evaluation in plan_evaluations(ctx):
+        for evaluation in ctx.plans.evaluations:
             outcome = evaluation.outcome
             reached = list(outcome.modules) if outcome.ok else [p for e in evaluation.entries for p in e.modules]
             reached += [p.rpartition(".")[0] for p in (outcome.parameters if outcome.ok else
                                                        [p for e in evaluation.entries for p in e.parameters])]
-            routers = sorted({p for p in reached if is_router(ctx, p)})
+            routers = sorted({p for p in reached if ctx.peft_roles.is_router(p)})
             if not routers:
                 continue
             key = tuple(routers)
@@ -96,4 +94,4 @@ def _fix(ctx, evaluation, routers):
         explicit = {**plan, "target_modules": kept}
         candidates.append(Candidate(f"target_modules={kept!r}".replace("'", '"'), explicit,
                                     "the same targets, listed, without the router", expect=no_router))
-    return verified_fix(ctx, "Keep the router out of the adapter", candidates)
+    return verified_fix(ctx.plans.outcome_of, "Keep the router out of the adapter", candidates)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..findings import Severity
-from ..peft_support import is_linear_like
-from ..plan.context import model_index, plan_evaluations
-from ..plan.recipes import label
-from ..plan.verify import Candidate, reaches_all, verified_fix
+from ..findings import Fix, Severity, star_indices
+from ..lora.layers import is_linear_like
+from ..lora.recipes import label
+from ..lora.verify import Candidate, reaches_all, verified_fix
 from ..structure import unique_suffix
 from .base import Example, Rule
 
@@ -37,7 +36,9 @@ class PartialLayerCoverage(Rule):
         but not the `nn.Linear` `gate_proj` of layers 0-2 or of the shared experts.
 
     Use instead:
-        Read the per-layer coverage and decide; for the re-routed names, target the
+        Layers that reuse another layer's K/V have no `k_proj`/`v_proj` to adapt: that is
+        reported as info, with nothing to change. Otherwise read the per-layer coverage
+        and decide; for the re-routed names, target the
         plain Linears' weights through `target_parameters` (the fix is verified with PEFT).
 
     References:
@@ -48,6 +49,7 @@ class PartialLayerCoverage(Rule):
     code = "LORA008"
     name = "partial-layer-coverage"
     severity = Severity.WARNING
+    severity_note = "info when the blocks it misses reuse another layer's K/V"
     tools = ("peft",)
 
     VALID = (Example("fixtures/zoo/plans.py:MoeDecoder", plan={"target_modules": ["q_proj", "o_proj"]}),)
@@ -61,18 +63,18 @@ class PartialLayerCoverage(Rule):
         yield from self._rerouted(ctx)
 
     def _coverage(self, ctx):
-        index = model_index(ctx)
+        blocks_of = ctx.graph.blocks
         found = defaultdict(lambda: {"recipes": [], "paths": None, "reached": 0, "total": 0, "missing": None})
-        for evaluation in plan_evaluations(ctx):
+        for evaluation in ctx.plans.evaluations:
             for entry in evaluation.entries:
                 by_list = defaultdict(set)
                 for p in entry.modules:
-                    block = index.block_of(p)
+                    block = blocks_of.block_of(p)
                     if block is not None:
-                        by_list[index.blocks[block][0]].add(p)
+                        by_list[blocks_of.list_of(block)].add(p)
                 for container, paths in by_list.items():
-                    length = next(n for c, n in index.blocks.values() if c == container)
-                    blocks = {index.block_of(p) for p in paths}
+                    length = len(blocks_of.lists[container])
+                    blocks = {blocks_of.block_of(p) for p in paths}
                     if len(blocks) >= length:
                         continue
                     key = (entry.entry, container)
@@ -80,22 +82,38 @@ class PartialLayerCoverage(Rule):
                     record["recipes"].append(label(evaluation.plan))
                     record["paths"] = sorted(paths)
                     record["reached"], record["total"] = len(blocks), length
-                    record["missing"] = sorted(int(b.rsplit(".", 1)[1]) for b, (c, _) in index.blocks.items()
+                    record["missing"] = sorted(int(b.rsplit(".", 1)[1]) for b, c in blocks_of.outer.items()
                                                if c == container and b not in blocks and b.rsplit(".", 1)[1].isdigit())
         for (entry, container), r in sorted(found.items()):
+            reach = (f"`{entry}` reaches {r['reached']}/{r['total']} blocks of `{container}` "
+                     f"({', '.join(r['recipes'])})")
+            details = {"entry": entry, "container": container, "reached": r["reached"], "total": r["total"],
+                       "missing_blocks": r["missing"], "recipes": r["recipes"]}
+            shared = _kv_shared(ctx, container, r["paths"][0], r["missing"])
+            if shared is not None:
+                yield self.finding(
+                    r["paths"],
+                    f"{reach}: blocks {_ranges(r['missing'])} have no key/value projections of their own, they "
+                    f"reuse an earlier layer's K/V{shared}; nothing to change, their attention is adapted "
+                    f"through the projections they do have",
+                    module_class=ctx.graph.info(r["paths"][0]).class_name, severity=Severity.INFO,
+                    details={**details, "kv_shared": True},
+                )
+                continue
+            first = f"{container}.{r['missing'][0]}" if r["missing"] else container
             yield self.finding(
-                r["paths"],
-                f"`{entry}` reaches {r['reached']}/{r['total']} blocks of `{container}` "
-                f"({', '.join(r['recipes'])}); blocks without it: {_ranges(r['missing'])}",
+                r["paths"], f"{reach}; blocks without it: {_ranges(r['missing'])}",
                 module_class=ctx.graph.info(r["paths"][0]).class_name,
-                details={"entry": entry, "container": container, "reached": r["reached"], "total": r["total"],
-                         "missing_blocks": r["missing"], "recipes": r["recipes"]},
+                fix=Fix("Nothing to change if those blocks lack it by design (hybrid layers); otherwise add "
+                        "the names their projections carry",
+                        f"[n for n, _ in model.named_modules() if n.startswith('{first}.')]  # what they have"),
+                details=details,
             )
 
     def _rerouted(self, ctx):
         universe = [f"{i.path}.{n}" for i in ctx.graph for n in i.parameters]
         found = {}
-        for evaluation in plan_evaluations(ctx):
+        for evaluation in ctx.plans.evaluations:
             outcome = evaluation.outcome
             wrapped = set(outcome.modules)
             for name, param in sorted(outcome.rerouted.items()):
@@ -109,7 +127,7 @@ class PartialLayerCoverage(Rule):
             weights = [f"{p}.weight" for p in skipped]
             plan = evaluations[0].plan.to_mapping()
             fixed = {**plan, "target_parameters": sorted(set(plan.get("target_parameters") or []) | set(_suffixes(weights, universe)))}
-            fix = verified_fix(ctx, f"Adapt the plain `{leaf}` Linears through target_parameters", [Candidate(
+            fix = verified_fix(ctx.plans.outcome_of, f"Adapt the plain `{leaf}` Linears through target_parameters", [Candidate(
                 "target_parameters=[" + ", ".join(f'"{e}"' for e in fixed["target_parameters"]) + "]", fixed,
                 f"with {labels[0]}", expect=reaches_all(weights))])
             yield self.finding(
@@ -123,10 +141,34 @@ class PartialLayerCoverage(Rule):
             )
 
 
+KV_NAMES = ("k_proj", "v_proj", "key", "value", "k_norm", "v_norm", "kv_proj")
+
+
+def _kv_shared(ctx, container: str, reached: str, missing: list[int]) -> str | None:
+    """When the blocks an entry misses are attention layers that reuse another layer's K/V
+    (Gemma-4's ``num_kv_shared_layers``): the config's note (may be empty); else None.
+
+    Read from the model: in each missing block, the module that holds the entry elsewhere
+    exists and has no key/value projection, while it keeps its query projection."""
+    if not missing or reached.rsplit(".", 1)[-1] not in KV_NAMES:
+        return None
+    rest = reached[len(container) + 1:].split(".", 1)
+    if len(rest) != 2 or "." not in rest[1]:
+        return None
+    holder = rest[1].rsplit(".", 1)[0]  # e.g. self_attn
+    for index in missing:
+        path = f"{container}.{index}.{holder}"
+        if path not in ctx.graph.nx:
+            return None
+        children = set(ctx.graph.info(path).children)
+        if children & set(KV_NAMES[:4]) or not children & {"q_proj", "query"}:
+            return None
+    shared = max((v for _, v in ctx.config_values("num_kv_shared_layers") if isinstance(v, int)), default=0)
+    return f" (num_kv_shared_layers={shared})" if shared == len(missing) else ""
+
+
 def _suffixes(weights: list[str], universe: list[str]) -> list[str]:
     """The shortest target_parameters entries reaching exactly these weights, per pattern."""
-    from ..findings import star_indices
-
     groups = defaultdict(list)
     for w in weights:
         groups[star_indices(w)].append(w)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..findings import Fix, Severity
-from ..structure import stacked_expert_parameters
 from .base import Example, Rule
 
 
@@ -42,7 +41,7 @@ class UntargetableParameters(Rule):
     )
 
     def check(self, ctx):
-        experts = {(g.pattern, t.name) for g, t in stacked_expert_parameters(ctx)}
+        experts = {(g.pattern, t.name) for g, t in ctx.stacked_expert_parameters}
         for group in ctx.graph.distinct(lambda i: bool(i.parameters) and not i.is_leaf):
             names = sorted(n for n in group.info.parameters if (group.pattern, n) not in experts)
             if not names:

@@ -6,11 +6,9 @@ import re
 from collections import defaultdict
 
 from ..findings import Severity
-from ..peft_support import is_lora_layer
-from ..plan.context import plan_evaluations
-from ..plan.recipes import label
-from ..plan.roles import role
-from ..plan.verify import Candidate, verified_fix
+from ..lora.layers import is_lora_layer
+from ..lora.recipes import label
+from ..lora.verify import Candidate, verified_fix
 from ..structure import anchored_regex
 from .base import Example, Rule
 
@@ -54,11 +52,11 @@ class TargetMatchesContainer(Rule):
     )
 
     def check(self, ctx):
-        for evaluation in plan_evaluations(ctx):
+        for evaluation in ctx.plans.evaluations:
             for entry in evaluation.entries:
                 by_role = defaultdict(list)
                 for path in entry.modules:
-                    kind = role(ctx, path)
+                    kind = ctx.peft_roles.why_unwrappable(path)
                     if kind is not None:
                         by_role[kind].append(path)
                 for kind, paths in sorted(by_role.items()):
@@ -84,5 +82,5 @@ def _fix(ctx, evaluation, entry, containers):
     plan = evaluation.plan.to_mapping()
     others = [e for e in evaluation.plan.entries if e != entry.entry] if not isinstance(evaluation.plan.target_modules, str) else []
     regex = "|".join([rf"(?:.*\.)?{re.escape(e)}" for e in others] + [anchored_regex(targets)])
-    return verified_fix(ctx, f"Name the Linear layers beneath `{entry.entry}` instead", [Candidate(
+    return verified_fix(ctx.plans.outcome_of, f"Name the Linear layers beneath `{entry.entry}` instead", [Candidate(
         f'target_modules=r"{regex}"', {**plan, "target_modules": regex}, f"in place of {label(evaluation.plan)}'s target_modules")])

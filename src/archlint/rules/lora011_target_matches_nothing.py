@@ -5,10 +5,9 @@ from __future__ import annotations
 import difflib
 
 from ..findings import Severity
-from ..peft_support import is_lora_layer
-from ..plan.context import user_plan
-from ..plan.matching import parameters_matching
-from ..plan.verify import Candidate, verified_fix
+from ..lora.layers import is_lora_layer
+from ..lora.targets import parameters_reached
+from ..lora.verify import Candidate, verified_fix
 from .base import Example, Rule
 
 
@@ -47,7 +46,7 @@ class TargetMatchesNothing(Rule):
     )
 
     def check(self, ctx):
-        evaluation = user_plan(ctx)
+        evaluation = ctx.plans.user
         if evaluation is None:
             return
         names = _names(ctx)
@@ -66,7 +65,7 @@ class TargetMatchesNothing(Rule):
             )
         params = sorted({f"{i.path}.{n}".rsplit(".", 2)[-2] + "." + n for i in ctx.graph for n in i.parameters if "." in f"{i.path}.{n}"})
         for entry in evaluation.plan.target_parameters:
-            if parameters_matching(ctx.built.module, [entry]):
+            if parameters_reached(ctx.parameter_paths, [entry]):
                 continue
             close = difflib.get_close_matches(entry, params, n=3, cutoff=0.5)
             yield self.finding(
@@ -92,4 +91,4 @@ def _fix(ctx, evaluation, entry, close):
         fixed = [name if e == entry else e for e in evaluation.plan.entries]
         candidates.append(Candidate("target_modules=[" + ", ".join(f'"{e}"' for e in fixed) + "]",
                                     {**plan, "target_modules": fixed}, f"`{entry}` -> `{name}`"))
-    return verified_fix(ctx, "Use an existing name", candidates)
+    return verified_fix(ctx.plans.outcome_of, "Use an existing name", candidates)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..findings import Confidence, Fix, Severity
-from ..probe.readings import norm_reading
+from ..probe.norms import liger_arguments, liger_settings
 from ..structure import is_rms_norm
 from .base import Example, Rule
 
@@ -49,6 +49,7 @@ class CustomRmsNorm(Rule):
     code = "NORM001"
     name = "custom-rmsnorm"
     severity = Severity.INFO
+    severity_note = "warning when the norm is neither exact nor the Llama convention"
     confidence = Confidence.MEDIUM
     tools = ("liger", "unsloth", "gguf", "mlx")
 
@@ -65,7 +66,7 @@ class CustomRmsNorm(Rule):
     def check(self, ctx):
         for group in ctx.graph.distinct(lambda i: is_rms_norm(i) and type(i.module) is not nn.RMSNorm):
             info = group.info
-            reading = norm_reading(ctx, info.module)
+            reading = ctx.probes.norm(info.module)
             semantics = reading.semantics
             if semantics is not None and semantics.kind != "rms":
                 continue  # it centres on the mean: a LayerNorm whatever its name says (NORM003)
@@ -88,7 +89,7 @@ class CustomRmsNorm(Rule):
         liger = liger_arguments(s)
         exact = reading.equivalent_to is not None
         severity = Severity.INFO if exact or s.llama_convention else Severity.WARNING
-        message = f"{info.class_name} computes {describe(s)}"
+        message = f"{info.class_name} computes {describe(s, _dtype(info.module))}"
         if exact:
             message += "; bit-exact with torch.nn.RMSNorm"
             fix = Fix("Drop-in torch.nn.RMSNorm is equivalent; a Liger kernel needs these settings",
@@ -106,35 +107,32 @@ class CustomRmsNorm(Rule):
                             severity=severity, confidence=reading.confidence)
 
 
-def describe(s) -> str:
+def _dtype(module) -> str | None:
+    """The dtype the model holds this norm's weight in (None without parameters)."""
+    param = next(module.parameters(), None)
+    return str(param.dtype).removeprefix("torch.") if param is not None else None
+
+
+def describe(s, model_dtype: str | None = None) -> str:
+    """The norm's formula and cast order. The probe runs it on ``s.input_dtype`` input (where
+    cast order shows); a model held in another dtype (float32) is described in its own terms."""
+    if model_dtype and model_dtype != s.input_dtype and s.casting_mode != "none":
+        in_model = f"; in this {model_dtype} model the casts are no-ops until it runs in {s.input_dtype}"
+        s_input = "the input dtype"
+    else:
+        in_model, s_input = "", s.input_dtype
+    return _describe(s, s_input) + in_model
+
+
+def _describe(s, input_dtype: str) -> str:
     scale = ("x̂ · (1 + w)" if s.offset == 1 else f"x̂ · ({s.offset:g} + w)" if s.offset else "x̂ · w") if s.has_weight else "x̂ (no weight)"
     if s.casting_mode == "none":
-        order = f"entirely in {s.input_dtype}"
+        order = f"entirely in {input_dtype}"
     elif not s.has_weight:
         order = f"in {s.compute_dtype}, cast back at the end"
     elif s.cast_before_scale:
-        order = f"statistics in {s.compute_dtype}, cast back to {s.input_dtype} before scaling"
+        order = f"statistics in {s.compute_dtype}, cast back to {input_dtype} before scaling"
     else:
-        order = f"in {s.compute_dtype} including the scale, cast to {s.input_dtype} after"
+        order = f"in {s.compute_dtype} including the scale, cast to {input_dtype} after"
     eps = "" if s.eps_inside_sqrt in (True, None) else ", eps added outside the square root"
     return f"{scale}, {order}{eps}"
-
-
-def liger_settings(s) -> dict | None:
-    """The ``LigerRMSNorm`` settings reproducing ``s``; None when no Liger mode does."""
-    if s.eps_inside_sqrt is False:
-        return None
-    out = {"eps": s.eps, "offset": float(s.offset), "casting_mode": s.casting_mode}
-    if not s.has_weight:
-        out["elementwise_affine"] = False
-    return out
-
-
-def liger_arguments(s) -> str:
-    """``LigerRMSNorm`` keyword arguments reproducing ``s`` (offset, casting_mode)."""
-    parts = [f"eps={s.eps}", f"offset={float(s.offset)}", f"casting_mode='{s.casting_mode}'"]
-    if not s.has_weight:
-        parts.append("elementwise_affine=False")
-    if s.eps_inside_sqrt is False:
-        parts.append("# no Liger mode adds eps outside the square root: leave unpatched")
-    return ", ".join(parts)

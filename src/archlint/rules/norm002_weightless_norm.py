@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from ..findings import Confidence, Fix, Severity
-from ..probe.readings import norm_reading
+from ..probe.norms import liger_arguments
 from ..structure import is_norm
-from .norm001_custom_rmsnorm import liger_arguments
 from .base import Example, Rule
 
 
@@ -47,7 +46,7 @@ class WeightlessNorm(Rule):
 
     def check(self, ctx):
         for group in ctx.graph.distinct(lambda i: i.is_leaf and not i.parameters and is_norm(i)):
-            reading = norm_reading(ctx, group.info.module)
+            reading = ctx.probes.norm(group.info.module)
             s = reading.semantics
             if s is None and not reading.error.startswith("the forward"):
                 detail, confidence = "e.g. LigerRMSNorm(hidden_size, elementwise_affine=False)", Confidence.LOW

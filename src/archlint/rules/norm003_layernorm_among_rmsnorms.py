@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..findings import Fix, Severity
-from ..probe.readings import norm_reading
 from ..structure import is_layer_norm, is_norm, is_rms_norm, tower_label
 from .base import Example, Rule
 
@@ -71,7 +70,7 @@ class LayerNormAmongRmsNorms(Rule):
 
 def _kind(ctx, info) -> str | None:
     """"rms" or "layer", read from the probe; the structural guess when the probe fails."""
-    semantics = norm_reading(ctx, info.module).semantics
+    semantics = ctx.probes.norm(info.module).semantics
     if semantics is not None:
         return semantics.kind
     if is_rms_norm(info):

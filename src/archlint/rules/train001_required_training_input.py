@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..findings import Confidence, Fix, Severity
-from ..train_forward import TEXT_INPUTS, training_forward
+from ..train_forward import TEXT_INPUTS
 from .base import Example, Rule
 
 
@@ -41,6 +41,7 @@ class RequiredTrainingInput(Rule):
     code = "TRAIN001"
     name = "required-training-input"
     severity = Severity.ERROR
+    severity_note = "info when the fake training forward could not run (nothing was checked)"
     confidence = Confidence.MEDIUM  # established by running the forward, not by structure
     tools = ("trl", "transformers")
 
@@ -53,7 +54,7 @@ class RequiredTrainingInput(Rule):
     )
 
     def check(self, ctx):
-        outcome = training_forward(ctx)
+        outcome = ctx.training_forward
         details = {"forward": outcome.status, "ran_on": outcome.model, "inputs": list(TEXT_INPUTS),
                    "seconds": round(outcome.seconds, 3)}
         path = outcome.raised_in if outcome.raised_in in ctx.graph.nx else ""

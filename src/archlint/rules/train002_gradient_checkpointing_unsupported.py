@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..findings import Fix, Severity
-from ..structure import repeated_blocks
 from .base import Example, Rule
 
 
@@ -35,6 +34,7 @@ class GradientCheckpointingUnsupported(Rule):
     code = "TRAIN002"
     name = "gradient-checkpointing-unsupported"
     severity = Severity.ERROR
+    severity_note = "warning when repeated blocks are skipped by checkpointing; error when enabling it raises"
     tools = ("transformers", "trl")
 
     VALID = (Example("fixtures/zoo/hf_tiny.py:tiny_llama"),)
@@ -60,7 +60,7 @@ class GradientCheckpointingUnsupported(Rule):
                 fix=Fix("Train without gradient checkpointing", "TrainingArguments(gradient_checkpointing=False, ...)"),
             )
             return
-        for group in repeated_blocks(ctx):
+        for group in ctx.repeated_blocks:
             if isinstance(group.info.module, GradientCheckpointingLayer) or _flagged_ancestor(ctx, group.info.path):
                 continue
             yield self.finding(

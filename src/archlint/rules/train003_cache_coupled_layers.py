@@ -8,7 +8,6 @@ from importlib.metadata import PackageNotFoundError, version
 from packaging.version import InvalidVersion, Version
 
 from ..findings import Confidence, Fix, Severity
-from ..structure import attention_modules
 from .base import Example, Rule
 
 #: transformers passes shared K/V independently of the cache from this version on (PR #45312).
@@ -59,6 +58,7 @@ class CacheCoupledLayers(Rule):
     code = "TRAIN003"
     name = "cache-coupled-layers"
     severity = Severity.WARNING
+    severity_note = "info when the installed transformers carries the fix"
     tools = ("transformers", "trl")
 
     VALID = (
@@ -115,7 +115,7 @@ class CacheCoupledLayers(Rule):
 
 def _receivers(ctx):
     """Attention groups without K/V projections whose class has them elsewhere in the model."""
-    groups = attention_modules(ctx)
+    groups = ctx.attention_modules
     own = {g.info.cls for g in groups if _has_kv(ctx, g.info)}
     return [g for g in groups if g.info.cls in own and not _has_kv(ctx, g.info)]
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from torch import nn
+
 from archlint.findings import Confidence, Fix, Severity
 from archlint.rules import Example, Rule
-from torch import nn
 
 
 class UnpaddedVocab(Rule):
@@ -72,7 +73,10 @@ class UnpaddedVocab(Rule):
 
     @staticmethod
     def _modules_of(ctx, vocab: int):
-        for group in ctx.graph.distinct(lambda i: isinstance(i.module, nn.Embedding) and i.module.num_embeddings == vocab):
+        def is_vocab_embedding(info) -> bool:
+            return isinstance(info.module, nn.Embedding) and info.module.num_embeddings == vocab
+
+        for group in ctx.graph.distinct(is_vocab_embedding):
             yield "token embedding", group
         for group in ctx.graph.distinct(lambda i: isinstance(i.module, nn.Linear) and i.module.out_features == vocab):
             yield "LM head", group

@@ -1,13 +1,19 @@
 """Evaluate a plan on a meta model: PEFT's verdict, what each entry reaches, what is wrapped.
 
 The verdict, wrapped modules/parameters and trainable count come from the installed
-PEFT (:mod:`.oracle`) or, without PEFT, from :mod:`.reimplementation`; the per-entry
-view (:mod:`.matching`) and the layer coverage are archlint's own reading of the same
-matching. The JSON shape is issue #5 point 6.
+PEFT (:mod:`.oracle`) or, without PEFT, from :mod:`.reimplementation`. What each entry
+reaches is asked per entry: ``get_peft_model`` only reports the union of all entries
+(and raises on the first module it cannot wrap), a user asks per entry. Each entry is
+matched alone, with the plan's ``exclude_modules``/``layers_to_transform``/
+``modules_to_save``, by PEFT's own matcher when PEFT is installed, else by
+:mod:`.targets`. Names PEFT's MoE conversion turns into expert parameters are reported
+as the parameters they reach. The layer coverage is read from the model's repeated
+blocks (:attr:`archlint.graph.ModuleGraph.blocks`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -15,17 +21,22 @@ from typing import Any
 
 from torch import nn
 
+from ..findings import star_indices
+from ..graph import ModuleGraph, RepeatedBlocks
 from . import reimplementation
-from .matching import entry_matches
-from .model import ALL_LINEAR, Plan
 from .oracle import (
     Outcome,
     conversion_table,
     moe_reroutes,
     peft_available,
+    peft_entry_matcher,
     peft_version,
     run_peft,
 )
+from .plan import ALL_LINEAR, Plan
+from .recipes import peft_default_targets
+from .targets import parameters_reached
+from .training_step import StepCheck
 
 
 @dataclass(frozen=True)
@@ -55,20 +66,38 @@ class PlanEvaluation:
     entries: tuple[EntryResult, ...]
     notes: tuple[str, ...] = ()
     peft_version: str | None = None
+    step: StepCheck | None = None  # the training step of the adapted model, when PEFT injected it
 
     @property
     def ok(self) -> bool:
-        return self.outcome.ok
+        """PEFT injects the plan and the adapted model's training step runs clean."""
+        return self.outcome.ok and (self.step is None or self.step.ok)
 
     @property
     def verdict(self) -> str:
-        return "ok" if self.outcome.ok else "error"
+        return "ok" if self.ok else "error"
+
+    @property
+    def checked(self) -> tuple[str, ...]:
+        """The stages that ran clean: inject (by PEFT), forward and backward (the step)."""
+        if not self.outcome.ok or self.outcome.engine != "peft":
+            return ()
+        return self.step.checked if self.step is not None else ("inject",)
+
+    @property
+    def error(self) -> dict[str, str | None] | None:
+        """What failed, at which stage and in which module: PEFT's exception at inject, or
+        the training step's."""
+        if not self.outcome.ok:
+            return {**self.outcome.error, "stage": "inject", "module": None}
+        return self.step.error_dict() if self.step is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.plan.source,
             "verdict": self.verdict,
-            "error": self.outcome.error,
+            "error": self.error,
+            "checked": list(self.checked),
             "entries": [e.to_dict() for e in self.entries],
             "modules": list(self.outcome.modules),
             "parameters": list(self.outcome.parameters),
@@ -79,42 +108,26 @@ class PlanEvaluation:
 
 @dataclass
 class ModelIndex:
-    """Per-model facts the evaluation reads for every plan: classes, towers, blocks."""
+    """What the evaluation reads of one model for every plan: classes, towers, blocks,
+    and what each one-entry plan reaches (:func:`entry_matches`)."""
 
     model: nn.Module
-    classes: dict[str, str] = field(default_factory=dict)
-    towers: dict[str, str] = field(default_factory=dict)
-    blocks: dict[str, tuple[str, int]] = field(default_factory=dict)  # block path -> (its ModuleList, length)
-    matches: dict = field(default_factory=dict)  # what each one-entry plan reaches (matching.entry_matches)
+    classes: dict[str, str]
+    towers: dict[str, str]
+    blocks: RepeatedBlocks
+    parameter_paths: tuple[str, ...]
+    matches: dict = field(default_factory=dict)
 
     @classmethod
-    def of(cls, model: nn.Module, towers: dict[str, str] | None = None) -> ModelIndex:
-        index = cls(model)
-        for path, module in model.named_modules():
-            index.classes[path] = type(module).__name__
-        index.towers = towers or {}
-        block_paths = {}
-        for path, module in model.named_modules():
-            if isinstance(module, nn.ModuleList) and len(module) >= 2 and all(len(list(c.children())) for c in module):
-                for name in module._modules:
-                    block_paths[f"{path}.{name}" if path else name] = (path, len(module))
-        index.blocks = {p: v for p, v in block_paths.items()
-                        if not any(p.startswith(q + ".") for q in block_paths)}
-        return index
-
-    def block_of(self, path: str) -> str | None:
-        parts = path.split(".")
-        for i in range(1, len(parts) + 1):
-            prefix = ".".join(parts[:i])
-            if prefix in self.blocks:
-                return prefix
-        return None
+    def of(cls, graph: ModuleGraph) -> ModelIndex:
+        return cls(graph.root, {i.path: i.class_name for i in graph}, {i.path: i.tower for i in graph}, graph.blocks,
+                   tuple(f"{i.path}.{n}" if i.path else n for i in graph for n in i.parameters))
 
 
 def evaluate(model: nn.Module, plan: Plan, *, index: ModelIndex | None = None, engine: str | None = None,
              outcomes: dict | None = None) -> PlanEvaluation:
     """Evaluate ``plan`` on ``model`` (left untouched; PEFT works on a copy). ``outcomes``: see :func:`predict`."""
-    index = index or ModelIndex.of(model)
+    index = index or ModelIndex.of(ModuleGraph(model))
     outcome = predict(model, plan, engine=engine, outcomes=outcomes)
     entries = tuple(_entry(index, plan, e, outcome.rerouted) for e in plan.entries)
     return PlanEvaluation(plan, outcome, entries, _notes(model, plan, outcome), peft_version())
@@ -128,14 +141,17 @@ def predict(model: nn.Module, plan: Plan, *, engine: str | None = None, outcomes
     given, ``LoraConfig``'s keyword arguments: a plan whose arguments equal an earlier one's (a
     suggested fix that is a recipe, a user plan that is a fix) is not run again. Plans that
     merely adapt the same modules (the seven standard names and ``all-linear`` on Llama) are
-    different inputs; PEFT runs once for them when :func:`same_wrapping` proves the outcome equal."""
+    different inputs; PEFT runs once for them when :func:`same_wrapping` proves the outcome
+    equal, and on the model's shrunk copy when :func:`on_shrunk_copy` can."""
     use_peft = engine != "reimplementation" and peft_available()
     key = ("peft" if use_peft else "reimplementation", peft_input(plan))
     if outcomes is not None and key in outcomes:
         return outcomes[key]
     if use_peft:
-        whole = reimplementation.run(model, plan, default_targets=_default_targets(model)) if outcomes is not None else None
-        wrapping = same_wrapping(model, plan, whole) if outcomes is not None else None
+        whole = wrapping = None
+        if outcomes is not None:
+            whole = reimplementation.run(model, plan, default_targets=_default_targets(model))
+            wrapping = same_wrapping(model, plan, whole)
         earlier = outcomes.get(wrapping) if wrapping is not None else None
         if earlier is not None:  # the same wrapping: PEFT's answer again, with this plan's own re-routing
             outcome = replace(earlier, rerouted=moe_reroutes(model, plan))
@@ -156,7 +172,8 @@ SHRUNK_COPY = "shrunk copy"
 _INDEX_SEGMENT = re.compile(r"(^|\.)\d+(\.|$)")
 
 
-def on_shrunk_copy(model: nn.Module, plan: Plan, outcomes: dict | None, whole: Outcome | None = None) -> Outcome | None:
+def on_shrunk_copy(model: nn.Module, plan: Plan, outcomes: dict | None,
+                   whole: Outcome | None = None) -> Outcome | None:
     """PEFT's outcome on ``model`` from a PEFT run on its shrunk copy, when that provably
     gives the same answer; else None (the caller runs PEFT on the model itself).
 
@@ -229,8 +246,6 @@ def same_wrapping(model: nn.Module, plan: Plan, predicted: Outcome | None = None
 
 
 def _default_targets(model: nn.Module):
-    from ..structure import peft_default_targets
-
     return peft_default_targets(getattr(getattr(model, "config", None), "model_type", None))
 
 
@@ -241,7 +256,7 @@ def peft_input(plan: Plan) -> str:
 
 
 def _entry(index: ModelIndex, plan: Plan, entry: str, rerouted: dict[str, str]) -> EntryResult:
-    found = entry_matches(index.model, plan, entry, rerouted, memo=index.matches)
+    found = entry_matches(index, plan, entry, rerouted)
     owners = [p.rpartition(".")[0] for p in found.parameters]
     paths = [*found.modules, *owners]
     reached, total = _coverage(index, paths)
@@ -257,16 +272,77 @@ def _entry(index: ModelIndex, plan: Plan, entry: str, rerouted: dict[str, str]) 
     )
 
 
+@dataclass(frozen=True)
+class EntryMatch:
+    modules: tuple[str, ...]  # module paths the entry matches (before PEFT's type dispatch)
+    parameters: tuple[str, ...]  # parameter paths it reaches through the MoE conversion or target_parameters
+
+
+def entry_matches(index: ModelIndex, plan: Plan, entry: str, rerouted: dict[str, str]) -> EntryMatch:
+    """What ``entry`` of ``plan.target_modules`` reaches on the indexed model. Each answer is
+    kept under the one-entry plan it was computed from, so that an entry several plans
+    share with the same other keys (``q_proj`` in q,k,v,o and in the seven standard
+    names) is matched once."""
+    single = dataclasses.replace(plan, target_modules=entry if isinstance(plan.target_modules, str) else (entry,),
+                                 target_parameters=())
+    reroute = rerouted.get(entry) if not isinstance(plan.target_modules, str) else None
+    key = (peft_input(single), reroute)
+    if key in index.matches:
+        return index.matches[key]
+    if reroute is not None:
+        found = EntryMatch((), parameters_reached(index.parameter_paths, [reroute]))
+    else:
+        model = index.model
+        if peft_available():
+            matcher, extra = peft_entry_matcher(model, single)
+        else:
+            matcher, extra = reimplementation.entry_matcher(model, single)
+        if _names_no_index(single):
+            matcher = _once_per_pattern(matcher)
+        modules = tuple(k for k in index.classes if k and matcher(k))
+        found = EntryMatch(modules, parameters_reached(index.parameter_paths, extra) if extra else ())
+    index.matches[key] = found
+    return found
+
+
+def _names_no_index(plan: Plan) -> bool:
+    """Plain names without a numeric segment, no regex, no ``layers_to_transform``: PEFT's
+    matching then answers alike for two paths that differ only in their numeric segments
+    (``layers.3.mlp.up_proj`` and ``layers.17.mlp.up_proj``)."""
+    kwargs = plan.lora_kwargs()
+    if kwargs.get("layers_to_transform") is not None or kwargs.get("layers_pattern") is not None:
+        return False
+    for key in ("target_modules", "exclude_modules", "modules_to_save"):
+        value = kwargs.get(key)
+        if value is not None and (isinstance(value, str) or any(_INDEX_SEGMENT.search(str(n)) for n in value)):
+            return False
+    return True
+
+
+def _once_per_pattern(matcher):
+    """``matcher`` asked once per path pattern (numeric segments starred), so that a
+    model's repeated layers cost one question each, whatever the depth."""
+    seen: dict[str, bool] = {}
+
+    def match(key: str) -> bool:
+        pattern = star_indices(key)
+        if pattern not in seen:
+            seen[pattern] = matcher(key)
+        return seen[pattern]
+
+    return match
+
+
 def _coverage(index: ModelIndex, paths: list[str]) -> tuple[int, int]:
     """Blocks reached, and the blocks of the ModuleLists those paths sit in."""
     reached: dict[str, set[str]] = defaultdict(set)
     lengths: dict[str, int] = {}
     for p in paths:
-        block = index.block_of(p)
+        block = index.blocks.block_of(p)
         if block is not None:
-            container, length = index.blocks[block]
+            container = index.blocks.list_of(block)
             reached[container].add(block)
-            lengths[container] = length
+            lengths[container] = len(index.blocks.lists[container])
     return sum(len(v) for v in reached.values()), sum(lengths.values())
 
 
@@ -274,8 +350,6 @@ def _notes(model: nn.Module, plan: Plan, outcome: Outcome) -> tuple[str, ...]:
     """Why PEFT did something surprising, in words (text report)."""
     notes = []
     table = conversion_table(model) if peft_available() else {}
-    from ..structure import peft_default_targets
-
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if (plan.target_modules is None and not plan.target_parameters and not outcome.ok and table
             and peft_default_targets(model_type) is not None):

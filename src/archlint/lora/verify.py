@@ -3,8 +3,10 @@
 A rule proposes candidate configurations (an anchored regex, ``exclude_modules``,
 ``target_parameters``) with an optional expectation (e.g. "nothing in the vision
 tower"). Each is evaluated like a user plan; only those PEFT accepts, that adapt
-something and that meet the expectation are printed, each followed by what it adapts.
-A fix with no verified candidate is not printed (issue #5 point 5).
+something, whose adapted model passes one fake training step (inject, forward, backward:
+:mod:`.training_step`) and that meet the expectation are printed, each followed by what
+it adapts.
+A fix with no verified candidate is not printed.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..findings import Fix, star_indices
-from .context import outcomes
-from .evaluate import predict
-from .model import Plan
 from .oracle import Outcome, peft_available, peft_version
+
+#: PEFT's outcome for a LoraConfig-shaped mapping, as one lint computes it (cached, timed).
+OutcomeOf = Callable[[Mapping[str, Any]], Outcome]
 
 
 @dataclass(frozen=True)
@@ -33,34 +35,28 @@ class Candidate:
     expect: Callable[[Outcome], str | None] | None = field(default=None, compare=False)
 
 
-def verified_fix(ctx, title: str, candidates: Sequence[Candidate]) -> Fix | None:
-    """The fix with only the candidates that pass through PEFT, each annotated."""
+def verified_fix(outcome_of: OutcomeOf, title: str, candidates: Sequence[Candidate]) -> Fix | None:
+    """The fix with only the candidates that pass through PEFT, each annotated.
+    ``outcome_of`` is the lint's own PEFT runner (``ctx.plans.outcome_of``)."""
     lines = []
     for candidate in candidates:
-        outcome = verify(ctx, candidate)
+        outcome = verify(outcome_of, candidate)
         if outcome is None:
             continue
         comment = f"  # {candidate.comment}" if candidate.comment else ""
-        lines.append(f"{candidate.text}{comment}\n    # {verifier()}: {adapts(outcome)}")
+        lines.append(f"{candidate.text}{comment}\n    # {verifier()}: {adapts(outcome)}{trains(outcome)}")
     if not lines:
         return None
     return Fix(f"{title} (verified)", "\n".join(lines))
 
 
-def verify(ctx, candidate: Candidate) -> Outcome | None:
+def verify(outcome_of: OutcomeOf, candidate: Candidate) -> Outcome | None:
     """PEFT's outcome for the candidate if it is accepted and meets its expectation."""
-    key = ("verified_fix", repr(sorted((k, repr(v)) for k, v in candidate.config.items())))
-
-    def compute():
-        plan = Plan.from_mapping(dict(candidate.config), source="fix")
-        return predict(ctx.built.module, plan, outcomes=outcomes(ctx))
-
-    if key not in ctx.cache:
-        with ctx.timed("verify"):
-            ctx.cache[key] = compute()
-    outcome = ctx.cache[key]
+    outcome = outcome_of(candidate.config)
     if not outcome.ok or not (outcome.modules or outcome.parameters):
         return None
+    if outcome.step_error is not None:
+        return None  # PEFT injects it, but the adapted model does not train
     if candidate.expect is not None and candidate.expect(outcome) is not None:
         return None
     return outcome
@@ -70,6 +66,13 @@ def verifier() -> str:
     if peft_available():
         return f"verified with PEFT {peft_version()} on the meta model"
     return "verified with archlint's reimplementation of PEFT 0.21.2 (PEFT not installed)"
+
+
+def trains(outcome: Outcome) -> str:
+    """``; one fake training step ran clean (inject, forward, backward)``, or nothing when none ran."""
+    if not outcome.checked:
+        return ""
+    return f"; one fake training step ran clean ({', '.join(outcome.checked)})"
 
 
 def adapts(outcome: Outcome, limit: int = 3) -> str:

@@ -7,9 +7,9 @@ import re
 
 from rich.markup import escape
 
-from .evaluate import PlanEvaluation
-from .oracle import stable_message
-from .recipes import label
+from ..lora.evaluate import PlanEvaluation
+from ..lora.oracle import stable_message
+from ..lora.recipes import label
 
 
 def plan_lines(evaluations: list[PlanEvaluation]) -> list[str]:
@@ -22,6 +22,11 @@ def plan_lines(evaluations: list[PlanEvaluation]) -> list[str]:
 
 def short_error(evaluation: PlanEvaluation, width: int = 110) -> str:
     """``ValueError: Target module Gemma4ClippableLinear(…) is not supported. …`` on one line."""
+    if evaluation.outcome.ok and evaluation.error:  # PEFT injected it; the training step failed
+        error = evaluation.error
+        where = f" in {error['module']}" if error.get("module") else ""
+        text = f"{error['stage']}{where}: {error['type']}: {' '.join(error['message'].split())}"
+        return text if len(text) <= width else text[: width - 1] + "…"
     message = re.sub(r"\(\n.*?\n\)", "(…)", stable_message(evaluation.outcome.error_message or ""), flags=re.S)
     text = f"{evaluation.outcome.error_type}: {' '.join(message.split())}"
     return text if len(text) <= width else text[: width - 1] + "…"

@@ -19,13 +19,15 @@ DoRA/other LoRA variants, ``trainable_token_indices``, ``layer_replication`` and
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
-from .model import ALL_LINEAR, Plan
 from .oracle import Outcome
+from .plan import ALL_LINEAR, Plan
+from .targets import parameter_reached, reaches
 
 #: LoRA's default dispatch (``dispatch_default``): the layer types it wraps.
 _MAMBA_TYPES = {"falcon_h1", "mamba", "mamba2", "falcon_mamba", "nemotron_h"}
@@ -87,56 +89,26 @@ def run(model: nn.Module, plan: Plan, *, default_targets: tuple[str, ...] | None
 
 def matches(config: _Config, key: str) -> bool | None:
     """``check_target_module_exists``: True, False, or None for an excluded module."""
-    ex = config.exclude_modules
-    if ex:
-        if isinstance(ex, str):
-            if re.fullmatch(ex, key):
-                return None
-        elif key in ex or _ends_with_any(key, ex):
-            return None
-    if config.modules_to_save and any(re.match(rf"(^|.*\.){m}($|\..*)", key) for m in config.modules_to_save):
-        return None
-    tm = config.target_modules
-    if tm is None:
-        return False
-    if isinstance(tm, str):
-        return bool(re.fullmatch(tm, key))  # a string is always a full-match regex
-    if key in tm:
-        return True
-    found = _ends_with_any(key, tm)
-    layers = config.layers_to_transform
-    using_layers = layers is not None and (len(layers) != 0 if isinstance(layers, list) else True)
-    if not (found and using_layers):
-        return found
-    index = _layer_index(key, config.layers_pattern)
-    if index is None:
-        return False
-    return index == layers if isinstance(layers, int) else index in layers
+    return reaches(key, config.target_modules, exclude=config.exclude_modules,
+                   layers_to_transform=config.layers_to_transform, layers_pattern=config.layers_pattern,
+                   modules_to_save=config.modules_to_save)
 
 
-def _ends_with_any(key: str, names) -> bool:
-    """``any(key.endswith("." + n) for n in names)``, by looking each dotted suffix of
-    ``key`` up in a set: the cost follows the key's depth, not the number of names."""
-    if not isinstance(names, (set, frozenset)):
-        return any(key.endswith("." + n) for n in names)
-    position = key.find(".")
-    while position != -1:
-        if key[position + 1:] in names:
-            return True
-        position = key.find(".", position + 1)
-    return False
-
-
-def _layer_index(key: str, layers_pattern) -> int | None:
-    if not layers_pattern:
-        m = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", key)
-    else:
-        m = None
-        for pattern in [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern:
-            m = re.match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", key)
-            if m:
-                break
-    return int(m.group("idx")) if m else None
+def entry_matcher(model: nn.Module, plan: Plan) -> tuple[Callable[[str], bool], list[str]]:
+    """:func:`.oracle.peft_entry_matcher` without PEFT: the matcher of a one-entry plan and
+    the expert parameters the MoE conversion added for it."""
+    config = _Config.of(plan)
+    added = []
+    if isinstance(config.target_modules, str):
+        before = set(config.target_parameters)
+        try:
+            convert_moe(config, model)
+        except ValueError:
+            pass
+        added = sorted(set(config.target_parameters) - before)
+    if isinstance(config.target_modules, str) and config.target_modules.lower() == ALL_LINEAR:
+        config.target_modules = all_linear_names(model)
+    return (lambda key: bool(matches(config, key))), added
 
 
 def all_linear_names(model: nn.Module) -> set[str]:
@@ -287,7 +259,7 @@ def _parameter_targets(model: nn.Module, config: _Config):
     for module_name, module in model.named_modules():
         for param_name, param in module.named_parameters(recurse=False):
             key = f"{module_name}.{param_name}"
-            if key in names or any(key.endswith("." + n) for n in names):
+            if parameter_reached(key, names):
                 r = next((v for p, v in config.rank_pattern.items() if re.match(rf"(.*\.)?({p})$", key)), config.r)
                 experts, size = (param.shape[0], param.shape[1] + param.shape[2]) if param.ndim == 3 else (1, param.shape[0] + param.shape[1])
                 yield key, r * experts * size

@@ -4,7 +4,7 @@ Injecting LoRA on a meta model allocates nothing (``low_cpu_mem_usage=True`` kee
 adapter weights on meta too) and takes well under a second, so archlint asks PEFT itself
 rather than predicting it: the verdict, the exception PEFT raises, the modules and
 parameters it wraps and ``get_nb_trainable_parameters()`` are PEFT's own answers.
-:mod:`archlint.plan.reimplementation` answers the same questions when PEFT is missing.
+:mod:`.reimplementation` answers the same questions when PEFT is missing.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from torch import nn
 
-from .model import Plan
+from .plan import Plan
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,10 @@ class Outcome:
     # PEFT's transformers-v5 MoE conversion: target_modules entry -> the expert parameter it became
     rerouted: dict[str, str] = field(default_factory=dict)
     engine: str = "peft"  # "peft" or "reimplementation"
+    # A suggested fix's training step (lora.training_step): the stages that ran clean, and
+    # what failed ("forward: AttributeError: … in model.layers.0.mlp.router"), if anything.
+    checked: tuple[str, ...] = ()
+    step_error: str | None = None
 
     @property
     def error(self) -> dict[str, str] | None:
@@ -247,3 +251,27 @@ def _resolved_names(plan: Plan, model: nn.Module) -> set[str]:
         return set(_resolve_string_target_modules(config, model, conversion_table(model)) or ())
     except Exception:
         return set()
+
+
+def peft_entry_matcher(model: nn.Module, plan: Plan) -> tuple[Callable[[str], bool], list[str]]:
+    """PEFT's own ``check_target_module_exists`` for a one-entry plan (after its
+    ``all-linear`` resolution), and the expert parameters PEFT's MoE conversion added
+    for it (a regex or ``all-linear`` naming gate/up/down)."""
+    from peft import LoraConfig
+    from peft.tuners.tuners_utils import _maybe_include_all_linear_layers, check_target_module_exists
+
+    config = LoraConfig(**plan.lora_kwargs())
+    added = []
+    if isinstance(config.target_modules, str):
+        try:
+            from peft.utils.transformers_weight_conversion import convert_peft_config_for_transformers, get_model_conversion_mapping
+
+            if hasattr(getattr(model, "config", None), "model_type"):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    convert_peft_config_for_transformers(config, model=model, conversions=get_model_conversion_mapping(model))
+                added = sorted(set(config.target_parameters or ()))
+        except (ImportError, ValueError):
+            pass
+    config = _maybe_include_all_linear_layers(config, model)
+    return (lambda key: bool(check_target_module_exists(config, key))), added

@@ -7,6 +7,7 @@ key, a regex that does not compile or a value of the wrong type is a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -14,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UsageError
+from .targets import REGEX_PREFIX
 
 ALL_LINEAR = "all-linear"
-REGEX_PREFIX = "re:"
 
 #: The keys archlint reads and evaluates (issue #5 point 1).
 PLAN_KEYS = ("target_modules", "exclude_modules", "target_parameters", "layers_to_transform",
@@ -60,15 +61,8 @@ class Plan:
                    exclude_modules: str | Sequence[str] | None = None,
                    target_parameters: str | Sequence[str] | None = None, r: int | None = None) -> Plan:
         """From command-line values: comma-separated names, ``re:REGEX`` or ``all-linear``."""
-        mapping: dict[str, Any] = {}
-        if target_modules:
-            mapping["target_modules"] = _flag_value(target_modules, "--target-modules")
-        if exclude_modules:
-            mapping["exclude_modules"] = _flag_value(exclude_modules, "--exclude-modules")
-        if target_parameters:
-            mapping["target_parameters"] = _split(target_parameters)
-        if r is not None:
-            mapping["r"] = r
+        mapping = flag_mapping(target_modules=target_modules, exclude_modules=exclude_modules,
+                               target_parameters=target_parameters, r=r)
         if "target_modules" not in mapping and "target_parameters" not in mapping:
             raise UsageError("a plan needs --target-modules or --target-parameters (or --peft-config FILE)")
         return cls.from_mapping(mapping, source="flags")
@@ -151,6 +145,39 @@ class Plan:
         return out
 
 
+def flag_mapping(*, target_modules: str | Sequence[str] | None = None, exclude_modules: str | Sequence[str] | None = None,
+                 target_parameters: str | Sequence[str] | None = None, r: int | None = None) -> dict[str, Any]:
+    """The LoraConfig keys the command-line values stand for (only those given)."""
+    mapping: dict[str, Any] = {}
+    if target_modules:
+        mapping["target_modules"] = _flag_value(target_modules, "--target-modules")
+    if exclude_modules:
+        mapping["exclude_modules"] = _flag_value(exclude_modules, "--exclude-modules")
+    if target_parameters:
+        mapping["target_parameters"] = _split(target_parameters)
+    if r is not None:
+        mapping["r"] = r
+    return mapping
+
+
+def merged_plan(base: Plan | None, overrides: Mapping[str, Any], *, source: str) -> Plan:
+    """``base`` (a peft-config file's plan) with the keys of ``overrides`` replacing its own:
+    how both the command line and a project configuration combine a file with flags."""
+    mapping = base.to_mapping() if base is not None else {}
+    mapping.update({k: v for k, v in overrides.items() if v is not None})
+    return Plan.from_mapping(mapping, source=source)
+
+
+def plan_from_options(*, target_modules: str | None = None, exclude_modules: str | None = None,
+                      target_parameters: str | None = None, peft_config: str | None = None) -> Plan | None:
+    """The plan the command-line options describe: None without any plan option; the flags
+    given with ``--peft-config FILE`` replace the file's keys."""
+    flags = dict(target_modules=target_modules, exclude_modules=exclude_modules, target_parameters=target_parameters)
+    if peft_config is None:
+        return Plan.from_flags(**flags) if any(v is not None for v in flags.values()) else None
+    return merged_plan(Plan.from_file(peft_config), flag_mapping(**flags), source="peft-config")
+
+
 def _plain(value):
     return list(value) if isinstance(value, tuple) else value
 
@@ -177,8 +204,6 @@ def _flag_value(value: str | Sequence[str], flag: str):
 
 def _known_passive_keys() -> frozenset[str]:
     try:
-        import dataclasses
-
         from peft import LoraConfig
     except ImportError:
         return _PASSIVE_KEYS

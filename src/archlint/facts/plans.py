@@ -1,0 +1,119 @@
+"""The plan facts: the LoRA plan evaluations of one lint, computed before the rules.
+
+With a user plan (``facts.plan``) that plan is evaluated; without one, the common
+recipes are. PEFT is the oracle (:mod:`archlint.lora.evaluate`), and a plan PEFT injects
+is only "ok" once one training step of the adapted model ran clean
+(:mod:`archlint.lora.training_step`). LoRA rules read the
+evaluations, decide from the user's plan what they report (:meth:`PlanFacts.touches`),
+and verify the fixes they suggest through :meth:`PlanFacts.outcome_of`, which shares one
+PEFT run per distinct ``LoraConfig`` with the evaluations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import one_line
+from ..lora.evaluate import SHRUNK_COPY, ModelIndex, PlanEvaluation, evaluate, peft_input, predict
+from ..lora.oracle import Outcome
+from ..lora.plan import Plan
+from ..lora.recipes import common_recipes
+from ..lora.training_step import StepCheck
+from .base import Facts, fact
+
+
+@dataclass
+class PlanFacts:
+    """The evaluations (the user's plan, or each common recipe), or why there are none."""
+
+    facts: Facts
+    index: ModelIndex
+    outcomes: dict = field(default_factory=dict)  # PEFT input -> Outcome, shared with the fixes
+    evaluations: list[PlanEvaluation] = field(default_factory=list)
+    error: str | None = None  # a plan PEFT could not even be asked about
+    exception: Exception | None = field(default=None, repr=False)  # re-raised under --debug
+
+    @property
+    def user(self) -> PlanEvaluation | None:
+        """The evaluation of the user's plan; None with the recipes (or when it failed)."""
+        return self.evaluations[0] if self.facts.plan is not None and self.evaluations else None
+
+    @property
+    def scope(self) -> set[str] | None:
+        """Every module the user's plan reaches (before PEFT's type dispatch) and the owners
+        of the parameters it reaches; None without a user plan. A finding of LORA001-006
+        is about the plan when it touches the scope, and a fix for the plan stays in it."""
+        return None if self.user is None else touched_paths(self.user)
+
+    def touches(self, paths: Iterable[str]) -> bool:
+        """True without a user plan; with one, whether any of ``paths`` is in its scope."""
+        scope = self.scope
+        return scope is None or any(p in scope for p in paths)
+
+    @property
+    def touched_blocks(self) -> set[str]:
+        """The repeated blocks the user's plan adapts something in (empty without one)."""
+        scope = self.scope or set()
+        blocks = self.facts.graph.blocks
+        return {b for b in (blocks.block_of(p) for p in scope) if b is not None}
+
+    @property
+    def dead_entry(self) -> bool:
+        """Whether an entry of the user's plan reaches nothing."""
+        return self.user is not None and any(e.matches == 0 for e in self.user.entries)
+
+    def outcome_of(self, config: Mapping[str, Any]) -> Outcome:
+        """PEFT's outcome for a LoraConfig-shaped mapping (a suggested fix), run once per
+        distinct configuration, with the training step of the adapted model (``checked``,
+        ``step_error``: a fix whose step fails is not printed); time goes to the ``verify``
+        and ``steps`` phases."""
+        plan = Plan.from_mapping(dict(config), source="fix")
+        key = ("fix", peft_input(plan))
+        if key not in self.outcomes:
+            with self.facts.timed("verify"):
+                outcome = predict(self.facts.built.module, plan, outcomes=self.outcomes)
+            step = self.step_of(plan, outcome)
+            if step is not None:
+                failure = None if step.ok else f"{step.stage}: {step.error}" + (f" in {step.module}" if step.module else "")
+                outcome = dataclasses.replace(outcome, checked=step.checked, step_error=failure)
+            self.outcomes[key] = outcome
+        return self.outcomes[key]
+
+    def step_of(self, plan: Plan, outcome: Outcome) -> StepCheck | None:
+        """One training step of the model adapted by ``plan`` (None when PEFT did not inject
+        it: refused, or not installed); time goes to the ``steps`` phase."""
+        if not outcome.ok or outcome.engine != "peft":
+            return None
+        checker = self.facts.training_steps
+        with self.facts.timed("steps"):
+            return checker.check(plan.lora_kwargs())
+
+
+def touched_paths(evaluation: PlanEvaluation) -> set[str]:
+    """Every module a plan's entries reach (before PEFT's type dispatch), and the owners
+    of the parameters it reaches."""
+    out = set(evaluation.outcome.modules)
+    out.update(p.rpartition(".")[0] for p in evaluation.outcome.parameters)
+    for entry in evaluation.entries:
+        out.update(entry.modules)
+        out.update(p.rpartition(".")[0] for p in entry.parameters)
+    return out
+
+
+@fact(phase="plans")
+def plans(facts: Facts) -> PlanFacts:
+    """The user's plan evaluated, or else each common recipe. A plan PEFT cannot even be
+    asked about leaves no evaluation and its error (the lint goes on)."""
+    found = PlanFacts(facts, ModelIndex.of(facts.graph))
+    found.outcomes[SHRUNK_COPY] = lambda: facts.shrunk_model  # PEFT runs there when that gives the same answer
+    wanted = [facts.plan] if facts.plan is not None else common_recipes(facts.built.model_type)
+    try:
+        evaluations = [evaluate(facts.built.module, p, index=found.index, outcomes=found.outcomes) for p in wanted]
+        found.evaluations = [dataclasses.replace(e, step=found.step_of(e.plan, e.outcome)) for e in evaluations]
+    except Exception as e:
+        found.error = one_line(e)
+        found.exception = e
+    return found

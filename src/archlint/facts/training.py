@@ -1,0 +1,39 @@
+"""The training-step facts: the shrunk copy both run on, the fake training forward of the
+model (TRAIN001), and the LoRA training steps of the plans and fixes."""
+
+from __future__ import annotations
+
+from ..lora.training_step import StepChecker, StepModel
+from ..shrink import ShrunkModel, shrunk_copy
+from ..train_forward import ForwardOutcome, training_forward as run_training_forward
+from .base import Facts, fact
+
+
+@fact(phase="forward")
+def shrunk_model(facts: Facts) -> ShrunkModel | None:
+    """The model with its repeated blocks cut to one layer per structure (:mod:`archlint.shrink`),
+    made once per lint; None when it cannot be made faithfully."""
+    return shrunk_copy(facts.built, facts.graph)
+
+
+@fact(phase="forward")
+def training_forward(facts: Facts) -> ForwardOutcome:
+    """The outcome of one training-mode forward under fake tensors, fed what a text-only
+    collator gives (:mod:`archlint.train_forward`)."""
+    return run_training_forward(facts.built, facts.shrunk_model)
+
+
+@fact(phase="steps")
+def training_steps(facts: Facts) -> StepChecker:
+    """The LoRA training steps of this lint (:mod:`archlint.lora.training_step`): on the
+    shrunk copy, with the input TRAIN001 found missing supplied; when the model's own
+    forward cannot run, the steps say that forward and backward were not checked."""
+    base = facts.training_forward
+    copy = facts.shrunk_model
+    shrunk = StepModel(copy.module, copy.description, copy.original_path) if copy is not None else None
+    checker = StepChecker(facts.built.module, shrunk, supplied=(base.missing,) if base.missing else ())
+    if base.status == "failed":
+        checker.unusable = f"the model's own training forward fails ({base.error}); forward and backward not checked"
+    elif base.status == "not-applicable":
+        checker.unusable = "the model takes no input_ids; forward and backward not checked"
+    return checker

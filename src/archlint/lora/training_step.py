@@ -1,0 +1,300 @@
+"""One LoRA training step under ``FakeTensorMode``: what "the plan works" means.
+
+``get_peft_model`` returning is not enough: on PhiMoE and Llama-4 ``all-linear`` wraps the
+router, whose forward returns a tuple, and the first forward of the adapted model raises
+``AttributeError: 'tuple' object has no attribute 'dtype'``. So a plan is only called
+working after one training step of the adapted model ran clean:
+
+1. **inject**: the installed PEFT's ``get_peft_model`` on a copy of the model;
+2. **forward**: a training-mode forward on what a text-only collator produces
+   (``input_ids``, ``attention_mask``, ``labels``), with a loss;
+3. **backward**: the gradient of that loss with respect to every LoRA parameter of the
+   adapted modules the forward ran; each must be reached.
+
+Fake tensors carry shapes and dtypes but no memory, so this runs the installed PEFT and
+transformers code end to end on the meta model. It runs on the copy whose repeated blocks
+are cut to one layer per structure (:mod:`.shrink`, shared with TRAIN001), built once per
+lint (:mod:`archlint.facts.training`); a step is remembered per set of modules it adapts, so plans that adapt the same
+modules of the copy (the seven standard names and ``all-linear`` on Llama) share one step.
+A plan that matches nothing on the copy (an entry naming a layer the copy does not keep)
+is stepped on the model itself.
+
+Adapters the text forward does not run (a vision tower's) get no gradient from text and
+are not required to; when no adapted module runs at all, backward is not checked and the
+step says so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import one_line
+from ..train_forward import _accepts, _quiet, _raising_module
+
+STAGES = ("inject", "forward", "backward")
+BATCH, SEQ = 2, 8
+
+#: LoraConfig keys that only choose what is adapted or scale it: two plans that differ only
+#: in these and adapt the same modules run the same step.
+_SELECTION_KEYS = frozenset({"target_modules", "exclude_modules", "layers_to_transform", "layers_pattern",
+                             "target_parameters", "r", "lora_alpha"})
+
+
+@dataclass(frozen=True)
+class StepCheck:
+    """The outcome of one training step of an adapted model.
+
+    ``checked`` lists the stages that ran clean, in order; ``stage`` is the one that failed
+    (None when none did), with the exception (``error``, ``"AttributeError: …"``) and the
+    path, in the user's model, of the innermost module whose code raised (``module``).
+    """
+
+    checked: tuple[str, ...]
+    stage: str | None = None
+    error: str | None = None
+    module: str | None = None
+    model: str = ""  # "shrunk copy (model.layers 32→2)" or "the model itself"
+    note: str = ""  # why a stage was not checked, when one was not
+    lora_parameters: int = 0  # LoRA parameters of the adapted modules the forward ran
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.stage is None
+
+    def error_dict(self) -> dict[str, str | None] | None:
+        if self.ok:
+            return None
+        kind, _, message = (self.error or "").partition(": ")
+        return {"type": kind, "message": message, "stage": self.stage, "module": self.module}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"checked": list(self.checked), "stage": self.stage, "error": self.error, "module": self.module,
+                "model": self.model, "note": self.note}
+
+
+@dataclass
+class StepModel:
+    """The model a step adapts: a meta model, how its paths map to the user's, what to call it."""
+
+    module: nn.Module
+    label: str
+    original_path: Callable[[str], str] = field(default=lambda path: path)
+
+
+class StepChecker:
+    """Training steps of adapted copies of one model, remembered per adapted module set.
+
+    ``model`` is the user's meta model; ``shrunk`` the cheaper copy to step on (or None);
+    ``supplied`` names inputs the model needs beyond the text collator's (TRAIN001 found
+    them), fed as zeros so that the step tests the adapters, not the collator.
+    """
+
+    def __init__(self, model: nn.Module, shrunk: StepModel | None = None, *, supplied: tuple[str, ...] = ()):
+        self.full = StepModel(model, "the model itself")
+        self.shrunk = shrunk
+        self.supplied = supplied
+        self._steps: dict[tuple, StepCheck] = {}
+        self.seconds = 0.0
+        self.unusable = ""  # why no forward can judge the adapters (the base model's own forward fails)
+
+    def check(self, lora_kwargs: Mapping[str, Any]) -> StepCheck:
+        """Inject ``LoraConfig(**lora_kwargs)``, run forward and backward; never raises."""
+        start = time.perf_counter()
+        try:
+            with _quiet():
+                return self._check(dict(lora_kwargs))
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def _check(self, kwargs: dict[str, Any]) -> StepCheck:
+        step_model = self.shrunk or self.full
+        adapted, error, raised_in = _inject(step_model.module, kwargs)
+        if adapted is None and step_model is self.shrunk and _matched_nothing(error):
+            step_model = self.full  # an entry that names a layer the copy does not keep
+            adapted, error, raised_in = _inject(step_model.module, kwargs)
+        if adapted is None:
+            return StepCheck((), "inject", error, _user_path(step_model, raised_in), step_model.label)
+        if self.unusable:
+            return StepCheck(("inject",), model=step_model.label, note=self.unusable)
+        key = (id(step_model.module), _adapted_set(adapted), _behaviour_key(kwargs))
+        if key not in self._steps:
+            self._steps[key] = self._step(step_model, adapted)
+        return self._steps[key]
+
+    def _step(self, step_model: StepModel, adapted: nn.Module) -> StepCheck:
+        start = time.perf_counter()
+        paths = {id(m): _peft_path(p) for p, m in adapted.named_modules()}
+        lora_layers = _lora_layers(adapted)
+        ran: list[nn.Module] = []
+        hooks = [m.register_forward_hook(lambda module, args, out: ran.append(module)) for m in lora_layers]
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        mode = FakeTensorMode(allow_non_fake_inputs=True)
+        try:
+            loss, error, raised_in = _forward(adapted, paths, self.supplied, mode)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        label = step_model.label
+        if error is not None:
+            return StepCheck(("inject",), "forward", error, _user_path(step_model, raised_in), label,
+                             seconds=time.perf_counter() - start)
+        ran_once = list(dict.fromkeys(ran))
+        parameters = [(m, name, p) for m in ran_once for name, p in _lora_parameters(m)]
+        if not parameters:
+            return StepCheck(("inject", "forward"), model=label, seconds=time.perf_counter() - start,
+                             note="no adapted module runs on text input; backward not checked")
+        if loss is None:
+            return StepCheck(("inject", "forward"), model=label, seconds=time.perf_counter() - start,
+                             note="the forward returns no loss or floating output; backward not checked")
+        missing, error, raised_in = _backward(loss, parameters, paths, mode)
+        if error is not None:
+            return StepCheck(("inject", "forward"), "backward", error, _user_path(step_model, raised_in), label,
+                             lora_parameters=len(parameters), seconds=time.perf_counter() - start)
+        if missing:
+            module = missing[0]
+            text = (f"RuntimeError: no gradient reaches the LoRA parameters of {len(missing)} adapted module(s) "
+                    f"the forward ran, e.g. {_user_path(step_model, paths[id(module)])}")
+            return StepCheck(("inject", "forward"), "backward", text, _user_path(step_model, paths[id(module)]),
+                             label, lora_parameters=len(parameters), seconds=time.perf_counter() - start)
+        return StepCheck(STAGES, model=label, lora_parameters=len(parameters), seconds=time.perf_counter() - start)
+
+
+def _inject(model: nn.Module, kwargs: dict[str, Any]) -> tuple[nn.Module | None, str | None, str]:
+    from peft import LoraConfig, get_peft_model
+
+    from .oracle import fresh_copy
+
+    copy = fresh_copy(model)
+    paths = {id(m): p for p, m in copy.named_modules()}
+    try:
+        return get_peft_model(copy, LoraConfig(**kwargs), low_cpu_mem_usage=True), None, ""
+    except Exception as e:  # PEFT's refusal is the answer, not archlint's failure
+        return None, one_line(e), _raising_module(e, paths)
+
+
+def _matched_nothing(error: str | None) -> bool:
+    return bool(error) and ("not found in the base model" in error or "No modules were targeted" in error
+                            or "NoMatchingPeftModule" in error)
+
+
+def _to_fake(model: nn.Module, mode) -> None:
+    """Replace the adapted copy's meta parameters and buffers by fake CPU tensors of ``mode``,
+    ties kept. Fake tensors hold no memory either, but code written for a real device runs
+    as it would there: PEFT's parameter wrappers (``target_parameters``) re-register a
+    parametrization in every forward (a mutation fake tensors allow and real meta tensors
+    refuse) and open ``torch.autocast(device_type=W.device.type)``, which has no meta mode."""
+    fakes: dict[int, torch.Tensor] = {}
+    originals: list[torch.Tensor] = []  # alive until the end, so that no id is reused
+
+    def fake(t: torch.Tensor) -> torch.Tensor:
+        if id(t) not in fakes:
+            originals.append(t)
+            new = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="cpu")
+            fakes[id(t)] = nn.Parameter(new, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else new
+        return fakes[id(t)]
+
+    with mode:
+        for module in model.modules():
+            for name, p in list(module._parameters.items()):
+                if p is not None:
+                    module._parameters[name] = fake(p)
+            for name, b in list(module._buffers.items()):
+                if b is not None:
+                    module._buffers[name] = fake(b)
+
+
+def _forward(model: nn.Module, paths: dict[int, str], supplied: tuple[str, ...], mode):
+    """A fake training-mode forward with a loss: ``(loss, None, "")`` or ``(None, error, module)``."""
+    model.train()
+    try:
+        _to_fake(model, mode)
+        with mode:
+            ids = torch.zeros(BATCH, SEQ, dtype=torch.long, device="cpu")
+            inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+            inputs = {k: v for k, v in inputs.items() if _accepts(model, k)}
+            inputs.update({name: torch.zeros_like(ids) for name in supplied})
+            return _loss(model(**inputs)), None, ""
+    except Exception as e:  # the failure of the adapted model's forward is the finding
+        return None, one_line(e), _raising_module(e, paths)
+
+
+def _loss(output) -> torch.Tensor | None:
+    """The model's own loss, or else the sum of its first floating output (headless models)."""
+    loss = getattr(output, "loss", None)
+    if isinstance(loss, torch.Tensor) and loss.is_floating_point():
+        return loss
+    if isinstance(output, torch.Tensor):
+        values = [output]
+    elif isinstance(output, Mapping):
+        values = list(output.values())
+    else:
+        values = list(output) if isinstance(output, (tuple, list)) else []
+    for value in values:
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.float().sum()
+    return None
+
+
+def _backward(loss: torch.Tensor, parameters, paths: dict[int, str], mode):
+    """``(modules whose LoRA parameters got no gradient, None, "")`` or ``([], error, module)``."""
+    tensors = [p for _, _, p in parameters]
+    if not loss.requires_grad:  # nothing trainable on the loss's path: no adapter learns
+        return list(dict.fromkeys(module for module, _, _ in parameters)), None, ""
+    try:
+        with mode:
+            grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+    except Exception as e:  # autograd's refusal (no grad_fn, an in-place op on a view) is the finding
+        return [], one_line(e), _raising_module(e, paths)
+    missing = [module for (module, _, _), grad in zip(parameters, grads) if grad is None]
+    return list(dict.fromkeys(missing)), None, ""
+
+
+def _lora_layers(model: nn.Module) -> list[nn.Module]:
+    from peft.tuners.lora import LoraLayer
+
+    return [m for m in model.modules() if isinstance(m, LoraLayer)]
+
+
+def _lora_parameters(layer: nn.Module):
+    for name, p in layer.named_parameters():
+        if p.requires_grad and ("lora_" in name) and ".base_layer" not in f".{name}":
+            yield name, p
+
+
+def _adapted_set(adapted: nn.Module) -> tuple:
+    tuner = adapted.base_model
+    return (tuple(sorted(tuner.targeted_module_names)), tuple(sorted(tuner.targeted_parameter_names)))
+
+
+def _behaviour_key(kwargs: Mapping[str, Any]) -> str:
+    return repr(sorted((k, repr(v)) for k, v in kwargs.items() if k not in _SELECTION_KEYS))
+
+
+def _peft_path(path: str) -> str:
+    """A path of the PEFT model as a path of the model PEFT adapted:
+    ``base_model.model.model.layers.0.mlp.router.base_layer`` -> ``model.layers.0.mlp.router``."""
+    for prefix in ("base_model.model.", "base_model."):
+        if path.startswith(prefix):
+            path = path[len(prefix):]
+            break
+    parts = path.split(".")
+    for marker in ("base_layer", "lora_A", "lora_B", "lora_dropout", "lora_embedding_A", "lora_embedding_B",
+                   "lora_magnitude_vector"):
+        if marker in parts:
+            parts = parts[:parts.index(marker)]
+    return ".".join(parts)
+
+
+def _user_path(step_model: StepModel, path: str | None) -> str | None:
+    if not path:
+        return None
+    return step_model.original_path(_peft_path(path))
+

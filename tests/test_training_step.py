@@ -1,0 +1,115 @@
+"""One LoRA training step (inject, forward with a loss, backward) under FakeTensorMode."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+import pytest
+from support import REPO, config
+
+from archlint.lora.training_step import STAGES, StepChecker
+
+ZOO = "fixtures/zoo/training_step.py"
+
+
+@cache
+def _checker(target: str) -> StepChecker:
+    from archlint.build import build
+    from archlint.facts import Facts
+    from archlint.graph import ModuleGraph
+    from archlint.resolve import resolve
+
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        spec = resolve(target)
+        built = build(spec)
+    finally:
+        os.chdir(cwd)
+    return Facts(ModuleGraph(built.module), built, spec.config).training_steps
+
+
+def _zoo(name: str) -> StepChecker:
+    return _checker(f"{ZOO}:{name}")
+
+
+# -- the zoo: one model per way a step can fail ---------------------------------------------
+
+
+def test_adapters_on_the_text_path_train():
+    step = _zoo("Trains").check({"target_modules": ["proj", "head"], "r": 4})
+    assert step.ok and step.checked == STAGES
+    assert step.lora_parameters == 4  # lora_A and lora_B of both
+
+
+def test_a_wrapped_linear_returning_a_tuple_fails_in_forward_naming_it():
+    step = _zoo("TupleRouter").check({"target_modules": ["proj"], "r": 4})
+    assert (step.stage, step.module, step.checked) == ("forward", "proj", ("inject",))
+    assert step.error == "AttributeError: 'tuple' object has no attribute 'dtype'"
+    assert step.error_dict() == {"type": "AttributeError", "message": "'tuple' object has no attribute 'dtype'",
+                                 "stage": "forward", "module": "proj"}
+
+
+def test_an_adapter_whose_output_is_detached_fails_in_backward():
+    step = _zoo("DetachedProjection").check({"target_modules": ["proj", "head"], "r": 4})
+    assert (step.stage, step.module, step.checked) == ("backward", "proj", ("inject", "forward"))
+    assert "no gradient reaches" in step.error
+    alone = _zoo("DetachedProjection").check({"target_modules": ["proj"], "r": 4})
+    assert (alone.stage, alone.module) == ("backward", "proj")  # the loss has no trainable path at all
+
+
+def test_adapters_text_never_runs_are_not_required_to_learn():
+    step = _zoo("Trains").check({"target_modules": ["vision"], "r": 4})
+    assert step.ok and step.checked == ("inject", "forward")
+    assert "no adapted module runs on text input" in step.note
+
+
+def test_what_peft_refuses_fails_in_inject():
+    step = _zoo("Trains").check({"target_modules": ["nothing_by_this_name"], "r": 4})
+    assert step.stage == "inject" and step.checked == ()
+    assert step.error.startswith("NoMatchingPeftModuleError: Target modules {'nothing_by_this_name'} not found")
+
+
+def test_plans_adapting_the_same_modules_share_one_step():
+    checker = _checker(config("meta-llama__Llama-3.1-8B"))
+    seven = checker.check({"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]})
+    before = len(checker._steps)
+    again = checker.check({"target_modules": "all-linear", "r": 16})
+    assert again is seven and len(checker._steps) == before
+
+
+# -- real models ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("target", "router"), [("phimoe", "model.layers.0.mlp.router"),
+                                                ("llama4_text", "model.layers.0.feed_forward.router")])
+def test_all_linear_breaks_in_forward_at_the_wrapped_router(target, router):
+    step = _checker(target).check({"target_modules": "all-linear"})
+    assert (step.stage, step.module) == ("forward", router)
+    assert step.error == "AttributeError: 'tuple' object has no attribute 'dtype'"
+    assert step.model.startswith("shrunk copy")
+    q_v = _checker(target).check({"target_modules": ["q_proj", "v_proj"]})
+    assert q_v.ok and q_v.checked == STAGES
+
+
+@pytest.mark.parametrize("name", ["meta-llama__Llama-3.1-8B", "Qwen__Qwen3-30B-A3B"])
+def test_all_linear_trains_on_llama_and_qwen3_moe(name):
+    step = _checker(config(name)).check({"target_modules": "all-linear"})
+    assert step.ok and step.checked == STAGES, step
+    assert step.lora_parameters > 0
+
+
+def test_gemma4_text_step_reaches_the_language_model_adapters():
+    regex = (r"model\.language_model\.layers\.\d+\.mlp\.(?:down_proj|gate_proj|up_proj)"
+             r"|model\.language_model\.layers\.\d+\.self_attn\.(?:k_proj|o_proj|q_proj|v_proj)")
+    step = _checker(config("google__gemma-4-E2B-it")).check({"target_modules": regex})
+    assert step.ok and step.checked == STAGES, step
+
+
+def test_llama4_moe_layers_survive_the_shrink():
+    """`moe_layers` lists every layer by number; the shrunk copy keeps its MoE blocks."""
+    checker = _checker("llama4_text")
+    names = {type(m).__name__ for m in checker.shrunk.module.modules()}
+    assert "Llama4TextMoe" in names
+    assert checker.shrunk.label == "shrunk copy (model.layers 48→2)"
