@@ -39,7 +39,7 @@ CONFIGS = REPO / "fixtures" / "configs"
 MODELS = ("google__gemma-4-E2B-it", "meta-llama__Llama-3.1-8B", "deepseek-ai__DeepSeek-V3")
 DEPTH_BASE = "meta-llama__Llama-3.1-8B"
 DEPTHS = (8, 128)
-STAGES = ("resolve", "build", "graph", "rules", "probe", "forward", "plans", "verify")
+STAGES = ("resolve", "build", "graph", "structure", "rules", "probe", "forward", "plans", "verify", "steps")
 _DEBUG_LINE = re.compile(r"^archlint: debug: (?P<target>.*): (?P<times>\w+ [\d.]+s(?:, \w+ [\d.]+s)*)$")
 _HEAVY = re.compile(r"\|\s+(torch|transformers|peft)(\.|$)")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 from ..findings import Severity
@@ -29,5 +30,11 @@ def renderers():
 FORMATS = ("text", "json", "sarif", "github", "html")  # the keys of renderers(), without importing them
 
 
+_MODULES = {"text": "text", "json": "json_format", "sarif": "sarif", "github": "github", "html": "html"}
+
+
 def render(report: Report, fmt: str, options: RenderOptions) -> str:
-    return renderers()[fmt](report, options)
+    """``fmt``'s renderer; only its own module is imported (SARIF reads the rules' documentation,
+    which imports the rules and torch: a cached text or JSON report must not pay for that)."""
+    module = importlib.import_module(f".{_MODULES[fmt]}", __name__)
+    return module.render(report, options)
