@@ -39,6 +39,7 @@ CONFIGS = REPO / "fixtures" / "configs"
 MODELS = ("google__gemma-4-E2B-it", "meta-llama__Llama-3.1-8B", "deepseek-ai__DeepSeek-V3")
 DEPTH_BASE = "meta-llama__Llama-3.1-8B"
 DEPTHS = (8, 128)
+#: The phases of --debug; each is its own time (a fact a rule reads is charged to the fact's phase).
 STAGES = ("resolve", "build", "graph", "structure", "rules", "probe", "forward", "plans", "verify", "steps")
 _DEBUG_LINE = re.compile(r"^archlint: debug: (?P<target>.*): (?P<times>\w+ [\d.]+s(?:, \w+ [\d.]+s)*)$")
 _HEAVY = re.compile(r"\|\s+(torch|transformers|peft)(\.|$)")
@@ -234,7 +235,8 @@ def report(runs: int, work: Path) -> None:
         times = debug_timings(str(configs[model]), empty)
         print(f"{model:<28}" + "".join(f"{times.get(s, float('nan')):>9.3f}" for s in STAGES))
     for layers in DEPTHS:
-        print(f"{f'llama-8b-width {layers} layers':<28}" + "".join(f"{stages[layers].get(s, float('nan')):>9.3f}" for s in STAGES))
+        row = "".join(f"{stages[layers].get(s, float('nan')):>9.3f}" for s in STAGES)
+        print(f"{f'llama-8b-width {layers} layers':<28}" + row)
 
 
 if __name__ == "__main__":

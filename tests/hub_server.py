@@ -8,10 +8,18 @@ It answers what ``huggingface_hub.hf_hub_download`` asks for (``HEAD`` then ``GE
 * ``401`` (no ``Authorization``) or ``403`` (wrong token) + ``X-Error-Code: GatedRepo`` for a
   gated repository, unless ``Authorization: Bearer <token>`` carries the configured token;
 * ``404`` + ``X-Error-Code: RevisionNotFound`` for an unknown branch, tag or commit;
-* ``404`` + ``X-Error-Code: EntryNotFound`` (with ``X-Repo-Commit``) for a missing file.
+* ``404`` + ``X-Error-Code: EntryNotFound`` (with ``X-Repo-Commit``) for a missing file;
+* any status set in ``failing[repo_id]`` (a Hub that answers 500, say) for every request.
+
+:class:`SilentHub` is the other failure: a socket that accepts connections and never answers.
 
 Every request is recorded (method, path, whether it was authenticated), so a test can assert
 that only ``config.json`` was ever asked for.
+
+A ``GET`` with ``Range: bytes=START-END`` on a file is answered ``206 Partial Content`` with
+``Content-Range`` and exactly those bytes (END clipped to the file, as HTTP says); the
+recorded request keeps the range and the number of body bytes sent, so a test can assert
+that no byte beyond a safetensors header was read.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,6 +45,8 @@ class RecordedRequest:
     path: str  # the URL path as sent, e.g. /meta-llama/Llama-3.1-8B/resolve/main/config.json
     authorization: str | None
     status: int
+    range: tuple[int, int] | None = None  # the inclusive byte range served (206), if one was asked for
+    sent: int = 0  # body bytes sent
 
     @property
     def filename(self) -> str | None:
@@ -59,6 +70,7 @@ class FakeHub:
     def __init__(self, repos: Repos, *, gated: set[str] | frozenset[str] = frozenset(), token: str = "hf_fake_token"):
         self.repos = repos
         self.gated = set(gated)
+        self.failing: dict[str, int] = {}  # repo_id -> HTTP status every request for it gets (e.g. 500)
         self.token = token
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
@@ -131,6 +143,9 @@ class FakeHub:
         if m is None:
             return _error(404, None, "Not Found")
         repo_id, revision, filename = m["repo"], unquote(m["revision"]), unquote(m["filename"])
+        if repo_id in self.failing:
+            return _error(self.failing[repo_id], None,
+                          "Internal Error - We're working hard to fix this as soon as possible!")
         revisions = self.repos.get(repo_id)
         if revisions is None:
             return _error(404, "RepoNotFound", "Repository not found")
@@ -184,6 +199,26 @@ def _error(status: int, code: str | None, message: str) -> tuple[int, dict[str, 
     return status, headers, body
 
 
+_RANGE = re.compile(r"^bytes=(?P<start>\d+)-(?P<end>\d*)$")
+
+
+def partial_content(range_header: str, headers: dict[str, str], body: bytes):
+    """``(status, headers, body, (start, end))`` for a single-range request on a file, as a
+    server with range support answers it: 206 with ``Content-Range``, or 416 when the range
+    starts past the end; an unparseable range is ignored (200, the whole file)."""
+    m = _RANGE.match(range_header.strip())
+    if m is None:
+        return 200, headers, body, None
+    start = int(m["start"])
+    end = min(int(m["end"]) if m["end"] else len(body) - 1, len(body) - 1)
+    if start >= len(body) or end < start:
+        headers = {**headers, "Content-Range": f"bytes */{len(body)}", "Content-Length": "0"}
+        return 416, headers, b"", None
+    part = body[start:end + 1]
+    headers = {**headers, "Content-Range": f"bytes {start}-{end}/{len(body)}", "Content-Length": str(len(part))}
+    return 206, headers, part, (start, end)
+
+
 class _Handler(BaseHTTPRequestHandler):
     hub: FakeHub  # set on the per-server subclass
     protocol_version = "HTTP/1.0"  # one request per connection: no pooled sockets survive stop()
@@ -198,7 +233,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         authorization = self.headers.get("Authorization")
         status, headers, body = self.hub.answer(path, authorization)
-        self.hub._record(RecordedRequest(self.command, path, authorization, status))
+        served = None
+        if status == 200 and self.command == "GET" and self.headers.get("Range"):
+            status, headers, body, served = partial_content(self.headers["Range"], headers, body)
+        sent = len(body) if send_body else 0
+        self.hub._record(RecordedRequest(self.command, path, authorization, status, served, sent))
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -208,6 +247,59 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:  # keep pytest output clean
         pass
+
+
+class SilentHub:
+    """A socket on 127.0.0.1 that accepts connections and never answers: a Hub that hangs.
+
+    ``with SilentHub() as hub:`` -- point ``HF_ENDPOINT`` at ``hub.url``; ``connections`` counts
+    the connections accepted (each is held open, unanswered, until :meth:`stop`).
+    """
+
+    def __init__(self):
+        self._socket: socket.socket | None = None
+        self._held: list[socket.socket] = []
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.url: str | None = None
+
+    @property
+    def connections(self) -> int:
+        return len(self._held)
+
+    def start(self) -> SilentHub:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(16)
+        self._socket.settimeout(0.2)
+        host, port = self._socket.getsockname()
+        self.url = f"http://{host}:{port}"
+        self._thread = threading.Thread(target=self._accept, name="silent-hub", daemon=True)
+        self._thread.start()
+        return self
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except (TimeoutError, OSError):
+                continue
+            self._held.append(connection)  # read nothing, answer nothing
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for connection in self._held:
+            connection.close()
+        if self._socket is not None:
+            self._socket.close()
+
+    def __enter__(self) -> SilentHub:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 # -- the repositories the `fake_hub` fixture serves ---------------------------------

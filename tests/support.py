@@ -21,8 +21,9 @@ SCHEMAS = REPO / "schema"
 
 
 @cache
-def lint_cached(target: str, select: tuple[str, ...] | None = None, plan_json: str | None = None):
-    """``archlint.lint`` once per (target, selection, plan as JSON) for the whole session."""
+def lint_cached(target: str, select: tuple[str, ...] | None = None, plan_json: str | None = None,
+                quantization: str | None = None):
+    """``archlint.lint`` once per (target, selection, plan as JSON, quantization) for the whole session."""
     import json
 
     from archlint import Plan, lint
@@ -31,13 +32,32 @@ def lint_cached(target: str, select: tuple[str, ...] | None = None, plan_json: s
     cwd = os.getcwd()
     os.chdir(REPO)  # example targets are relative to the repository
     try:
-        return lint(target, select=list(select) if select else None, plan=plan)
+        return lint(target, select=list(select) if select else None, plan=plan, quantization=quantization)
     finally:
         os.chdir(cwd)
 
 
 def config(name: str) -> str:
     return str(CONFIGS / name)
+
+
+@cache
+def facts_cached(target: str):
+    """The :class:`archlint.facts.Facts` of ``target`` (resolved, built and graphed once per
+    session): the live model and graph a report no longer carries."""
+    from archlint.build import build
+    from archlint.facts import Facts
+    from archlint.graph import ModuleGraph
+    from archlint.resolve import resolve
+
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        spec = resolve(target)
+    finally:
+        os.chdir(cwd)
+    built = build(spec)
+    return Facts(ModuleGraph(built.module), built, config=spec.config)
 
 
 def findings(target: str, code: str | None = None):

@@ -97,7 +97,7 @@ def test_factory_targets_file_and_module_forms():
 
 def test_text_output_groups_and_collapses():
     out = run_cli(GEMMA4, "--no-color")
-    assert "LORA001 linear-wrapper ×232" in out.stdout
+    assert "LORA001 linear-wrapper 17 findings at 232 modules" in out.stdout
     assert "model.vision_tower.encoder.layers.*.self_attn.q_proj ×16" in out.stdout
     assert "fix:" in out.stdout
     assert "\x1b[" not in out.stdout

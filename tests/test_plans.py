@@ -100,8 +100,8 @@ def test_gemma4_qkvo_plan_is_predicted_to_raise_peft_s_error():
     result = _lint(GEMMA4_E2B, {"target_modules": QKVO})
     (plan,) = result.plans
     assert plan.verdict == "error"
-    assert plan.outcome.error_type == "ValueError"
-    assert re.match(r"Target module Gemma4ClippableLinear\(.*\) is not supported", plan.outcome.error_message, re.S)
+    assert plan.error_type == "ValueError"
+    assert re.match(r"Target module Gemma4ClippableLinear\(.*\) is not supported", plan.error_message, re.S)
     by_entry = {e.entry: e for e in plan.entries}
     assert set(by_entry["q_proj"].classes) == {"Gemma4ClippableLinear", "Linear"}
     assert set(by_entry["q_proj"].towers) == {"model.language_model", "model.vision_tower", "model.audio_tower"}
@@ -128,7 +128,7 @@ def test_gemma4_verified_fix_adapts_exactly_the_language_model_projections():
     assert f'target_modules=r"{regex}"' in lora004.detail  # both findings suggest the same scoped plan
     # the same regex as a plan: archlint's trainable count is PEFT's
     (plan,) = _lint(GEMMA4_E2B, {"target_modules": regex}).plans
-    assert plan.verdict == "ok" and plan.outcome.trainable == trainable and set(plan.outcome.modules) == expected
+    assert plan.verdict == "ok" and plan.trainable == trainable and set(plan.modules) == expected
 
 
 # -- MoE experts: what PEFT 0.21.2 really does ----------------------------------------
@@ -141,21 +141,21 @@ def test_qwen3_moe_seven_names_adapt_the_experts_through_peft_s_conversion():
     model = meta_model(QWEN3_MOE)
     experts = {f"{n}.{p}" for n, m in model.named_modules() if n.endswith("mlp.experts")
                for p in ("gate_up_proj", "down_proj")}
-    assert set(plan.outcome.parameters) == experts
+    assert set(plan.parameters) == experts
     (lora006,) = [f for f in result.findings if f.code == "LORA006"]
     assert lora006.severity == Severity.INFO and "adapts every expert tensor" in lora006.message
-    assert _peft(QWEN3_MOE, True, r=8, target_modules=SEVEN)[2] == plan.outcome.trainable
+    assert _peft(QWEN3_MOE, True, r=8, target_modules=SEVEN)[2] == plan.trainable
 
 
 def test_gemma4_26b_experts_are_not_adapted_and_the_target_parameters_fix_reaches_all():
     # The seven names also reach the vision tower's Gemma4ClippableLinear: PEFT raises (not "ok").
     (raw,) = _lint(GEMMA4_26B, {"target_modules": SEVEN}).plans
-    assert raw.verdict == "error" and "Gemma4ClippableLinear" in raw.outcome.error_message
+    assert raw.verdict == "error" and "Gemma4ClippableLinear" in raw.error_message
     scoped = (r"model\.language_model\.layers\.\d+\."
               r"(?:self_attn\.(?:q_proj|k_proj|v_proj|o_proj)|mlp\.(?:gate_proj|up_proj|down_proj))")
     result = _lint(GEMMA4_26B, {"target_modules": scoped})
     (plan,) = result.plans
-    assert plan.verdict == "ok" and plan.outcome.parameters == ()
+    assert plan.verdict == "ok" and plan.parameters == ()
     (lora006,) = [f for f in result.findings if f.code == "LORA006"]
     assert lora006.severity == Severity.ERROR and "never reaches them" in lora006.message
     ((line, comment),) = _verified_lines(lora006.fix)
@@ -185,8 +185,8 @@ def test_deepseek_v3_names_the_plain_linears_peft_re_routes_away_from():
 
 def test_mixtral_peft_default_recipe_is_predicted_to_raise_with_the_reason():
     result = _lint(MIXTRAL)
-    default = next(p for p in result.plans if p.plan.source == "recipe:peft-default")
-    assert default.verdict == "error" and default.outcome.error_type == "NoMatchingPeftModuleError"
+    default = next(p for p in result.plans if p.source == "recipe:peft-default")
+    assert default.verdict == "error" and default.error_type == "NoMatchingPeftModuleError"
     assert any("turns target_modules=None into an empty set" in n for n in default.notes)
     (router,) = [f for f in result.findings if f.code == "LORA007"]
     assert router.pattern == "model.layers.*.mlp.gate" and "all-linear" in router.message
@@ -206,7 +206,7 @@ def test_an_entry_matching_nothing_names_the_closest_real_names():
 def test_an_entry_hitting_a_decoder_layer_is_lora010_and_peft_raises():
     result = _lint(LLAMA, {"target_modules": ["q_proj", "layers.0"]})
     (plan,) = result.plans
-    assert plan.verdict == "error" and "LlamaDecoderLayer" in plan.outcome.error_message
+    assert plan.verdict == "error" and "LlamaDecoderLayer" in plan.error_message
     (container,) = [f for f in result.findings if f.code == "LORA010"]
     assert container.paths == ("model.layers.0",) and container.details["role"] == "container"
     assert "verified with PEFT" in container.fix.detail

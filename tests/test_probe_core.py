@@ -4,7 +4,7 @@ time reported, wrappers and subclasses read by behaviour."""
 from __future__ import annotations
 
 import torch
-from support import config, findings, lint_cached
+from support import config, facts_cached, findings, lint_cached
 
 from archlint.findings import Confidence
 from archlint.probe.run import cache_key
@@ -32,7 +32,7 @@ def test_recorder_names_parameters_inputs_and_scalars():
 
 def test_identical_layers_cost_one_probe():
     result = lint_cached(LLAMA).results[0]
-    graph = result.graph
+    graph = facts_cached(LLAMA).graph
     norms = [graph.info(f"model.layers.{i}.input_layernorm").module for i in range(32)]
     assert len({cache_key(m) for m in norms}) == 1
     assert result.timings["probe"] > 0  # what --debug prints

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from support import config, findings, lint_cached
+from support import config, facts_cached, findings
 
 from archlint.findings import Confidence, Severity
 from archlint.probe.numeric import cpu_copy
@@ -26,7 +26,7 @@ def _finding_at(target: str, code: str, path: str):
 
 
 def _module(target: str, path: str):
-    return lint_cached(target).results[0].graph.info(path).module
+    return facts_cached(target).graph.info(path).module
 
 
 def _textbook(x, w, eps, offset, cast_before_scale):

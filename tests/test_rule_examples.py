@@ -22,7 +22,7 @@ CASES = [
 @pytest.mark.parametrize(("rule", "example", "valid"), CASES)
 def test_example(rule, example, valid):
     plan = json.dumps(example.plan, sort_keys=True) if example.plan else None
-    result = lint_cached(example.target, (rule.code,), plan).results[0]
+    result = lint_cached(example.target, (rule.code,), plan, example.quantization).results[0]
     assert result.error is None, result.error
     assert not result.rule_errors, result.rule_errors
     found = [f for f in result.findings if f.code == rule.code]
@@ -63,5 +63,11 @@ def test_contract_codes_exist():
         # issue #5: the plan rules
         "LORA007": "router-in-targets", "LORA008": "partial-layer-coverage",
         "LORA010": "target-matches-container", "LORA011": "target-matches-nothing",
+        # quantization, checkpoints, distributed
+        "QUANT001": "unquantized-weights", "QUANT002": "skip-list-drops-defaults",
+        "QUANT003": "untrainable-quantization",
+        "CKPT001": "checkpoint-key-mismatch", "CKPT002": "checkpoint-shape-mismatch",
+        "CKPT003": "checkpoint-dtype-mismatch",
+        "DIST002": "moe-zero3-leaf", "DIST003": "fp32-module-in-fsdp-unit",
     }
     assert {r.code: r.name for r in all_rules() if r.code in expected} == expected

@@ -52,7 +52,8 @@ def test_reaches_agrees_with_peft(config):
 def test_a_written_entry_is_a_name_a_suffix_or_a_full_match_regex():
     assert written_entry("q_proj") == ("q_proj",)
     assert written_entry(r"re:a\.b") == r"a\.b"
-    for entry, key in itertools.product(["q_proj", "self_attn.q_proj", r"re:model\.layers\.\d+\.self_attn\.q_proj"], KEYS):
+    entries = ["q_proj", "self_attn.q_proj", r"re:model\.layers\.\d+\.self_attn\.q_proj"]
+    for entry, key in itertools.product(entries, KEYS):
         assert written_entry_reaches(entry, key) == bool(reaches(key, written_entry(entry)))
     assert not written_entry_reaches("proj", "model.layers.0.self_attn.q_proj")
 

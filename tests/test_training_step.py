@@ -73,7 +73,8 @@ def test_what_peft_refuses_fails_in_inject():
 
 def test_plans_adapting_the_same_modules_share_one_step():
     checker = _checker(config("meta-llama__Llama-3.1-8B"))
-    seven = checker.check({"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]})
+    seven = checker.check({"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj",
+                                              "gate_proj", "up_proj", "down_proj"]})
     before = len(checker._steps)
     again = checker.check({"target_modules": "all-linear", "r": 16})
     assert again is seven and len(checker._steps) == before

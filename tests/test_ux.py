@@ -235,7 +235,8 @@ def test_messages_speak_of_the_users_plan():
 def test_kv_shared_layers_are_not_missing_projections():
     findings = [f for f in lint_cached(GEMMA4).results[0].findings if f.code == "LORA008"]
     assert findings and all(str(f.severity) == "info" for f in findings)
-    assert all("reuse an earlier layer's K/V (num_kv_shared_layers=20); nothing to change" in f.message for f in findings)
+    note = "reuse an earlier layer's K/V (num_kv_shared_layers=20); nothing to change"
+    assert all(note in f.message for f in findings)
 
 
 def test_every_warning_or_error_has_a_fix_or_says_why_not():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Config, load_config
-from .errors import TargetError, UsageError, one_line
+from .deadline import DEFAULT_TIMEOUT
+from .errors import TargetError, UsageError, internal_error, one_line, timeout_error
 from .installed import installed_version
 from .report import ModelSummary, Report, TargetResult
 from .selection import Layer, known_rules, rule_catalogue, selected_codes, validate_selectors
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
     from .facts import Facts
     from .findings import Finding
     from .lora.plan import Plan
+    from .quantize import QuantizationRequest
     from .rules import Rule
 
 __all__ = ["lint", "lint_many"]
@@ -39,6 +43,9 @@ def lint(
     debug: bool = False,
     config: Config | str | os.PathLike | None = None,
     plan: Plan | None = None,
+    timeout: float | None = None,
+    quantization: str | None = None,
+    check_checkpoint: bool = False,
     cache: ResultCache | None = None,
 ) -> Report:
     """Lint one target (Hub id, folder, config.json, model type or ``FILE.py:NAME``).
@@ -47,12 +54,21 @@ def lint(
     severities, per-module-ignores and per-model settings apply; the keyword options
     beat it, as the command line does. Inline ``# archlint: ignore[...]`` pragmas in
     the model's own source always apply. ``plan`` is a LoRA plan
-    (:class:`archlint.lora.Plan`) evaluated instead of the common recipes. With ``cache``
-    (an :class:`archlint.cache.ResultCache`), an unchanged target is answered from it.
+    (:class:`archlint.lora.Plan`) evaluated instead of the common recipes. ``quantization``
+    previews a method (``bnb-4bit``, ``bnb-8bit``, ``fp8`` or a quantization_config JSON file)
+    with transformers' own quantizer; ``check_checkpoint`` reads a Hub repository's
+    safetensors headers (a local folder's are always read). ``timeout``
+    is the target's time limit in seconds (default: the configuration's, else
+    :data:`archlint.deadline.DEFAULT_TIMEOUT`; ``0`` for none). With ``cache`` (an
+    :class:`archlint.cache.ResultCache`), an unchanged target is answered from it.
+
+    Whatever the target holds, a report is returned: a failure is the result's ``error``
+    (with ``debug=True`` it is raised instead).
     """
     return lint_many([target], select=select, extend_select=extend_select, ignore=ignore,
                      trust_remote_code=trust_remote_code, offline=offline, debug=debug, config=config,
-                     plan=plan, cache=cache)
+                     plan=plan, timeout=timeout, quantization=quantization, check_checkpoint=check_checkpoint,
+                     cache=cache)
 
 
 def lint_many(
@@ -67,6 +83,9 @@ def lint_many(
     config: Config | str | os.PathLike | None = None,
     progress: Callable[[str], None] | None = None,
     plan: Plan | None = None,
+    timeout: float | None = None,
+    quantization: str | None = None,
+    check_checkpoint: bool = False,
     cache: ResultCache | None = None,
 ) -> Report:
     """Lint several targets into one report; a target that fails does not stop the others.
@@ -74,26 +93,33 @@ def lint_many(
     With no ``targets``, the ``models`` of ``config`` are linted. ``progress(message)``, if
     given, is called as each target is fetched and built. ``plan`` (one LoRA plan for every
     target) is evaluated instead of the common recipes; without it, a model's plan from the
-    configuration file is. With ``cache``, each target whose inputs are unchanged is read
-    from it (without importing torch) and each target linted afresh is stored in it.
+    configuration file is. ``timeout`` is each target's time limit in seconds. With
+    ``cache``, each target whose inputs are unchanged is read from it (without importing
+    torch) and each target linted afresh is stored in it.
     """
     stored = cache.load_catalogue() if cache is not None else None
-    with known_rules(stored):  # a stored catalogue: selection without importing the rules
+    with known_rules(stored.names if stored else None):  # selection without importing the rules
         report = _lint_many(targets, select, extend_select, ignore, trust_remote_code, offline, debug, config,
-                            progress, plan, cache)
+                            progress, plan, timeout, quantization, check_checkpoint, cache, stored)
     if cache is not None and stored is None:
-        cache.save_catalogue(rule_catalogue())
+        cache.save_catalogue(rule_catalogue(), _rule_info(tuple(r.code for r in _all_rules())))
     return report
 
 
 def _lint_many(targets, select, extend_select, ignore, trust_remote_code, offline, debug, config, progress, plan,
-               cache) -> Report:
+               timeout, quantization, check_checkpoint, cache, stored) -> Report:
     cfg = config if isinstance(config, Config) else load_config(config) if config is not None else Config()
     validate_selectors([*(select or ()), *(extend_select or ()), *(ignore or ())])
     codes = selected_codes([
         Layer(cfg.select, cfg.extend_select, cfg.ignore),
         Layer(select or None, extend_select or (), ignore or ()),
     ])
+    if quantization:
+        from .quantize import QuantizationRequest
+
+        request = QuantizationRequest.parse(quantization)
+    else:
+        request = None
     results = []
     for label, where, identity in _targets(targets, cfg):
         entry = cfg.model_entry(identity)
@@ -102,38 +128,35 @@ def _lint_many(targets, select, extend_select, ignore, trust_remote_code, offlin
             trust_remote_code=trust_remote_code or bool(entry and entry.trust_remote_code),
             progress=progress or _silent,
             plan=plan if plan is not None else (entry.plan if entry else None),
+            timeout=_timeout(timeout, cfg),
+            quantization=request, check_checkpoint=check_checkpoint,
         )
-        result = _lint_one(where, options) if cache is None else _lint_cached(where, options, cache)
+        result = _lint_guarded(where, options) if cache is None else _lint_cached(where, options, cache)
         result.target = label
         results.append(result)
-    return Report(results=results, archlint_version=archlint_version(), versions=versions(), rules=codes)
+    if stored is not None and "archlint.rules.base" not in sys.modules:
+        info = {c: i for c, i in stored.info.items() if c in codes}  # every result came from the cache
+    else:
+        info = _rule_info(tuple(codes))
+    return Report(results=results, archlint_version=archlint_version(), versions=versions(), rules=codes,
+                  rule_info=info)
 
 
-def _targets(targets: Sequence[str] | None, cfg: Config) -> list[tuple[str, str, str]]:
-    """``(label, what resolve() gets, identity)``: a command-line target resolves as typed
-    (relative to the current directory); a configured model through its file's directory."""
-    if targets:
-        return [(t, t, target_identity(t, Path.cwd())) for t in targets]
-    if not cfg.models:
-        where = f"{cfg.file} declares no `models`" if cfg.file else "no configuration file declares `models`"
-        raise UsageError(f"no target given and {where}; name a target or add `models = [...]` to [tool.archlint]")
-    return [(m.target, m.location, m.location) for m in cfg.models]
+@cache
+def _all_rules() -> tuple[type[Rule], ...]:
+    from .rules import all_rules
+
+    return all_rules()
 
 
-@dataclass(frozen=True)
-class _Options:
-    codes: tuple[str, ...]
-    config: Config
-    identity: str  # the target as targets.target_identity gives it: the key of per-model settings
-    trust_remote_code: bool
-    offline: bool
-    debug: bool
-    progress: Callable[[str], None]
-    plan: Plan | None
+def _selected_rules(codes: Sequence[str]) -> list[type[Rule]]:
+    return [r for r in _all_rules() if r.code in codes]
 
 
-def _silent(message: str) -> None:
-    pass
+def _rule_info(codes: tuple[str, ...]) -> dict:
+    from .summarise import rule_info
+
+    return rule_info(_selected_rules(codes))
 
 
 def _lint_cached(where: str, options: _Options, cache: ResultCache) -> TargetResult:
@@ -142,7 +165,7 @@ def _lint_cached(where: str, options: _Options, cache: ResultCache) -> TargetRes
     key = cache.target_key(
         where, identity=options.identity, codes=options.codes, severity=options.config.severity,
         ignores=options.config.ignores_for(options.identity), plan=options.plan, offline=options.offline,
-        options={"trust_remote_code": options.trust_remote_code},
+        options={name: getattr(options, name) for name in RESULT_OPTIONS},
     )
     if key is not None:
         stored = cache.load(key)
@@ -157,17 +180,89 @@ def _lint_cached(where: str, options: _Options, cache: ResultCache) -> TargetRes
 
             built_files.update(built_sources(where, built.module))
 
-    result = _lint_one(where, options, on_built=record)
-    if key is not None and result.error is None:
+    result = _lint_guarded(where, options, on_built=record)
+    if key is not None and result.cacheable:
         cache.save(key, result, built_files)
     return result
 
 
-@cache
-def _selected_rules(codes: tuple[str, ...]) -> list[type[Rule]]:
-    from .rules import all_rules
+def _targets(targets: Sequence[str] | None, cfg: Config) -> list[tuple[str, str, str]]:
+    """``(label, what resolve() gets, identity)``: a command-line target resolves as typed
+    (relative to the current directory); a configured model through its file's directory."""
+    if targets:
+        return [(t, t, target_identity(t, Path.cwd())) for t in targets]
+    if not cfg.models:
+        where = f"{cfg.file} declares no `models`" if cfg.file else "no configuration file declares `models`"
+        raise UsageError(f"no target given and {where}; name a target or add `models = [...]` to [tool.archlint]")
+    return [(m.target, m.location, m.location) for m in cfg.models]
 
-    return [r for r in all_rules() if r.code in codes]
+
+#: ``_Options`` fields that change a target's result, and so the key of its cache entry.
+RESULT_OPTIONS = ("trust_remote_code", "quantization", "check_checkpoint")
+
+
+@dataclass(frozen=True)
+class _Options:
+    codes: tuple[str, ...]
+    config: Config
+    identity: str  # the target as targets.target_identity gives it: the key of per-model settings
+    trust_remote_code: bool
+    offline: bool
+    debug: bool
+    progress: Callable[[str], None]
+    plan: Plan | None
+    timeout: float | None = None  # seconds for the whole target; None: no limit
+    quantization: QuantizationRequest | None = None  # --quantization
+    check_checkpoint: bool = False  # --check-checkpoint: read a Hub repository's safetensors headers
+
+
+def _timeout(given: float | None, cfg: Config) -> float | None:
+    seconds = given if given is not None else cfg.timeout if cfg.timeout is not None else DEFAULT_TIMEOUT
+    return seconds or None
+
+
+def _lint_guarded(target: str, options: _Options, on_built: Callable | None = None) -> TargetResult:
+    """:func:`_lint_one` within the target's time limit; whatever escapes it becomes the
+    target's error (``timeout``, or ``internal`` for what archlint did not anticipate)."""
+    from .deadline import Deadline, DeadlineExceeded
+    from .quiet import quiet_libraries
+
+    _import_libraries(with_peft=options.plan is not None or any(c.startswith("LORA") for c in options.codes))
+    try:
+        with Deadline(options.timeout), quiet_libraries(enabled=not options.debug):
+            return _lint_one(target, options, on_built)
+    except DeadlineExceeded:
+        if options.debug:
+            raise
+        error = timeout_error(target, options.timeout)
+    except (Exception, SystemExit) as e:  # SystemExit: a factory calling sys.exit()
+        if options.debug:
+            raise
+        error = internal_error(target, e)
+    result = TargetResult(target)
+    result.error = error
+    return result
+
+
+def _import_libraries(*, with_peft: bool) -> None:
+    """Import what every build (and every plan evaluation) needs before the first time limit
+    starts: a first import of transformers and PEFT takes seconds, and a limit measures the
+    target, not the process warming up. Imported once; a failure is left to the lint to report."""
+    from .quiet import quiet_libraries
+
+    names = ["transformers.modeling_utils", "transformers.initialization", *(["peft"] if with_peft else [])]
+    for name in names:
+        if name in sys.modules:
+            continue
+        try:
+            with quiet_libraries():
+                importlib.import_module(name)
+        except Exception:  # noqa: BLE001 -- the lint itself will say what is missing
+            pass
+
+
+def _silent(message: str) -> None:
+    pass
 
 
 def _lint_one(target: str, options: _Options, on_built: Callable | None = None) -> TargetResult:
@@ -175,6 +270,7 @@ def _lint_one(target: str, options: _Options, on_built: Callable | None = None) 
     suppressions -> report."""
     from .anchors import class_anchors, target_anchor
     from .build import build
+    from .checkpoint import checkpoint_source
     from .facts import Facts
     from .findings import merge_findings
     from .graph import ModuleGraph
@@ -188,7 +284,8 @@ def _lint_one(target: str, options: _Options, on_built: Callable | None = None) 
     clock = time.perf_counter()
     try:
         options.progress(f"resolving {target}")
-        spec = resolve(target, trust_remote_code=options.trust_remote_code, offline=options.offline)
+        spec = resolve(target, trust_remote_code=options.trust_remote_code, offline=options.offline,
+                       hub_timeout=options.timeout)
         result.timings["resolve"] = time.perf_counter() - clock
         options.progress(f"building {target} on the meta device")
         built = build(spec)
@@ -202,8 +299,8 @@ def _lint_one(target: str, options: _Options, on_built: Callable | None = None) 
         on_built(spec, built)
     if spec.adapter and options.plan is None:
         try:
-            adapter = dataclasses.replace(Plan.from_file(spec.adapter), source="adapter")
-            options = dataclasses.replace(options, plan=adapter)
+            adapter_plan = dataclasses.replace(Plan.from_file(spec.adapter), source="adapter")
+            options = dataclasses.replace(options, plan=adapter_plan)
         except UsageError as e:
             result.error = TargetError("bad-adapter", f"{target}: {spec.adapter}: {e}")
             return result
@@ -211,25 +308,22 @@ def _lint_one(target: str, options: _Options, on_built: Callable | None = None) 
     clock = time.perf_counter()
     graph = ModuleGraph(built.module)
     result.timings["graph"] = time.perf_counter() - clock
-    result.graph = graph
     result.model = ModelSummary(built.class_name, built.model_type, graph.parameter_count(), len(graph), built.head,
                                 built.class_reason or None)
     result.tree = collapsed_tree(graph)
-    facts = Facts(graph, built, config=spec.config or getattr(built.module, "config", None), plan=options.plan)
+    facts = Facts(graph, built, config=spec.config or getattr(built.module, "config", None), plan=options.plan,
+                  quantization_request=options.quantization,
+                  checkpoint_source=checkpoint_source(spec, hub=options.check_checkpoint, offline=options.offline))
+    result.quantization = facts.quantization  # asked for, or shipped in the config: reported even unselected
+    result.checkpoint = facts.checkpoint
     if options.plan is not None or any(r.code.startswith("LORA") for r in rules):
         _plans(facts, result, debug=options.debug)
-    findings: list[Finding] = []
-    for rule in rules:
-        try:
-            with facts.timed("rules"):  # the rules' own time; the facts they read are timed apart
-                findings.extend(rule().check(facts))
-        except Exception as e:  # one broken rule must not hide the others' findings
-            if options.debug:
-                raise
-            result.rule_errors.append({"code": rule.code, "message": one_line(e)})
-    result.timings.update(facts.timings)
+    findings = _run([r for r in rules if not r.after_suppression], facts, result, debug=options.debug)
     ran = set(options.codes) - {e["code"] for e in result.rule_errors}  # a crashed rule's pragmas cannot be judged
-    kept = suppress(merge_findings(findings), graph, options.config.ignores_for(options.identity), ran)
+    ignores = options.config.ignores_for(options.identity)
+    kept, facts.suppressions = suppress(merge_findings(findings), graph, ignores, ran)
+    kept += _run([r for r in rules if r.after_suppression], facts, result, debug=options.debug)
+    result.timings.update(facts.timings)
     cfg = options.config
     if cfg.severity:
         kept = [dataclasses.replace(f, severity=cfg.severity_for(f.code, f.severity)) for f in kept]
@@ -238,14 +332,29 @@ def _lint_one(target: str, options: _Options, on_built: Callable | None = None) 
     return result
 
 
+def _run(rules: Sequence[type[Rule]], facts: Facts, result: TargetResult, *, debug: bool) -> list[Finding]:
+    findings: list[Finding] = []
+    for rule in rules:
+        try:
+            with facts.timed("rules"):  # the rules' own time; the facts they read are timed apart
+                findings.extend(rule().check(facts))
+        except Exception as e:  # one broken rule must not hide the others' findings
+            if debug:
+                raise
+            result.rule_errors.append({"code": rule.code, "message": one_line(e)})
+    return findings
+
+
 def _plans(facts: Facts, result: TargetResult, *, debug: bool) -> None:
     """Evaluate the plan (or the common recipes) before the rules, into the result."""
+    from .summarise import plan_summary
+
     plans = facts.plans
     if plans.exception is not None:
         if debug:
             raise plans.exception
         result.rule_errors.append({"code": "PLAN", "message": plans.error})
-    result.plans = plans.evaluations
+    result.plans = [plan_summary(e) for e in plans.evaluations]
 
 
 def archlint_version() -> str:

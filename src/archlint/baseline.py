@@ -8,7 +8,8 @@ one entry per line, so a change to it reads as a one-line diff::
     {
       "archlint_baseline": 1,
       "findings": [
-        {"code": "LORA001", "model": "google/gemma-4-E2B-it", "pattern": "model.audio_tower.layers.*.self_attn.k_proj", "name": "linear-wrapper"},
+        {"code": "LORA001", "model": "google/gemma-4-E2B-it",
+         "pattern": "model.audio_tower.layers.*.self_attn.k_proj", "name": "linear-wrapper"},
         ...
       ]
     }
@@ -77,8 +78,8 @@ def load_baseline(file: str | Path) -> set[Entry]:
         data = json.loads(Path(file).read_text(encoding="utf-8"))
     except OSError as e:
         raise UsageError(f"{file}: cannot read the baseline: {e.strerror or e}") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UsageError(f"{file}: the baseline is not valid JSON: {e}") from e
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, nesting, huge numbers
+        raise UsageError(f"{file}: the baseline is not valid JSON: {type(e).__name__}: {str(e)[:200]}") from e
     if not isinstance(data, dict) or data.get("archlint_baseline") != BASELINE_VERSION:
         raise UsageError(f"{file}: not an archlint baseline (expected \"archlint_baseline\": {BASELINE_VERSION}); "
                          "write one with --write-baseline")

@@ -23,7 +23,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .errors import TargetError, one_line as _one_line
+from .errors import TargetError
+from .errors import one_line as _one_line
 from .resolve import ModelSpec
 
 #: Largest real (non-meta) storage a built model may hold, in bytes, over all tensors.
@@ -89,27 +90,25 @@ def model_class(spec: ModelSpec) -> tuple[type, bool]:
 def model_class_and_reason(spec: ModelSpec) -> tuple[type, bool, str]:
     """The class to build, whether it has a task head, and why it was chosen.
 
-    ``architectures[0]`` when transformers has it, then remote code (only when trusted),
-    then the class a user of the type loads: a composite multimodal type (one with a vision
-    sub-config) its image-text-to-text class, so its towers are built; otherwise the
-    causal-LM, image-text-to-text, seq2seq class in that order; then ``AutoModel`` (no head)."""
+    ``architectures[0]`` when transformers has it, then remote code (only when trusted, and
+    only for a config class transformers does not ship), then the class a user of the type loads:
+    a composite multimodal type (one with a vision sub-config) its image-text-to-text class, so its
+    towers are built; otherwise the causal-LM, image-text-to-text, seq2seq class in that order;
+    then ``AutoModel`` (no head)."""
     import transformers
 
     config = spec.config
     architectures = getattr(config, "architectures", None) or []
-    if architectures and hasattr(transformers, architectures[0]):
-        return getattr(transformers, architectures[0]), True, "the config's architectures[0]"
+    first = architectures[0] if architectures and isinstance(architectures[0], str) else None
+    named = getattr(transformers, first, None) if first else None
+    if isinstance(named, type) and issubclass(named, nn.Module):
+        return named, True, "the config's architectures[0]"
     auto_map = getattr(config, "auto_map", None) or {}
-    if auto_map and spec.trust_remote_code:
-        from transformers.dynamic_module_utils import get_class_from_dynamic_module
-
+    if isinstance(auto_map, dict) and auto_map and spec.trust_remote_code and not _is_native(config):
         reference = next((auto_map[k] for k in auto_map if k.startswith("AutoModelFor")), auto_map.get("AutoModel"))
         if reference:
-            try:
-                return (get_class_from_dynamic_module(reference, config.name_or_path or spec.target), True,
-                        f"the config's own code ({reference}; --trust-remote-code)")
-            except Exception as e:
-                raise TargetError("remote-code", f"{spec.target}: loading the model's own code ({reference}) failed: {_one_line(e)}") from e
+            return (_remote_model_class(spec, reference), True,
+                    f"the config's own code ({reference}; --trust-remote-code)")
     why = "a bare model type names no class" if spec.kind == "model_type" else "the config has no architectures"
     if _is_multimodal(config) and type(config) in transformers.AutoModelForImageTextToText._model_mapping:
         return (transformers.AutoModelForImageTextToText._model_mapping[type(config)], True,
@@ -130,6 +129,32 @@ def model_class_and_reason(spec: ModelSpec) -> tuple[type, bool, str]:
         return (transformers.AutoModel._model_mapping[type(config)], False,
                 f"{why} and the type has no task-head class; AutoModel")
     raise TargetError("no-model-class", f"{spec.target}: transformers has no model class for {type(config).__name__}")
+
+
+def _is_native(config) -> bool:
+    """A config class transformers itself ships (its model_type always builds natively)."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return (getattr(config, "model_type", None) in CONFIG_MAPPING_NAMES
+            and type(config).__module__.startswith("transformers."))
+
+
+def _remote_model_class(spec: ModelSpec, reference) -> type:
+    """The repository's own model class: from the local folder itself, or fetched from the Hub."""
+    from pathlib import Path
+
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    from .resolve import local_remote_class
+
+    if spec.kind == "local":
+        return local_remote_class(Path(spec.config_file).parent, reference, spec.target)
+    try:
+        source = spec.config.name_or_path or spec.target
+        return get_class_from_dynamic_module(reference, source, revision=spec.revision)
+    except Exception as e:
+        raise TargetError("remote-code", f"{spec.target}: loading the model's own code ({reference}) failed: "
+                                         f"{_one_line(e)}") from e
 
 
 def _is_multimodal(config) -> bool:
@@ -167,7 +192,8 @@ def _call_factory(spec: ModelSpec) -> nn.Module:
             raise  # let _with_fallback retry with small factories on the CPU
         raise TargetError("factory-failed", f"{spec.target}: the factory raised {_one_line(e)}") from e
     if not isinstance(result, nn.Module):
-        raise TargetError("factory-not-module", f"{spec.target}: the factory returned a {type(result).__name__}, not an nn.Module")
+        raise TargetError("factory-not-module",
+                          f"{spec.target}: the factory returned a {type(result).__name__}, not an nn.Module")
     return result
 
 
@@ -181,7 +207,8 @@ def _with_fallback(spec: ModelSpec, make) -> tuple[nn.Module, str]:
         raise
     except Exception as first:
         if not _is_meta_unsafe(first):
-            raise TargetError("build-failed", f"{spec.target}: building the model failed: {_one_line(first)}") from first
+            raise TargetError("build-failed",
+                              f"{spec.target}: building the model failed: {_one_line(first)}") from first
     try:
         with _hybrid_meta(), meta_device_safe_creation_ops():
             return make(), "meta+cpu-factories"

@@ -8,7 +8,8 @@ A target's key covers everything its result depends on:
 * the environment -- archlint's version and its own source files, the versions of the
   libraries whose behaviour a lint predicts, the installed rule plugins;
 * the run -- the selected codes, severity overrides, the current directory (messages
-  show paths relative to it) and every option in :data:`RESULT_OPTIONS`;
+  show paths relative to it) and every lint option that changes a result
+  (``archlint.api.RESULT_OPTIONS``);
 * the target -- where it points, the per-module-ignores and the plan that apply to it,
   and what it is read from: a ``config.json``'s bytes; for a Hub id the commit the local
   Hugging Face cache resolves its revision to (online, a branch is asked for again); for
@@ -42,9 +43,6 @@ from .installed import entry_point_rows, installed_version
 FORMAT = 1
 #: Libraries whose versions change what a lint reports.
 LIBRARIES = ("torch", "transformers", "peft", "huggingface_hub", "bitsandbytes", "accelerate")
-#: Lint options that change a result: name -> value, as ``lint_many`` passes them. A new
-#: option that changes results is one more name here and one more item in that call.
-RESULT_OPTIONS = ("trust_remote_code",)
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _PLUGIN_GROUP = "archlint.rules"
@@ -264,6 +262,12 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+@dataclass(frozen=True)
+class StoredCatalogue:
+    names: tuple[tuple[str, str], ...]  # (code, name) of every rule
+    info: dict[str, Any]  # code -> archlint.report.RuleInfo
+
+
 @dataclass
 class CacheInfo:
     directory: Path
@@ -298,7 +302,7 @@ class ResultCache:
             "cwd": os.getcwd(),
             "codes": sorted(codes),
             "severity": {str(k): str(v) for k, v in severity.items()},
-            "options": {name: options.get(name) for name in RESULT_OPTIONS},
+            "options": dict(options),
             "identity": identity,
             "kind": kind,
             "pointer": pointer,
@@ -370,15 +374,30 @@ class ResultCache:
     def _catalogue_name(self) -> str:
         return "catalogue-" + self.environment_digest
 
-    def load_catalogue(self) -> tuple[tuple[str, str], ...] | None:
-        body = self.read(self._catalogue_name())
-        rules = body.get("rules") if body else None
-        if not isinstance(rules, list) or not all(isinstance(r, list) and len(r) == 2 for r in rules):
-            return None
-        return tuple((str(c), str(n)) for c, n in rules)
+    def load_catalogue(self) -> StoredCatalogue | None:
+        """The rules' codes and names (for selection) and what renderers show of each rule,
+        as stored by the first lint under this environment; None when there is none."""
+        from .findings import Confidence, Severity
+        from .report import RuleInfo
 
-    def save_catalogue(self, catalogue: Iterable[tuple[str, str]]) -> None:
-        self.write(self._catalogue_name(), {"rules": [list(pair) for pair in catalogue]})
+        body = self.read(self._catalogue_name())
+        if body is None:
+            return None
+        try:
+            names = tuple((str(c), str(n)) for c, n in body["rules"])
+            info = {code: RuleInfo(**{**fields, "severity": Severity.parse(fields["severity"]),
+                                      "confidence": Confidence(fields["confidence"]), "tools": tuple(fields["tools"])})
+                    for code, fields in body["info"].items()}
+        except (KeyError, TypeError, ValueError):
+            return None
+        return StoredCatalogue(names, info)
+
+    def save_catalogue(self, names: Iterable[tuple[str, str]], info: Mapping[str, Any]) -> None:
+        self.write(self._catalogue_name(), {
+            "rules": [list(pair) for pair in names],
+            "info": {code: {**asdict(i), "severity": str(i.severity), "confidence": str(i.confidence),
+                            "tools": list(i.tools)} for code, i in info.items()},
+        })
 
     # maintenance
 

@@ -6,7 +6,8 @@ option is one entry of :data:`LINT_OPTIONS` and arrives in :func:`lint_command` 
 attribute of ``opts``; a subcommand is one ``@main.command()`` function.
 
 Exit codes: 0 nothing at or above ``--fail-on``; 1 findings at or above it; 2 usage
-error; 3 a target could not be resolved or built.
+error (one stderr line); 3 a target could not be resolved, built or linted in time; 130
+interrupted (Ctrl-C). docs/errors.md lists them with every error kind.
 """
 
 from __future__ import annotations
@@ -17,10 +18,8 @@ from types import SimpleNamespace
 import click
 
 from .errors import UsageError
-from .findings import Severity
-from .render import FORMATS
-
-FAIL_ON = ("error", "warning", "info", "never")
+from .findings import FailOn
+from .render import OutputFormat
 
 
 def _codes(value: tuple[str, ...]) -> list[str]:
@@ -30,24 +29,36 @@ def _codes(value: tuple[str, ...]) -> list[str]:
 #: Every option of the lint, in the order ``archlint --help`` lists them. To add one, append
 #: a ``click.option`` here and read it as ``opts.<name>`` in :func:`lint_command`.
 LINT_OPTIONS = [
-    click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
-                 help="Output format (html: one self-contained page)."),
-    click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the report to FILE instead of stdout."),
+    click.option("--format", "fmt", type=click.Choice([f.value for f in OutputFormat]), default="text",
+                 show_default=True, help="Output format (html: one self-contained page)."),
+    click.option("--output", "-o", type=click.Path(), help="Write the report to FILE instead of stdout."),
     click.option("--report", "reports", multiple=True, metavar="FORMAT:PATH",
                  help="Also write a report in FORMAT to PATH (repeatable; the model is built once)."),
-    click.option("--select", multiple=True, metavar="CODES", help="Only these codes, prefixes or names (comma-separated, repeatable)."),
-    click.option("--extend-select", multiple=True, metavar="CODES", help="Add these to the selection (comma-separated, repeatable)."),
-    click.option("--ignore", multiple=True, metavar="CODES", help="Skip these codes, prefixes or names (comma-separated, repeatable)."),
-    click.option("--fail-on", type=click.Choice(FAIL_ON), default=None,
+    click.option("--select", multiple=True, metavar="CODES",
+                 help="Only these codes, prefixes or names (comma-separated, repeatable)."),
+    click.option("--extend-select", multiple=True, metavar="CODES",
+                 help="Add these to the selection (comma-separated, repeatable)."),
+    click.option("--ignore", multiple=True, metavar="CODES",
+                 help="Skip these codes, prefixes or names (comma-separated, repeatable)."),
+    click.option("--fail-on", type=click.Choice([f.value for f in FailOn]), default=None,
                  help="Lowest severity that makes the exit code 1  [default: fail-on from the config, else warning]"),
-    click.option("--target-modules", metavar="NAMES", help="LoRA plan: comma-separated names, 're:REGEX' or 'all-linear'."),
+    click.option("--target-modules", metavar="NAMES",
+                 help="LoRA plan: comma-separated names, 're:REGEX' or 'all-linear'."),
     click.option("--exclude-modules", metavar="NAMES", help="LoRA plan: comma-separated names or 're:REGEX'."),
-    click.option("--target-parameters", metavar="NAMES", help="LoRA plan: comma-separated parameter names (e.g. mlp.experts.down_proj)."),
-    click.option("--peft-config", type=click.Path(dir_okay=False), help="LoRA plan from a LoraConfig JSON (adapter_config.json)."),
+    click.option("--target-parameters", metavar="NAMES",
+                 help="LoRA plan: comma-separated parameter names (e.g. mlp.experts.down_proj)."),
+    click.option("--peft-config", type=click.Path(dir_okay=False),
+                 help="LoRA plan from a LoraConfig JSON (adapter_config.json)."),
+    click.option("--quantization", metavar="METHOD",
+                 help="Preview quantization with transformers' own quantizer: bnb-4bit, bnb-8bit, fp8 "
+                      "or a quantization_config JSON."),
+    click.option("--check-checkpoint", is_flag=True,
+                 help="Also read a Hub repository's safetensors headers (range requests only) "
+                      "and check them against the model."),
     click.option("--config", "config_file", type=click.Path(dir_okay=False),
                  help="Read this archlint.toml or pyproject.toml instead of the nearest one."),
     click.option("--baseline", type=click.Path(dir_okay=False), help="Report only findings not in this baseline file."),
-    click.option("--write-baseline", type=click.Path(dir_okay=False), help="Record today's findings in this baseline file."),
+    click.option("--write-baseline", type=click.Path(), help="Record today's findings in this baseline file."),
     click.option("--offline", is_flag=True, help="Use only local files and the Hugging Face cache; never the network."),
     click.option("--trust-remote-code", is_flag=True, help="Allow a config's own Python code (auto_map) to run."),
     click.option("--tree", is_flag=True, help="Also print the collapsed module tree with findings marked."),
@@ -55,7 +66,18 @@ LINT_OPTIONS = [
     click.option("--no-color", is_flag=True, help="Plain text (also: NO_COLOR)."),
     click.option("--debug", is_flag=True, help="Tracebacks and timings on stderr."),
     click.option("--no-cache", is_flag=True, help="Lint every target afresh; neither read nor write the result cache."),
+    click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+                 help="Time limit per target (0: none)  [default: timeout from the config, else 600]"),
 ]
+
+INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+class OneLineUsageError(click.UsageError):
+    """A usage error as one stderr line (exit 2), without click's usage banner."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"archlint: error: {self.format_message()}", file=file or sys.stderr)
 
 
 class _LintFirst(click.Group):
@@ -74,6 +96,13 @@ class _LintFirst(click.Group):
             ctx._protected_args, ctx.args = args[:1], args[1:]
             return ctx.args
         return click.Command.parse_args(self, ctx, args)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # Ctrl-C: one line, exit 130
+            click.echo("\narchlint: interrupted", err=True)
+            raise click.exceptions.Exit(INTERRUPTED) from None
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage("archlint", "TARGET... [OPTIONS]")
@@ -116,7 +145,15 @@ def lint_command(opts: SimpleNamespace) -> None:
     from .cache import ResultCache
     from .config import load_config
     from .lora.plan import plan_from_options
-    from .outputs import ReportSpec, append_step_summary, error_line, stdout_style, write_reports
+    from .outputs import (
+        ReportSpec,
+        append_step_summary,
+        check_writable,
+        error_line,
+        stdout_style,
+        write_reports,
+        write_text,
+    )
     from .progress import spinner
     from .render import RenderOptions, render
     from .selection import known_rules
@@ -127,7 +164,12 @@ def lint_command(opts: SimpleNamespace) -> None:
     try:
         check_baseline_options(opts.baseline, opts.write_baseline)
         specs = [ReportSpec.parse(r) for r in opts.reports]
-        with known_rules(result_cache.load_catalogue() if result_cache else None):
+        check_writable(opts.output, "--output", create_parents=False)
+        for spec in specs:
+            check_writable(spec.path, f"--report {spec.fmt}:{spec.path}", create_parents=True)
+        check_writable(opts.write_baseline, "--write-baseline", create_parents=False)
+        stored = result_cache.load_catalogue() if result_cache else None
+        with known_rules(stored.names if stored else None):
             cfg = load_config(opts.config_file)
         plan = plan_from_options(target_modules=opts.target_modules, exclude_modules=opts.exclude_modules,
                                  target_parameters=opts.target_parameters, peft_config=opts.peft_config)
@@ -135,13 +177,13 @@ def lint_command(opts: SimpleNamespace) -> None:
             report = lint_many(list(opts.targets), select=_codes(opts.select), extend_select=_codes(opts.extend_select),
                                ignore=_codes(opts.ignore), trust_remote_code=opts.trust_remote_code,
                                offline=opts.offline, debug=opts.debug, config=cfg, progress=progress, plan=plan,
-                               cache=result_cache)
+                               timeout=opts.timeout, quantization=opts.quantization,
+                               check_checkpoint=opts.check_checkpoint, cache=result_cache)
         if baseline_step(report, opts.baseline, opts.write_baseline):
             sys.exit(3 if report.errors else 0)
     except UsageError as e:
-        raise click.UsageError(str(e)) from e
-    fail_on = opts.fail_on or cfg.fail_on or "warning"
-    fail_level = None if fail_on == "never" else Severity.parse(fail_on)
+        raise OneLineUsageError(str(e)) from e
+    fail_level = FailOn(opts.fail_on or cfg.fail_on or FailOn.WARNING).severity
     for result in report.errors:
         click.echo(error_line(result), err=True)
     if opts.debug:
@@ -152,24 +194,33 @@ def lint_command(opts: SimpleNamespace) -> None:
     options = RenderOptions(color=color and opts.output is None, width=width, tree=opts.tree, quiet=opts.quiet,
                             fail_on=fail_level)
     text = render(report, opts.fmt, options)
-    if opts.output:
-        with open(opts.output, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    else:
-        click.echo(text, nl=False)
-    write_reports(report, specs, options)
+    try:
+        if opts.output:
+            write_text(opts.output, text, "--output", create_parents=False)
+        else:
+            click.echo(text, nl=False)
+        write_reports(report, specs, options)
+    except UsageError as e:
+        raise OneLineUsageError(str(e)) from e
     if "github" in (opts.fmt, *(s.fmt for s in specs)):
         append_step_summary(report)
     sys.exit(report.exit_code(fail_level))
 
 
 def _quiet_library_logs() -> None:
-    """Keep libraries' import-time log lines (bitsandbytes looking for optional CPU kernels)
-    off stderr, which carries only archlint's own lines; ``--debug`` shows them."""
+    """Keep libraries' log lines (bitsandbytes looking for optional CPU kernels at import,
+    transformers' notes on legacy config values) off stderr, which carries only archlint's
+    own lines; ``--debug`` shows them."""
     import logging
+    import os
 
     for name in ("bitsandbytes",):
         logging.getLogger(name).addHandler(logging.NullHandler())
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers first logs
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
 
 
 @main.command("rules")
@@ -198,7 +249,7 @@ def explain(rule):
     try:
         found = get_rule(rule)
     except UsageError as e:
-        raise click.UsageError(str(e)) from e
+        raise OneLineUsageError(str(e)) from e
     click.echo(rule_markdown(found))
 
 

@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import difflib
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomllib
+
 from .errors import UsageError
-from .findings import Severity
+from .findings import FailOn, Severity
 from .lora.plan import Plan, merged_plan
 from .lora.targets import REGEX_PREFIX, written_entry_reaches
 from .selection import selector_codes, specificity
 from .targets import target_identity
 
-FAIL_ON = ("error", "warning", "info", "never")
-_TOP_KEYS = ("models", "select", "extend-select", "ignore", "fail-on", "severity", "per-module-ignores")
+_TOP_KEYS = ("models", "select", "extend-select", "ignore", "fail-on", "severity", "per-module-ignores", "timeout")
 _MODEL_KEYS = ("target", "trust-remote-code", "target-modules", "exclude-modules", "target-parameters", "peft-config")
 _IGNORE_KEYS = ("model", "modules", "codes", "reason")
 
@@ -75,9 +75,10 @@ class Config:
     select: tuple[str, ...] | None = None
     extend_select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
-    fail_on: str | None = None
+    fail_on: FailOn | None = None
     severity: Mapping[str, Severity] = field(default_factory=dict)
     per_module_ignores: tuple[ModuleIgnore, ...] = ()
+    timeout: float | None = None  # seconds per target; 0 = no limit; None = archlint's default
 
     def model_entry(self, identity: str) -> ModelEntry | None:
         return next((m for m in self.models if m.location == identity), None)
@@ -133,6 +134,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(path, "(file)", f"cannot read it: {e}") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(path, "(file)", f"not valid TOML: {e}") from e
+    except RecursionError as e:  # arrays or tables nested thousands deep
+        raise ConfigError(path, "(file)", "not valid TOML: nested too deep") from e
 
 
 # -- validation -----------------------------------------------------------------------
@@ -143,8 +146,12 @@ def parse_config(table: Mapping[str, Any], file: Path, prefix: str = "") -> Conf
     v = _Validator(file, prefix)
     v.known_keys(table, _TOP_KEYS, "")
     fail_on = table.get("fail-on")
-    if fail_on is not None and fail_on not in FAIL_ON:
-        v.fail("fail-on", f"{fail_on!r} is not one of {', '.join(FAIL_ON)}")
+    if fail_on is not None and fail_on not in set(FailOn):
+        v.fail("fail-on", f"{fail_on!r} is not one of {', '.join(FailOn)}")
+    timeout = table.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not 0 <= timeout < float("inf")):
+        v.fail("timeout", f"{timeout!r} is not a number of seconds (0 or more; 0 = no limit)")
     models = tuple(v.model(item, f"models[{i}]") for i, item in enumerate(v.array(table, "models")))
     seen: dict[str, str] = {}
     for i, m in enumerate(models):
@@ -157,10 +164,12 @@ def parse_config(table: Mapping[str, Any], file: Path, prefix: str = "") -> Conf
         select=tuple(v.selectors(table, "select")) if "select" in table else None,
         extend_select=tuple(v.selectors(table, "extend-select")),
         ignore=tuple(v.selectors(table, "ignore")),
-        fail_on=fail_on,
+        fail_on=FailOn(fail_on) if fail_on is not None else None,
+        timeout=float(timeout) if timeout is not None else None,
         severity=v.severity(table.get("severity", {})),
         per_module_ignores=tuple(
-            v.module_ignore(item, f"per-module-ignores[{i}]") for i, item in enumerate(v.array(table, "per-module-ignores"))
+            v.module_ignore(item, f"per-module-ignores[{i}]")
+            for i, item in enumerate(v.array(table, "per-module-ignores"))
         ),
     )
 
@@ -227,7 +236,8 @@ class _Validator:
         self.known_keys(item, _MODEL_KEYS, f"{key}.")
         target = item.get("target")
         if not isinstance(target, str) or not target.strip():
-            self.fail(f"{key}.target", "required: the model to lint (Hub id, folder, config.json, model type or FILE.py:NAME)")
+            self.fail(f"{key}.target",
+                      "required: the model to lint (Hub id, folder, config.json, model type or FILE.py:NAME)")
         trust = item.get("trust-remote-code", False)
         if not isinstance(trust, bool):
             self.fail(f"{key}.trust-remote-code", "expected true or false")
@@ -287,5 +297,5 @@ class _Validator:
         if not selectors:
             self.fail(f"{key}.codes", "expected at least one rule code or prefix")
         codes = frozenset().union(*(selector_codes(s) for s in selectors))
-        return ModuleIgnore(model.strip(), target_identity(model.strip(), self.file.parent), modules, tuple(selectors), codes,
-                            reason.strip(), key, str(self.file))
+        return ModuleIgnore(model.strip(), target_identity(model.strip(), self.file.parent), modules, tuple(selectors),
+                            codes, reason.strip(), key, str(self.file))

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from pathlib import Path
 
+from .report import RULES_URL
 from .rules import builtin_rules
 from .rules.base import Rule
 
-# Where the generated pages are published (SARIF helpUri, annotations). One place to change.
-RULES_URL = "https://github.com/archlint/archlint/blob/main/rules/"
+__all__ = ["RULES_URL", "page_name", "rule_markdown", "write_pages"]
 
 
 def rule_markdown(rule: type[Rule]) -> str:
@@ -44,8 +45,6 @@ def rule_markdown(rule: type[Rule]) -> str:
 
 
 def _unindent(text: str) -> str:
-    import textwrap
-
     return textwrap.dedent(text).strip()
 
 

@@ -28,6 +28,19 @@ class Severity(enum.IntEnum):
             raise ValueError(f"unknown severity {text!r} (expected error, warning or info)") from None
 
 
+class FailOn(enum.StrEnum):
+    """The lowest severity that makes the exit code 1, or never."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+    NEVER = "never"
+
+    @property
+    def severity(self) -> Severity | None:
+        return None if self is FailOn.NEVER else Severity.parse(self.value)
+
+
 class Confidence(enum.Enum):
     """How a finding was established: a structural fact, a behavioural probe, or a name."""
 

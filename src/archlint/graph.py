@@ -26,7 +26,6 @@ from torch import nn
 from .findings import path_sort_key, star_indices
 
 
-
 @dataclass(frozen=True)
 class TensorInfo:
     """A parameter or buffer owned directly by a module."""
@@ -57,7 +56,7 @@ class ModuleInfo:
     buffers: dict[str, TensorInfo]
     children: dict[str, str] = field(default_factory=dict)  # attribute -> child path
     pattern: str = ""
-    skey: str = ""
+    structure_key: str = ""  # a hash of class, own tensors and children's keys: equal keys, equal structure
     tower: str = ""
 
     @property
@@ -103,7 +102,12 @@ class Group:
 
     pattern: str
     paths: tuple[str, ...]
-    info: ModuleInfo  # the representative (first path)
+    representative: ModuleInfo  # the module at the first path; the others have the same structure
+
+    @property
+    def info(self) -> ModuleInfo:
+        """The representative, under the name rules written before it was renamed use."""
+        return self.representative
 
 
 class ModuleGraph:
@@ -158,9 +162,9 @@ class ModuleGraph:
         for path in order:
             info = self.info(path)
             own = sorted((n, t.shape, t.dtype) for n, t in {**info.parameters, **info.buffers}.items())
-            kids = sorted((attr, self.info(child).skey) for attr, child in info.children.items())
+            kids = sorted((attr, self.info(child).structure_key) for attr, child in info.children.items())
             digest = hashlib.blake2b(repr((info.qualname, own, kids)).encode(), digest_size=8)
-            info.skey = digest.hexdigest()
+            info.structure_key = digest.hexdigest()
         # A tower is the sub-model a module belongs to: its nearest PreTrainedModel
         # (language_model, vision_tower, ...). A plain nn.Module tree has no such marks;
         # there the root's children are the towers.
@@ -200,7 +204,7 @@ class ModuleGraph:
         if self._groups is None:
             buckets: dict[tuple[str, str], list[str]] = defaultdict(list)
             for info in self:
-                buckets[(info.pattern, info.skey)].append(info.path)
+                buckets[(info.pattern, info.structure_key)].append(info.path)
             groups = []
             for (pattern, _), paths in buckets.items():
                 paths.sort(key=path_sort_key)
@@ -225,8 +229,17 @@ class ModuleGraph:
     def distinct(self, predicate: Callable[[ModuleInfo], bool]) -> Iterator[Group]:
         """The groups whose representative satisfies ``predicate`` (checked once per group)."""
         for group in self.groups:
-            if predicate(group.info):
+            if predicate(group.representative):
                 yield group
+
+    def tower_of(self, name: str) -> str:
+        """The tower of a module or parameter path (its nearest enclosing module's tower)."""
+        parts = name.split(".") if name else []
+        for i in range(len(parts), -1, -1):
+            prefix = ".".join(parts[:i])
+            if prefix in self.nx.nodes:
+                return self.info(prefix).tower
+        return ""
 
     def parameter_count(self) -> int:
         """Unique parameters (tied tensors counted once)."""

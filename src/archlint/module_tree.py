@@ -22,7 +22,7 @@ def _node(graph, paths: list[str], name: str) -> dict[str, Any]:
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     for attr, child in info.children.items():
         child_info = graph.info(child)
-        groups[(child_info.pattern, child_info.skey)].append(attr)
+        groups[(child_info.pattern, child_info.structure_key)].append(attr)
     children = []
     for attrs in groups.values():
         member_paths = [graph.info(p).children[a] for p in paths for a in attrs]

@@ -63,10 +63,45 @@ def write_reports(report: Report, specs: Sequence[ReportSpec], options: RenderOp
     """Render ``report`` once per spec into its file (plain text: no colour, fixed width)."""
     plain = dataclasses.replace(options, color=False, width=FILE_WIDTH)
     for spec in specs:
-        path = Path(spec.path)
-        if path.parent != Path(""):
+        write_text(spec.path, render(report, spec.fmt, plain), f"--report {spec.fmt}:{spec.path}", create_parents=True)
+
+
+def check_writable(file: str | os.PathLike | None, option: str, *, create_parents: bool) -> None:
+    """Refuse, before any lint runs, an output path that cannot be written (a :class:`UsageError`).
+
+    A folder, a path under a regular file, a missing folder (unless ``create_parents``) or
+    a read-only file or folder are refused; what only the write itself can tell (a full
+    disk) is reported by :func:`write_text`.
+    """
+    if file is None or str(file) == "-":
+        return
+    path = Path(file)
+    if path.is_dir():
+        raise UsageError(f"{option}: {file} is a folder; name a file")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"{option}: {file} is not writable")
+        return
+    parent = path.parent
+    while create_parents and not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.exists():
+        raise UsageError(f"{option}: {file}: the folder {parent} does not exist")
+    if not parent.is_dir():
+        raise UsageError(f"{option}: {file}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{option}: {file}: the folder {parent} is not writable")
+
+
+def write_text(file: str | os.PathLike, text: str, option: str, *, create_parents: bool) -> None:
+    """Write ``text`` to ``file``; an OS error is a :class:`UsageError` naming the option."""
+    path = Path(file)
+    try:
+        if create_parents and path.parent != Path(""):
             path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render(report, spec.fmt, plain), encoding="utf-8")
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"{option}: cannot write {file}: {e.strerror or e}") from e
 
 
 def append_step_summary(report: Report, env: Mapping[str, str] = os.environ) -> bool:

@@ -1,18 +1,127 @@
-"""The result of a lint: per-target results and the summary every renderer reads."""
+"""The result of a lint, as data: per-target results and the summary every renderer reads.
+
+Everything here is plain data (strings, numbers, tuples of dataclasses): no live model,
+graph or rule class. Renderers import only this module and :mod:`.findings`; what they
+need of the analysis (the collapsed module tree, the plan evaluations, the rules'
+metadata) is summarised into these types when the report is assembled
+(:mod:`.summarise`).
+"""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 from .anchors import Anchor
 from .errors import TargetError
-from .findings import Finding, Severity
+from .findings import Confidence, Finding, Severity
 
 SCHEMA_VERSION = 1
 
+#: Where the rule reference pages are published (SARIF helpUri, annotations).
+RULES_URL = "https://github.com/archlint/archlint/blob/main/rules/"
+
+
+class Verdict(enum.StrEnum):
+    """PEFT's verdict on a plan: it wraps the plan, or it raises."""
+
+    OK = "ok"
+    ERROR = "error"
+
+
+class Engine(enum.StrEnum):
+    """Who answered for PEFT: the installed PEFT, or archlint's reimplementation of it."""
+
+    PEFT = "peft"
+    REIMPLEMENTATION = "reimplementation"
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    """What renderers show of a rule: its metadata and documentation."""
+
+    code: str
+    name: str
+    summary: str
+    description: str  # the "What it does" section, on one line (or the summary)
+    help_markdown: str  # the rule's reference page
+    severity: Severity
+    confidence: Confidence
+    tools: tuple[str, ...]
+    origin: str
+    url: str | None
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """What one ``target_modules`` entry of a plan reaches."""
+
+    entry: str
+    matches: int
+    classes: tuple[str, ...]
+    towers: tuple[str, ...]
+    layers_reached: int
+    layers_total: int
+    rerouted_to: str | None = None  # the expert parameter PEFT's MoE conversion turned this name into
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"entry": self.entry, "matches": self.matches, "classes": list(self.classes),
+                "layers_reached": self.layers_reached, "layers_total": self.layers_total}
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """One evaluated LoRA plan (the user's, or a common recipe) and PEFT's verdict on it."""
+
+    source: str  # "flags", "peft-config", "config", "recipe:<name>"
+    label: str  # "seven standard names", "plan (flags)"
+    verdict: Verdict
+    engine: Engine
+    engine_label: str  # "PEFT 0.21.2 on the meta model", for people
+    peft_version: str | None
+    r: int
+    entries: tuple[PlanEntry, ...] = ()
+    modules: tuple[str, ...] = ()  # wrapped module paths
+    parameters: tuple[str, ...] = ()  # wrapped parameter paths
+    trainable: int = 0
+    checked: tuple[str, ...] = ()  # the stages that ran clean: inject, forward, backward
+    error: dict[str, str | None] | None = None  # type, message (stable across runs), stage, module
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict is Verdict.OK
+
+    @property
+    def error_type(self) -> str | None:
+        return self.error["type"] if self.error else None
+
+    @property
+    def error_message(self) -> str | None:
+        return self.error["message"] if self.error else None
+
+    @property
+    def is_recipe(self) -> bool:
+        return self.source.startswith("recipe:")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "verdict": self.verdict,
+            "error": dict(self.error) if self.error else None,
+            "checked": list(self.checked),
+            "entries": [e.to_dict() for e in self.entries],
+            "modules": list(self.modules),
+            "parameters": list(self.parameters),
+            "trainable_parameters": self.trainable,
+            "peft_version": self.peft_version,
+        }
+
+
 #: What ``findings``, ``by_severity`` and ``by_code`` count, in the text summary and in JSON.
-FINDING_UNIT = "a finding is one rule at one module pattern (model.layers.*.q_proj); modules_by_code counts module paths"
+FINDING_UNIT = ("a finding is one rule at one module pattern (model.layers.*.q_proj); "
+                "modules_by_code counts module paths")
 
 
 @dataclass(frozen=True)
@@ -42,16 +151,6 @@ class ModelSummary:
                    data.get("class_reason"))
 
 
-@dataclass(frozen=True)
-class StoredPlan:
-    """A plan evaluation read back from the result cache: exactly its report form."""
-
-    data: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.data
-
-
 @dataclass
 class TargetResult:
     """One target: its model, its findings, or the error that stopped it."""
@@ -62,12 +161,12 @@ class TargetResult:
     error: TargetError | None = None
     rule_errors: list[dict[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds; shown with --debug, never in JSON
-    graph: Any = None  # the ModuleGraph, for the tree view; not serialised
     tree: dict[str, Any] | None = None  # module_tree.collapsed_tree(): the collapsed module tree as data
     anchor: Anchor | None = None  # the target's file (config.json / factory), for SARIF and annotations
     class_anchors: dict[str, Anchor] = field(default_factory=dict)  # module_class -> its `class` line
-    plans: list[Any] = field(default_factory=list)  # archlint.lora.evaluate.PlanEvaluation: the user's plan, or the recipes
-    plan_lines: list[str] | None = None  # the plans as the text report shows them, when read from the cache
+    plans: list[PlanSummary] = field(default_factory=list)  # the user's plan, or the recipes
+    quantization: Any = None  # archlint.quantize.QuantizationPreview (data), when asked for or shipped in the config
+    checkpoint: Any = None  # archlint.checkpoint.CheckpointAgreement (data), when a checkpoint's headers were read
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,18 +176,24 @@ class TargetResult:
             "rule_errors": self.rule_errors,
             "error": self.error.to_dict() if self.error else None,
             "plans": [p.to_dict() for p in self.plans],
+            **({"quantization": self.quantization.to_dict()} if self.quantization is not None else {}),
+            **({"checkpoint": self.checkpoint.to_dict()} if self.checkpoint is not None else {}),
         }
 
     def to_data(self) -> dict[str, Any]:
-        """Everything a renderer reads, as JSON data: what the result cache stores (no graph, no timings)."""
-        from .render.plans import plan_lines
-
+        """Everything a renderer reads, as JSON data: what the result cache stores (no graph,
+        no timings). A quantization preview or checkpoint agreement has no data form here:
+        such a result is not cached (see :attr:`cacheable`)."""
         data = self.to_dict()
+        data["plans"] = [_plan_data(p) for p in self.plans]
         data["anchor"] = self.anchor.to_dict() if self.anchor else None
         data["class_anchors"] = {name: a.to_dict() for name, a in self.class_anchors.items()}
-        data["plan_lines"] = self.plan_lines if self.plan_lines is not None else plan_lines(self.plans)
         data["tree"] = self.tree
         return data
+
+    @property
+    def cacheable(self) -> bool:
+        return self.error is None and self.quantization is None and self.checkpoint is None
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> TargetResult:
@@ -102,10 +207,22 @@ class TargetResult:
             rule_errors=[dict(e) for e in data["rule_errors"]],
             anchor=Anchor.from_dict(data["anchor"]) if data.get("anchor") else None,
             class_anchors={name: Anchor.from_dict(a) for name, a in data["class_anchors"].items()},
-            plans=[StoredPlan(p) for p in data["plans"]],
-            plan_lines=list(data["plan_lines"]),
+            plans=[_plan_from_data(p) for p in data["plans"]],
             tree=data.get("tree"),
         )
+
+
+def _plan_data(plan: PlanSummary) -> dict[str, Any]:
+    return {**{k: getattr(plan, k) for k in plan.__dataclass_fields__ if k != "entries"},
+            "entries": [dict(e.__dict__) for e in plan.entries]}
+
+
+def _plan_from_data(data: dict[str, Any]) -> PlanSummary:
+    entries = tuple(PlanEntry(**{**e, "classes": tuple(e["classes"]), "towers": tuple(e["towers"])})
+                    for e in data["entries"])
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "entries"}
+    return PlanSummary(**{**fields, "verdict": Verdict(data["verdict"]), "engine": Engine(data["engine"]),
+                          "entries": entries, "error": dict(data["error"]) if data.get("error") else None})
 
 
 @dataclass
@@ -116,6 +233,7 @@ class Report:
     archlint_version: str
     versions: dict[str, str | None]
     rules: list[str]
+    rule_info: dict[str, RuleInfo] = field(default_factory=dict)  # code -> metadata, for every code reported
     baseline: Any = None  # a baseline.BaselineResult when --baseline was given
 
     @property
@@ -137,7 +255,7 @@ class Report:
         return out
 
     def exit_code(self, fail_on: Severity | None) -> int:
-        """0 clean, 1 findings at or above ``fail_on``, 3 a target failed (DESIGN decision 9)."""
+        """0 clean, 1 findings at or above ``fail_on``, 3 a target failed."""
         if self.errors:
             return 3
         worst = self.worst()

@@ -11,7 +11,7 @@ Five forms are understood, tried in this order:
 * ``org/name[@revision]``                   a Hugging Face Hub repository (config.json only)
 * ``model_type``                            transformers' built-in default config, offline
 
-Only ``config.json`` is ever fetched from the Hub (decision 3 in DESIGN.md): weights,
+Only ``config.json`` is ever fetched from the Hub: weights,
 pickles and safetensors bodies are never read.
 """
 
@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import TargetError, one_line as _one_line
+from .errors import TargetError
+from .errors import one_line as _one_line
+from .guards import check_config, parse_json
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _FACTORY = re.compile(r"^(?P<module>[^:]+):(?P<name>[A-Za-z_][\w.]*)$")
@@ -50,35 +52,49 @@ class ModelSpec:
     adapter: str | None = None  # a PEFT adapter_config.json whose base model this is: the LoRA plan
 
 
-def resolve(target: str, *, trust_remote_code: bool = False, offline: bool = False) -> ModelSpec:
-    """Turn a target string into a :class:`ModelSpec`, or raise :class:`TargetError`."""
-    kind = target_kind(target)
-    if kind == "factory":
-        m = _FACTORY.match(target)
+def resolve(target: str, *, trust_remote_code: bool = False, offline: bool = False,
+            hub_timeout: float | None = None, _adapters: tuple[str, ...] = ()) -> ModelSpec:
+    """Turn a target string into a :class:`ModelSpec`, or raise :class:`TargetError`.
+
+    ``hub_timeout`` bounds all Hub traffic of this target, connecting and reading
+    (default :data:`archlint.hub.HUB_TIMEOUT`)."""
+    if (m := _FACTORY.match(target)) and not _exists(Path(target)):
         return _resolve_factory(target, m["module"], m["name"])
-    if kind == "adapter":
-        path = Path(target).expanduser()
-        return _resolve_adapter(target, _adapter_config(path), trust_remote_code=trust_remote_code, offline=offline)
-    if kind == "local":
-        return _resolve_local(target, _weights_folder(Path(target).expanduser()), trust_remote_code)
-    if kind == "missing":
+    path = Path(target).expanduser()
+    if _exists(path):
+        adapter = _adapter_config(path)
+        if adapter is not None:
+            return _resolve_adapter(target, adapter, trust_remote_code=trust_remote_code, offline=offline,
+                                    hub_timeout=hub_timeout, seen=_adapters)
+        return _resolve_local(target, _weights_folder(path), trust_remote_code)
+    if os.path.islink(path):
+        raise TargetError("not-found", f"{target}: a symbolic link that leads nowhere (a loop, or a missing file)")
+    if _looks_like_path(target):
         raise TargetError("not-found", f"{target}: no such file or directory")
-    if kind == "hub":
-        repo, _, revision = target.partition("@")
-        return _resolve_hub(target, repo, revision or None, trust_remote_code, offline)
+    repo, _, revision = target.partition("@")
+    if _HUB_ID.match(repo):
+        return _resolve_hub(target, repo, revision or None, trust_remote_code, offline, hub_timeout)
     return _resolve_model_type(target)
 
 
+def _exists(path: Path) -> bool:
+    """``path.exists()`` that answers False for a name too long, a loop or a NUL byte."""
+    try:
+        return path.exists()
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
 def target_kind(target: str) -> str:
-    """Which of the forms above ``target`` is: "factory", "adapter" (a PEFT adapter, linted
-    on its base model), "local", "missing" (a path that does not exist), "hub" or
-    "model_type" -- without importing anything."""
-    if _FACTORY.match(target) and not Path(target).exists():
+    """Which form ``target`` takes, as :func:`resolve` reads it: "factory", "adapter" (a PEFT
+    adapter, linted on its base model), "local", "missing" (a path that does not exist),
+    "hub" or "model_type" -- without importing anything."""
+    if _FACTORY.match(target) and not _exists(Path(target)):
         return "factory"
     path = Path(target).expanduser()
-    if path.exists():
+    if _exists(path):
         return "adapter" if _adapter_config(path) is not None else "local"
-    if _looks_like_path(target):
+    if os.path.islink(path) or _looks_like_path(target):
         return "missing"
     return "hub" if _HUB_ID.match(target.partition("@")[0]) else "model_type"
 
@@ -121,18 +137,23 @@ def _adapter_config(path: Path) -> Path | None:
     return None
 
 
-def _resolve_adapter(target: str, adapter: Path, *, trust_remote_code: bool, offline: bool) -> ModelSpec:
+def _resolve_adapter(target: str, adapter: Path, *, trust_remote_code: bool, offline: bool,
+                     hub_timeout: float | None = None, seen: tuple[str, ...] = ()) -> ModelSpec:
+    if str(adapter.resolve()) in seen:
+        raise TargetError("bad-config", f"{target}: {adapter}: base_model_name_or_path leads back to this adapter")
     try:
-        raw = json.loads(adapter.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise TargetError("malformed-config", f"{target}: {adapter} is not a readable PEFT adapter config ({_one_line(e)})") from e
+        raw = parse_json(adapter.read_text(encoding="utf-8"), f"{target}: {adapter}")
+    except (OSError, ValueError, RecursionError) as e:  # unreadable, not UTF-8, not JSON
+        raise TargetError("malformed-config",
+                          f"{target}: {adapter} is not a readable PEFT adapter config ({_one_line(e)})") from e
     base = raw.get("base_model_name_or_path") if isinstance(raw, dict) else None
     if not isinstance(base, str) or not base:
         raise TargetError("no-config", f"{target}: {adapter} is a PEFT adapter without base_model_name_or_path; "
                                        "lint the base model and pass the adapter with --peft-config")
     local = adapter.parent / base
     where = str(local) if not Path(base).is_absolute() and local.exists() else base
-    spec = resolve(where, trust_remote_code=trust_remote_code, offline=offline)
+    spec = resolve(where, trust_remote_code=trust_remote_code, offline=offline, hub_timeout=hub_timeout,
+                   _adapters=(*seen, str(adapter.resolve())))
     return dataclasses.replace(spec, target=target, adapter=str(adapter))
 
 
@@ -142,7 +163,9 @@ def _python_hint(folder: Path, typed: str, only: str | None = None) -> str:
     classes = [c for c in module_classes(folder) if only is None or c.startswith(f"{only}:")]
     if not classes:
         return "point archlint at a model folder, a config.json, or FILE.py:NAME for your own model code"
-    shown = ", ".join(os.path.join(typed, c) for c in classes[:6]) + (f" and {len(classes) - 6} more" if len(classes) > 6 else "")
+    shown = ", ".join(os.path.join(typed, c) for c in classes[:6])
+    if len(classes) > 6:
+        shown += f" and {len(classes) - 6} more"
     return f"lint one of its nn.Module classes as FILE.py:NAME: {shown}"
 
 
@@ -176,26 +199,40 @@ def _resolve_local(target: str, path: Path, trust_remote_code: bool) -> ModelSpe
     if config_file.suffix == ".py":
         raise TargetError("no-config", f"{target}: a Python file, not a config; "
                                        f"{_python_hint(path.parent, os.path.dirname(target), only=path.name)}")
-    config = load_config(config_file, target, trust_remote_code)
+    config = load_model_config(config_file, target, trust_remote_code)
     return ModelSpec(target, "local", config=config, config_file=str(config_file), trust_remote_code=trust_remote_code)
 
 
-def load_config(config_file: Path, target: str, trust_remote_code: bool, **hub_kwargs):
-    """Read a config.json into a transformers config, native classes before remote code."""
+def load_model_config(config_file: Path, target: str, trust_remote_code: bool, **hub_kwargs):
+    """Read a config.json into a transformers config, native classes before remote code.
+
+    The JSON is checked first (depth, value types, sizes: :mod:`archlint.guards`). A
+    ``model_type`` transformers knows is always read by its native class, whatever the
+    config's ``auto_map`` says and whether or not remote code is trusted. A local folder's
+    own configuration code is imported from that folder, never fetched from the Hub.
+    """
     from transformers import AutoConfig
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
     try:
-        raw = json.loads(Path(config_file).read_text(encoding="utf-8"))
+        text = Path(config_file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise TargetError("unreadable-config", f"{target}: cannot read {config_file}: {e}") from e
+        raise TargetError("unreadable-config", f"{target}: cannot read {config_file}: {_one_line(e)}") from e
+    try:
+        raw = parse_json(text, f"{target}: {config_file}")
     except json.JSONDecodeError as e:
-        raise TargetError("malformed-config", f"{target}: {config_file} is not valid JSON ({e.msg} at line {e.lineno})") from e
+        raise TargetError("malformed-config",
+                          f"{target}: {config_file} is not valid JSON ({e.msg} at line {e.lineno})") from e
+    except (ValueError, RecursionError) as e:  # e.g. an integer of more than 4300 digits
+        raise TargetError("malformed-config", f"{target}: {config_file} cannot be read as JSON: {_one_line(e)}") from e
     if not isinstance(raw, dict):
-        raise TargetError("malformed-config", f"{target}: {config_file} holds a JSON {type(raw).__name__}, not an object")
+        raise TargetError("malformed-config",
+                          f"{target}: {config_file} holds a JSON {type(raw).__name__}, not an object")
+    check_config(raw, target)
     model_type = raw.get("model_type")
     native = model_type in CONFIG_MAPPING_NAMES
-    has_remote = "AutoConfig" in raw.get("auto_map", {})
+    auto_map = raw.get("auto_map") or {}
+    has_remote = "AutoConfig" in auto_map
     if not native and has_remote and not trust_remote_code:
         raise TargetError(
             "remote-code",
@@ -204,24 +241,48 @@ def load_config(config_file: Path, target: str, trust_remote_code: bool, **hub_k
         )
     if not native and not has_remote:
         raise TargetError("unknown-model-type", _unknown_type_message(target, model_type, config_file))
-    source = hub_kwargs.pop("repo_id", None) or str(Path(config_file).parent)
     try:
-        # Native classes first (DESIGN decision 2): a known model_type never runs remote code.
-        return AutoConfig.from_pretrained(
-            source if not native else str(config_file),
-            trust_remote_code=bool(trust_remote_code and not native),
-            **hub_kwargs if not native else {},
-        )
+        if native:  # never remote code, with or without the flag
+            return AutoConfig.from_pretrained(str(config_file))
+        if hub_kwargs:
+            return AutoConfig.from_pretrained(hub_kwargs.pop("repo_id"), trust_remote_code=True, **hub_kwargs)
+        folder = Path(config_file).parent
+        return local_remote_class(folder, auto_map["AutoConfig"], target).from_pretrained(str(folder))
     except TargetError:
         raise
     except Exception as e:  # transformers raises ValueError/OSError/TypeError/KeyError for bad configs
         raise TargetError("bad-config", f"{target}: transformers could not read this config: {_one_line(e)}") from e
 
 
+def local_remote_class(folder: Path, reference: Any, target: str):
+    """``module.Class`` (or ``org/repo--module.Class``) imported from ``folder``'s own files:
+    the repository part of a reference is ignored, nothing is fetched."""
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    if isinstance(reference, list):
+        reference = next((r for r in reference if isinstance(r, str)), None)
+    if not isinstance(reference, str) or reference.count(".") != 1:
+        raise TargetError("remote-code", f"{target}: auto_map reference {reference!r} is not of the form module.Class")
+    local = reference.split("--")[-1]
+    module_file = folder / (local.split(".")[0] + ".py")
+    if not module_file.is_file():
+        raise TargetError(
+            "remote-code",
+            f"{target}: auto_map names {reference}, but {module_file.name} is not in {folder}; "
+            f"archlint imports a local folder's code only from that folder",
+        )
+    try:
+        return get_class_from_dynamic_module(local, str(folder), local_files_only=True)
+    except Exception as e:
+        raise TargetError("remote-code",
+                          f"{target}: importing the folder's own code ({local}) failed: {_one_line(e)}") from e
+
+
 def _unknown_type_message(target: str, model_type: Any, config_file: Path) -> str:
     if model_type is None:
         return f"{target}: {config_file} has no model_type; it is not a transformers config"
-    return f"{target}: model_type {model_type!r} is unknown to the installed transformers{_did_you_mean(str(model_type))}; upgrade transformers or check the config"
+    return (f"{target}: model_type {model_type!r} is unknown to the installed transformers"
+            f"{_did_you_mean(str(model_type))}; upgrade transformers or check the config")
 
 
 # -- transformers model types ------------------------------------------------------
@@ -239,7 +300,8 @@ def _resolve_model_type(target: str) -> ModelSpec:
     try:
         config = fill_sub_configs(AutoConfig.for_model(target))
     except Exception as e:
-        raise TargetError("bad-config", f"{target}: transformers cannot build its default config: {_one_line(e)}") from e
+        raise TargetError("bad-config",
+                          f"{target}: transformers cannot build its default config: {_one_line(e)}") from e
     return ModelSpec(target, "model_type", config=config)
 
 
@@ -247,7 +309,7 @@ def fill_sub_configs(config):
     """Replace optional sub-configs that default to None with their default config.
 
     ``Gemma4Config()`` has no vision or audio tower; the Gemma-4 problems live there, so a
-    bare ``archlint gemma4`` must build them (issue #2, scope 2).
+    bare ``archlint gemma4`` must build them.
     """
     specs = getattr(type(config), "sub_configs_defaults", None) or {}
     filled = {}
@@ -271,67 +333,17 @@ def _did_you_mean(word: str) -> str:
 
 # -- the Hub ------------------------------------------------------------------------
 
-OFFLINE_ADVICE = (
-    "config.json is not in the local Hugging Face cache and the Hub cannot be reached; "
-    "connect once to cache it (later runs work with --offline), or lint a local copy: "
-    "archlint ./FOLDER (a folder holding config.json)"
-)
+def _resolve_hub(target: str, repo: str, revision: str | None, trust_remote_code: bool, offline: bool,
+                 hub_timeout: float | None) -> ModelSpec:
+    from .hub import fetch_config
+    from .quiet import quiet_libraries
 
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to the Hub endpoint opens within ``timeout`` seconds (name
-    lookup included), so that an unreachable Hub costs seconds, not a minute of retries."""
-    import socket
-    import threading
-    from urllib.parse import urlsplit
-
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    url = urlsplit(constants.ENDPOINT)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    outcome: list[bool] = []
-
-    def connect() -> None:
-        try:
-            socket.create_connection((url.hostname, port), timeout=timeout).close()
-            outcome.append(True)
-        except OSError:
-            outcome.append(False)
-
-    worker = threading.Thread(target=connect, daemon=True)
-    worker.start()
-    worker.join(timeout)
-    return bool(outcome and outcome[0])
-
-
-def _resolve_hub(target: str, repo: str, revision: str | None, trust_remote_code: bool, offline: bool) -> ModelSpec:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub import errors as hub_errors
-
-    if not offline and not hub_reachable():
-        offline = True  # fail fast: the cache answers, or the error below says what to do
-    try:
-        config_file = hf_hub_download(repo, "config.json", revision=revision, local_files_only=offline)
-    except hub_errors.GatedRepoError as e:
-        raise TargetError("gated", f"{target}: the repository is gated; accept its licence on the Hub and set HF_TOKEN (or run `hf auth login`)") from e
-    except hub_errors.RevisionNotFoundError as e:
-        raise TargetError("revision-not-found", f"{target}: revision {revision!r} does not exist in {repo}") from e
-    except hub_errors.RepositoryNotFoundError as e:
-        raise TargetError("repo-not-found", f"{target}: no such repository on the Hub (or it is private: set HF_TOKEN)") from e
-    except (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled) as e:
-        # Before EntryNotFoundError: LocalEntryNotFoundError is a subclass of it.
-        raise TargetError("offline", f"{target}: {OFFLINE_ADVICE}") from e
-    except (hub_errors.EntryNotFoundError, hub_errors.RemoteEntryNotFoundError) as e:
-        raise TargetError("no-config", f"{target}: the repository has no config.json; it is not a transformers model") from e
-    except hub_errors.HfHubHTTPError as e:
-        raise TargetError("hub-error", f"{target}: the Hub answered {_one_line(e)}") from e
-    except OSError as e:
-        raise TargetError("hub-error", f"{target}: could not fetch config.json: {_one_line(e)}") from e
+    config_file = fetch_config(target, repo, revision, offline=offline, timeout=hub_timeout)
     hub_kwargs = {"repo_id": repo, "revision": revision} if trust_remote_code else {}
-    config = load_config(Path(config_file), target, trust_remote_code, **hub_kwargs)
-    return ModelSpec(target, "hub", config=config, config_file=config_file, revision=revision, trust_remote_code=trust_remote_code)
+    with quiet_libraries():
+        config = load_model_config(Path(config_file), target, trust_remote_code, **hub_kwargs)
+    return ModelSpec(target, "hub", config=config, config_file=config_file, revision=revision,
+                     trust_remote_code=trust_remote_code)
 
 
 # -- Python factories ---------------------------------------------------------------
@@ -350,7 +362,8 @@ def _resolve_factory(target: str, module_ref: str, name: str) -> ModelSpec:
             raise TargetError("factory-missing", f"{target}: {module_ref} has no attribute {name!r}")
         obj = getattr(obj, attr)
     if not callable(obj):
-        raise TargetError("factory-not-callable", f"{target}: {name} is a {type(obj).__name__}, not an nn.Module class or a function returning one")
+        raise TargetError("factory-not-callable", f"{target}: {name} is a {type(obj).__name__}, "
+                                                  "not an nn.Module class or a function returning one")
     return ModelSpec(target, "factory", factory=obj, config_file=getattr(module, "__file__", None))
 
 

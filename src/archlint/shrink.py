@@ -94,10 +94,10 @@ def _plans(graph, config, *, prefix: bool = False) -> dict[tuple[str, ...], tupl
     """Config key path -> (original layer count, layer indices to keep)."""
     plans: dict[tuple[str, ...], tuple[int, set[int]]] = {}
     for list_path, keypath, count in _candidate_lists(graph, config):
-        skeys = [graph.info(graph.info(list_path).children[str(i)]).skey for i in range(count)]
-        keep = {skeys.index(s) for s in set(skeys) if s != skeys[-1]} | {count - 1}
+        structure_keys = [graph.info(graph.info(list_path).children[str(i)]).structure_key for i in range(count)]
+        keep = {structure_keys.index(s) for s in set(structure_keys) if s != structure_keys[-1]} | {count - 1}
         if prefix:
-            keep = set(range(max(skeys.index(s) for s in set(skeys)) + 1)) | {count - 1}
+            keep = set(range(max(structure_keys.index(s) for s in set(structure_keys)) + 1)) | {count - 1}
         if len(keep) < 2:
             keep.add(0)
         old = plans.get(keypath, (count, set()))[1]
@@ -191,8 +191,8 @@ def _faithful(graph, module: nn.Module, lists: dict[str, tuple[int, ...]]) -> bo
     for path, keep in lists.items():
         if path not in copy.nx or len(copy.info(path).children) != len(keep):
             return False
-        want = {graph.info(c).skey for c in graph.info(path).children.values()}
-        have = {copy.info(c).skey for c in copy.info(path).children.values()}
+        want = {graph.info(c).structure_key for c in graph.info(path).children.values()}
+        have = {copy.info(c).structure_key for c in copy.info(path).children.values()}
         if want != have:
             return False
     return True

@@ -14,7 +14,8 @@ from functools import cache
 
 from torch import nn
 
-_PROJECTION_CALLS = {"linear", "matmul", "mm", "bmm", "einsum", "addmm", "baddbmm", "tensordot", "_grouped_mm", "grouped_mm"}
+_PROJECTION_CALLS = {"linear", "matmul", "mm", "bmm", "einsum", "addmm", "baddbmm", "tensordot", "_grouped_mm",
+                     "grouped_mm"}
 
 
 @cache

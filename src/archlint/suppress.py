@@ -10,8 +10,8 @@ module in the tree). It counts in two places:
 
 Codes are required (codes, prefixes or rule names); the reason after the bracket is free
 text. A suppression removes the covered paths from a finding; a finding left with no path
-disappears. A pragma or per-module-ignores entry that removes nothing (or is malformed,
-or misplaced) becomes an ARCH001 unused-suppression finding when ARCH001 is selected.
+disappears. What each suppression removed is kept (:class:`Suppressions`): the ARCH001
+rule, which runs after suppression, reads it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import dataclasses
 import io
 import os
 import re
+import sys
 import tokenize
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -81,25 +82,26 @@ def apply(findings: Sequence[Finding], suppressors: Sequence) -> tuple[list[Find
     return kept, used
 
 
-def suppress(findings: Sequence[Finding], graph, ignores: Sequence[ModuleIgnore], selected: Iterable[str]) -> list[Finding]:
-    """Apply the model's pragmas and ``ignores``; add ARCH001 findings for the unused ones."""
-    from .rules.arch001_unused_suppression import UnusedSuppression
+@dataclass(frozen=True)
+class Suppressions:
+    """What the suppressions of one lint did. ``broken``: pragmas that cannot work
+    (malformed, misplaced, unknown code). ``unused``: pragmas and per-module-ignores
+    entries that removed nothing although a code they name ran (a code that did not run
+    cannot be judged unused)."""
 
-    selected = set(selected)
+    broken: tuple[Pragma, ...] = ()
+    unused: tuple[Pragma | ModuleIgnore, ...] = ()
+
+
+def suppress(findings: Sequence[Finding], graph, ignores: Sequence[ModuleIgnore],
+             ran: Iterable[str]) -> tuple[list[Finding], Suppressions]:
+    """Apply the model's pragmas and ``ignores`` to ``findings`` (of the codes that ``ran``)."""
+    ran = set(ran)
     pragmas = find_pragmas(graph) if graph is not None else []
-    working = [p for p in pragmas if not p.problem]
-    suppressors = [*working, *ignores]
+    suppressors = [*(p for p in pragmas if not p.problem), *ignores]
     kept, used = apply(findings, suppressors)
-    if UnusedSuppression.code not in selected:
-        return kept
-    rule = UnusedSuppression()
-    unused = [rule.for_pragma(p) for p in pragmas if p.problem]
-    for i, s in enumerate(suppressors):
-        judged = s.codes & selected  # a code that did not run cannot be judged unused
-        if i in used or not judged:
-            continue
-        unused.append(rule.for_pragma(s) if isinstance(s, Pragma) else rule.for_ignore(s))
-    return kept + unused
+    unused = tuple(s for i, s in enumerate(suppressors) if i not in used and s.codes & ran)
+    return kept, Suppressions(tuple(p for p in pragmas if p.problem), unused)
 
 
 # -- reading pragmas --------------------------------------------------------------------
@@ -156,8 +158,6 @@ def _source_file(cls: type) -> str | None:
     module = getattr(cls, "__module__", "") or ""
     if module == "builtins" or module.startswith("torch."):
         return None
-    import sys
-
     file = getattr(sys.modules.get(module), "__file__", None)
     return os.path.realpath(file) if file and file.endswith(".py") else None
 
@@ -220,7 +220,10 @@ def _self_assignments(func, qualname: str, out: dict) -> None:
         return
     me = func.args.args[0].arg  # "self", whatever it is called
     for node in ast.walk(func):
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        else:
+            targets = [node.target] if isinstance(node, ast.AnnAssign) else []
         for t in targets:
             if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == me:
                 for line in range(node.lineno, (node.end_lineno or node.lineno) + 1):

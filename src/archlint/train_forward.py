@@ -15,6 +15,7 @@ A forward that fails on the copy for any other reason is retried on the user's m
 from __future__ import annotations
 
 import contextlib
+import enum
 import inspect
 import re
 import time
@@ -34,16 +35,19 @@ TEXT_INPUTS = ("input_ids", "attention_mask", "labels")
 BATCH, SEQ = 2, 8
 
 
+class ForwardStatus(enum.StrEnum):
+    OK = "ok"
+    MISSING_INPUT = "missing-input"  # supplying the named input made the error go away
+    FAILED = "failed"  # any other exception: nothing is known
+    NOT_APPLICABLE = "not-applicable"  # the forward takes no input_ids: not a text model
+
+
 @dataclass(frozen=True)
 class ForwardOutcome:
-    """What the fake training forward did.
+    """What the fake training forward did (``status``); with ``MISSING_INPUT``, ``missing``
+    names the input."""
 
-    ``status`` is ``"ok"``, ``"missing-input"`` (``missing`` names the input; supplying it
-    made that error go away), ``"failed"`` (any other exception: nothing is known) or
-    ``"not-applicable"`` (the forward takes no ``input_ids``: not a text model).
-    """
-
-    status: str
+    status: ForwardStatus
     model: str  # which model ran: "shrunk copy (…)" or "the model itself"
     seconds: float
     missing: str | None = None
@@ -59,11 +63,11 @@ def training_forward(built: BuiltModel, copy: ShrunkModel | None) -> ForwardOutc
     LoRA training steps."""
     start = time.perf_counter()
     if not _takes_token_ids(built.module):
-        return ForwardOutcome("not-applicable", "", 0.0)  # no forward, or not a token model
+        return ForwardOutcome(ForwardStatus.NOT_APPLICABLE, "", 0.0)  # no forward, or not a token model
     with _quiet():
         if copy is not None:
             outcome = run(copy.module, label=copy.description, path_map=copy.original_path)
-            if outcome.status != "failed":
+            if outcome.status is not ForwardStatus.FAILED:
                 return _with_seconds(outcome, start)
         outcome = run(built.module, label="the model itself")
         return _with_seconds(outcome, start)
@@ -96,14 +100,15 @@ def run(model: nn.Module, *, label: str, path_map=None) -> ForwardOutcome:
     paths = {id(m): (path_map or _same)(p) for p, m in model.named_modules()}
     error, raised_in = _forward(model, paths)
     if error is None:
-        return ForwardOutcome("ok", label, 0.0)
+        return ForwardOutcome(ForwardStatus.OK, label, 0.0)
     text = one_line(error)
     for name in _named_missing_inputs(model, error):
         again, _ = _forward(model, paths, supplied=(name,))
         if again is None or _message(again) != _message(error):
-            return ForwardOutcome("missing-input", label, 0.0, missing=name, error=text, raised_in=raised_in,
+            return ForwardOutcome(ForwardStatus.MISSING_INPUT, label, 0.0, missing=name, error=text,
+                                  raised_in=raised_in,
                                   details={"with_input": "ok" if again is None else one_line(again)})
-    return ForwardOutcome("failed", label, 0.0, error=text, raised_in=raised_in)
+    return ForwardOutcome(ForwardStatus.FAILED, label, 0.0, error=text, raised_in=raised_in)
 
 
 def _takes_token_ids(model: nn.Module) -> bool:
@@ -124,7 +129,8 @@ def _same(path: str) -> str:
     return path
 
 
-def _forward(model: nn.Module, paths: dict[int, str], *, supplied: tuple[str, ...] = ()) -> tuple[Exception | None, str]:
+def _forward(model: nn.Module, paths: dict[int, str], *,
+             supplied: tuple[str, ...] = ()) -> tuple[Exception | None, str]:
     """One fake forward in training mode (plus all-zero ``supplied`` inputs); the
     exception, if any, and the path of the innermost module whose forward raised it."""
     from torch._subclasses.fake_tensor import FakeTensorMode

@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from ..build import BuiltModel
+    from ..checkpoint import CheckpointSource
     from ..graph import ModuleGraph
     from ..lora.plan import Plan
+    from ..quantize import QuantizationRequest
+    from ..suppress import Suppressions
 
 T = TypeVar("T")
 
@@ -28,11 +31,16 @@ class Facts:
     plan (None: the common recipes are evaluated), and every registered fact as an
     attribute (``ctx.repeated_blocks``, ``ctx.plans``, ``ctx.probes.norm(module)``, ...)."""
 
-    def __init__(self, graph: ModuleGraph, built: BuiltModel, config: Any = None, plan: Plan | None = None):
+    def __init__(self, graph: ModuleGraph, built: BuiltModel, config: Any = None, plan: Plan | None = None,
+                 quantization_request: QuantizationRequest | None = None,
+                 checkpoint_source: CheckpointSource | None = None):
         self.graph = graph
         self.built = built
         self.config = config  # transformers.PretrainedConfig, or None for a plain nn.Module
         self.plan = plan
+        self.quantization_request = quantization_request  # --quantization, or None
+        self.checkpoint_source = checkpoint_source  # the checkpoint whose headers are read, or None
+        self.suppressions: Suppressions | None = None  # set by the engine once suppressions are applied
         self.timings: dict[str, float] = {}  # seconds per phase, each phase's own time (--debug)
         self._nested: list[float] = []  # per open phase: time spent in phases opened inside it
 

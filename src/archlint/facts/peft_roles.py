@@ -31,7 +31,8 @@ class PeftRoles:
         if isinstance(info.module, nn.Linear):
             return info.module.out_features in sizes
         weight = info.parameters.get("weight")
-        return weight is not None and weight.ndim == 2 and weight.shape[0] in sizes and weight.shape[0] < weight.shape[1]
+        return (weight is not None and weight.ndim == 2 and weight.shape[0] in sizes
+                and weight.shape[0] < weight.shape[1])
 
     def why_unwrappable(self, path: str) -> str | None:
         """Why PEFT cannot wrap this module as a LoRA layer: "ModuleList", "norm", "router",

@@ -22,6 +22,7 @@ from ..lora.oracle import Outcome
 from ..lora.plan import Plan
 from ..lora.recipes import common_recipes
 from ..lora.training_step import StepCheck
+from ..report import Engine
 from .base import Facts, fact
 
 
@@ -77,7 +78,8 @@ class PlanFacts:
                 outcome = predict(self.facts.built.module, plan, outcomes=self.outcomes)
             step = self.step_of(plan, outcome)
             if step is not None:
-                failure = None if step.ok else f"{step.stage}: {step.error}" + (f" in {step.module}" if step.module else "")
+                where = f" in {step.module}" if step.module else ""
+                failure = None if step.ok else f"{step.stage}: {step.error}{where}"
                 outcome = dataclasses.replace(outcome, checked=step.checked, step_error=failure)
             self.outcomes[key] = outcome
         return self.outcomes[key]
@@ -85,7 +87,7 @@ class PlanFacts:
     def step_of(self, plan: Plan, outcome: Outcome) -> StepCheck | None:
         """One training step of the model adapted by ``plan`` (None when PEFT did not inject
         it: refused, or not installed); time goes to the ``steps`` phase."""
-        if not outcome.ok or outcome.engine != "peft":
+        if not outcome.ok or outcome.engine != Engine.PEFT:
             return None
         checker = self.facts.training_steps
         with self.facts.timed("steps"):

@@ -43,7 +43,10 @@ class ProbeReadings:
     def norm(self, module: nn.Module) -> NormReading:
         """The semantics of a normalising module (probed with bf16 input, where cast order
         shows), confirmed numerically when it is small."""
-        return self._reading(module, "norm", lambda: norm_reading(module, self.probe(module, input_dtype=torch.bfloat16)))
+        def read():
+            return norm_reading(module, self.probe(module, input_dtype=torch.bfloat16))
+
+        return self._reading(module, "norm", read)
 
     def glu(self, module: nn.Module) -> Glu | None:
         """The GLU an MLP (or a stacked-experts module) computes, or None."""

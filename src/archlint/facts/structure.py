@@ -13,7 +13,7 @@ from .base import Facts, fact
 def repeated_blocks(facts: Facts) -> list[Group]:
     """Groups of the outermost repeated blocks (decoder layers, encoder layers)."""
     outer = facts.graph.blocks.outer
-    return [g for g in facts.graph.groups if g.info.path in outer]
+    return [g for g in facts.graph.groups if g.representative.path in outer]
 
 
 @fact(phase="structure")
@@ -47,7 +47,7 @@ def stacked_expert_parameters(facts: Facts) -> list[tuple[Group, TensorInfo]]:
     counts = facts.expert_counts
     found = []
     for group in facts.graph.groups:
-        info = group.info
+        info = group.representative
         if isinstance(info.module, (nn.modules.conv._ConvNd, nn.Embedding)):
             continue
         for tensor in info.parameters.values():

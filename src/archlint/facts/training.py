@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from ..lora.training_step import StepChecker, StepModel
 from ..shrink import ShrunkModel, shrunk_copy
-from ..train_forward import ForwardOutcome, training_forward as run_training_forward
+from ..train_forward import ForwardOutcome
+from ..train_forward import training_forward as run_training_forward
 from .base import Facts, fact
 
 

@@ -17,12 +17,12 @@ import dataclasses
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from torch import nn
 
 from ..findings import star_indices
 from ..graph import ModuleGraph, RepeatedBlocks
+from ..report import Engine, Verdict
 from . import reimplementation
 from .oracle import (
     Outcome,
@@ -54,9 +54,6 @@ class EntryResult:
     def matches(self) -> int:
         return len(self.modules) + len(self.parameters)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"entry": self.entry, "matches": self.matches, "classes": list(self.classes),
-                "layers_reached": self.layers_reached, "layers_total": self.layers_total}
 
 
 @dataclass(frozen=True)
@@ -74,13 +71,20 @@ class PlanEvaluation:
         return self.outcome.ok and (self.step is None or self.step.ok)
 
     @property
-    def verdict(self) -> str:
-        return "ok" if self.ok else "error"
+    def engine_label(self) -> str:
+        """Who answered, for people: the installed PEFT, or the reimplementation."""
+        if self.outcome.engine == Engine.PEFT:
+            return f"PEFT {self.peft_version} on the meta model"
+        return f"archlint's reimplementation of PEFT {reimplementation.REIMPLEMENTED_VERSION} (PEFT not installed)"
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict.OK if self.ok else Verdict.ERROR
 
     @property
     def checked(self) -> tuple[str, ...]:
         """The stages that ran clean: inject (by PEFT), forward and backward (the step)."""
-        if not self.outcome.ok or self.outcome.engine != "peft":
+        if not self.outcome.ok or self.outcome.engine != Engine.PEFT:
             return ()
         return self.step.checked if self.step is not None else ("inject",)
 
@@ -91,19 +95,6 @@ class PlanEvaluation:
         if not self.outcome.ok:
             return {**self.outcome.error, "stage": "inject", "module": None}
         return self.step.error_dict() if self.step is not None else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.plan.source,
-            "verdict": self.verdict,
-            "error": self.error,
-            "checked": list(self.checked),
-            "entries": [e.to_dict() for e in self.entries],
-            "modules": list(self.outcome.modules),
-            "parameters": list(self.outcome.parameters),
-            "trainable_parameters": self.outcome.trainable,
-            "peft_version": self.peft_version,
-        }
 
 
 @dataclass
@@ -124,7 +115,7 @@ class ModelIndex:
                    tuple(f"{i.path}.{n}" if i.path else n for i in graph for n in i.parameters))
 
 
-def evaluate(model: nn.Module, plan: Plan, *, index: ModelIndex | None = None, engine: str | None = None,
+def evaluate(model: nn.Module, plan: Plan, *, index: ModelIndex | None = None, engine: Engine | None = None,
              outcomes: dict | None = None) -> PlanEvaluation:
     """Evaluate ``plan`` on ``model`` (left untouched; PEFT works on a copy). ``outcomes``: see :func:`predict`."""
     index = index or ModelIndex.of(ModuleGraph(model))
@@ -133,8 +124,8 @@ def evaluate(model: nn.Module, plan: Plan, *, index: ModelIndex | None = None, e
     return PlanEvaluation(plan, outcome, entries, _notes(model, plan, outcome), peft_version())
 
 
-def predict(model: nn.Module, plan: Plan, *, engine: str | None = None, outcomes: dict | None = None) -> Outcome:
-    """PEFT's outcome: from PEFT itself, or from the reimplementation (``engine="reimplementation"``
+def predict(model: nn.Module, plan: Plan, *, engine: Engine | None = None, outcomes: dict | None = None) -> Outcome:
+    """PEFT's outcome: from PEFT itself, or from the reimplementation (``engine=Engine.REIMPLEMENTATION``
     or PEFT missing).
 
     ``outcomes`` (one dict per model, e.g. per lint) remembers each outcome under what PEFT is
@@ -143,7 +134,7 @@ def predict(model: nn.Module, plan: Plan, *, engine: str | None = None, outcomes
     merely adapt the same modules (the seven standard names and ``all-linear`` on Llama) are
     different inputs; PEFT runs once for them when :func:`same_wrapping` proves the outcome
     equal, and on the model's shrunk copy when :func:`on_shrunk_copy` can."""
-    use_peft = engine != "reimplementation" and peft_available()
+    use_peft = engine != Engine.REIMPLEMENTATION and peft_available()
     key = ("peft" if use_peft else "reimplementation", peft_input(plan))
     if outcomes is not None and key in outcomes:
         return outcomes[key]

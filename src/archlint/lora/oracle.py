@@ -23,6 +23,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from torch import nn
 
+from ..report import Engine
 from .plan import Plan
 
 
@@ -38,7 +39,7 @@ class Outcome:
     trainable: int = 0  # get_nb_trainable_parameters()[0]
     # PEFT's transformers-v5 MoE conversion: target_modules entry -> the expert parameter it became
     rerouted: dict[str, str] = field(default_factory=dict)
-    engine: str = "peft"  # "peft" or "reimplementation"
+    engine: Engine = Engine.PEFT
     # A suggested fix's training step (lora.training_step): the stages that ran clean, and
     # what failed ("forward: AttributeError: … in model.layers.0.mlp.router"), if anything.
     checked: tuple[str, ...] = ()
@@ -207,7 +208,10 @@ def moe_reroutes(model: nn.Module, plan: Plan) -> dict[str, str]:
     expert parameters for this model (``_convert_peft_config_moe``), by PEFT's own code."""
     try:
         from peft import LoraConfig
-        from peft.utils.transformers_weight_conversion import convert_peft_config_for_transformers, get_model_conversion_mapping
+        from peft.utils.transformers_weight_conversion import (
+            convert_peft_config_for_transformers,
+            get_model_conversion_mapping,
+        )
     except ImportError:
         return {}
     if not hasattr(getattr(model, "config", None), "model_type"):
@@ -264,12 +268,16 @@ def peft_entry_matcher(model: nn.Module, plan: Plan) -> tuple[Callable[[str], bo
     added = []
     if isinstance(config.target_modules, str):
         try:
-            from peft.utils.transformers_weight_conversion import convert_peft_config_for_transformers, get_model_conversion_mapping
+            from peft.utils.transformers_weight_conversion import (
+                convert_peft_config_for_transformers,
+                get_model_conversion_mapping,
+            )
 
             if hasattr(getattr(model, "config", None), "model_type"):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    convert_peft_config_for_transformers(config, model=model, conversions=get_model_conversion_mapping(model))
+                    conversions = get_model_conversion_mapping(model)
+                    convert_peft_config_for_transformers(config, model=model, conversions=conversions)
                 added = sorted(set(config.target_parameters or ()))
         except (ImportError, ValueError):
             pass

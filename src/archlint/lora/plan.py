@@ -19,7 +19,7 @@ from .targets import REGEX_PREFIX
 
 ALL_LINEAR = "all-linear"
 
-#: The keys archlint reads and evaluates (issue #5 point 1).
+#: The keys archlint reads and evaluates.
 PLAN_KEYS = ("target_modules", "exclude_modules", "target_parameters", "layers_to_transform",
              "layers_pattern", "modules_to_save", "r")
 
@@ -77,6 +77,11 @@ class Plan:
             raise UsageError(f"--peft-config {path}: cannot read it ({e.strerror or e})") from None
         except json.JSONDecodeError as e:
             raise UsageError(f"--peft-config {path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+        except UnicodeDecodeError as e:
+            raise UsageError(f"--peft-config {path}: not UTF-8 text (byte {e.start}); "
+                             "expected a LoraConfig JSON") from None
+        except (ValueError, RecursionError) as e:  # nesting or numbers Python's parser refuses
+            raise UsageError(f"--peft-config {path}: not valid JSON ({type(e).__name__})") from None
         if not isinstance(data, dict):
             raise UsageError(f"--peft-config {path}: expected a JSON object, got {type(data).__name__}")
         return cls.from_mapping(data, source="peft-config")
@@ -145,7 +150,8 @@ class Plan:
         return out
 
 
-def flag_mapping(*, target_modules: str | Sequence[str] | None = None, exclude_modules: str | Sequence[str] | None = None,
+def flag_mapping(*, target_modules: str | Sequence[str] | None = None,
+                 exclude_modules: str | Sequence[str] | None = None,
                  target_parameters: str | Sequence[str] | None = None, r: int | None = None) -> dict[str, Any]:
     """The LoraConfig keys the command-line values stand for (only those given)."""
     mapping: dict[str, Any] = {}
@@ -250,7 +256,8 @@ def _layers(value, where: str):
         return None
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+    if isinstance(value, (list, tuple)) and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
         return tuple(value)
     raise UsageError(f"{where}: layers_to_transform must be a layer index or a list of them, got {value!r}")
 

@@ -25,9 +25,13 @@ from typing import Any
 
 from torch import nn
 
+from ..report import Engine
 from .oracle import Outcome
 from .plan import ALL_LINEAR, Plan
 from .targets import parameter_reached, reaches
+
+#: The PEFT release whose behaviour this module reproduces.
+REIMPLEMENTED_VERSION = "0.21.2"
 
 #: LoRA's default dispatch (``dispatch_default``): the layer types it wraps.
 _MAMBA_TYPES = {"falcon_h1", "mamba", "mamba2", "falcon_mamba", "nemotron_h"}
@@ -40,10 +44,12 @@ _QWEN2_MOE_TYPES = (
     "longcat_flash solar_open mellum qwen3_moe beam qwen3_omni_moe qwen3_omni_moe_thinker qwen3_omni_moe_text "
     "qwen3_next hunyuan_v1_moe flex_olmo olmoe sarvam_mla exaone_moe cohere2_moe"
 ).split()
-_CONVERSION = {**{t: "qwen2_moe" for t in _QWEN2_MOE_TYPES}, "mixtral": "mixtral", "minimax": "mixtral", "minimax_m2": "mixtral"}
+_CONVERSION = {**{t: "qwen2_moe" for t in _QWEN2_MOE_TYPES},
+               "mixtral": "mixtral", "minimax": "mixtral", "minimax_m2": "mixtral"}
 _MOE_MAPPING = {
     "mixtral": {"gate": "gate.weight", "w1": "gate_up_proj", "w3": "gate_up_proj", "w2": "down_proj"},
-    "qwen2_moe": {"gate": "gate.weight", "gate_proj": "gate_up_proj", "up_proj": "gate_up_proj", "down_proj": "down_proj"},
+    "qwen2_moe": {"gate": "gate.weight", "gate_proj": "gate_up_proj", "up_proj": "gate_up_proj",
+                  "down_proj": "down_proj"},
 }
 _FUSED = {"mixtral": {"gate_up_proj": ("w1", "w3")}, "qwen2_moe": {"gate_up_proj": ("gate_proj", "up_proj")}}
 
@@ -65,13 +71,15 @@ class _Config:
 
     @classmethod
     def of(cls, plan: Plan) -> _Config:
-        tm = plan.target_modules
+        def converted(kind, value):  # a tuple (a list in the plan) as PEFT's config holds it; else as it is
+            return kind(value) if isinstance(value, tuple) else value
+
         return cls(
-            target_modules=set(tm) if isinstance(tm, tuple) else tm,
-            exclude_modules=set(plan.exclude_modules) if isinstance(plan.exclude_modules, tuple) else plan.exclude_modules,
+            target_modules=converted(set, plan.target_modules),
+            exclude_modules=converted(set, plan.exclude_modules),
             target_parameters=set(plan.target_parameters),
-            layers_to_transform=list(plan.layers_to_transform) if isinstance(plan.layers_to_transform, tuple) else plan.layers_to_transform,
-            layers_pattern=list(plan.layers_pattern) if isinstance(plan.layers_pattern, tuple) else plan.layers_pattern,
+            layers_to_transform=converted(list, plan.layers_to_transform),
+            layers_pattern=converted(list, plan.layers_pattern),
             modules_to_save=list(plan.modules_to_save),
             r=plan.r,
         )
@@ -84,7 +92,7 @@ def run(model: nn.Module, plan: Plan, *, default_targets: tuple[str, ...] | None
         rerouted = convert_moe(config, model)
         return _inject(model, config, rerouted, default_targets)
     except (ValueError, NotImplementedError) as e:
-        return Outcome(False, type(e).__name__, str(e), engine="reimplementation")
+        return Outcome(False, type(e).__name__, str(e), engine=Engine.REIMPLEMENTATION)
 
 
 def matches(config: _Config, key: str) -> bool | None:
@@ -150,7 +158,8 @@ def convert_moe(config: _Config, model: nn.Module) -> dict[str, str]:
         have = present[new]
         if 0 < len(have) < len(required):
             missing = ", ".join(sorted(set(required) - have))
-            raise ValueError(f"Cannot convert PEFT target(s) {', '.join(sorted(have))} without also targeting {missing} "
+            raise ValueError(f"Cannot convert PEFT target(s) {', '.join(sorted(have))} "
+                             f"without also targeting {missing} "
                              f"because they are fused into {new}.")
         if len(have) == len(required) > 1:
             config.rank_pattern[rf".*\.{re.escape(new)}"] = config.r * len(required)
@@ -209,7 +218,8 @@ def _inject(model: nn.Module, config: _Config, rerouted: dict[str, str], default
             leaf = key.rpartition(".")[2]
             if model_type in _MAMBA_TYPES and leaf in _MAMBA_INCOMPATIBLE:
                 raise ValueError(
-                    f"[PEFT:PeftType.LORA] Module '{leaf}' is incompatible with Mamba-based models (model_type='{model_type}'). "
+                    f"[PEFT:PeftType.LORA] Module '{leaf}' is incompatible with Mamba-based models "
+                    f"(model_type='{model_type}'). "
                     f"Incompatible modules: {_MAMBA_INCOMPATIBLE}. Please remove it from `target_modules` to avoid "
                     "compatibility issues.")
             trainable += _module_lora_size(module, config.r)
@@ -223,7 +233,7 @@ def _inject(model: nn.Module, config: _Config, rerouted: dict[str, str], default
         _raise_no_match(config, excluded, unmatched)
     trainable += _modules_to_save_size(model, config)
     return Outcome(True, modules=tuple(modules), parameters=tuple(parameters), trainable=trainable,
-                   rerouted=rerouted, engine="reimplementation")
+                   rerouted=rerouted, engine=Engine.REIMPLEMENTATION)
 
 
 def _module_lora_size(module: nn.Module, r: int) -> int:
@@ -261,7 +271,10 @@ def _parameter_targets(model: nn.Module, config: _Config):
             key = f"{module_name}.{param_name}"
             if parameter_reached(key, names):
                 r = next((v for p, v in config.rank_pattern.items() if re.match(rf"(.*\.)?({p})$", key)), config.r)
-                experts, size = (param.shape[0], param.shape[1] + param.shape[2]) if param.ndim == 3 else (1, param.shape[0] + param.shape[1])
+                if param.ndim == 3:
+                    experts, size = param.shape[0], param.shape[1] + param.shape[2]
+                else:
+                    experts, size = 1, param.shape[0] + param.shape[1]
                 yield key, r * experts * size
 
 
@@ -282,7 +295,8 @@ def _raise_no_match(config: _Config, excluded: list[str], unmatched: list[str]):
             "Check your `target_modules`, `exclude_modules` and `modules_to_save` configuration.")
     if not excluded and unmatched and not config.target_modules:
         raise NoMatchingPeftModuleError(
-            "No `target_modules` passed but also no `target_parameters` found. Please check the values for these arguments.")
+            "No `target_modules` passed but also no `target_parameters` found. "
+            "Please check the values for these arguments.")
     suffix = ""
     if config.layers_to_transform is not None:
         suffix += f" Note: You specified 'layers_to_transform': {config.layers_to_transform}."

@@ -29,7 +29,8 @@ Targets = Collection[str] | str | None  # names, one full-match regex, or nothin
 
 
 def reaches(key: str, targets: Targets, *, exclude: Targets = None,
-            layers_to_transform: int | Collection[int] | None = None, layers_pattern: str | Collection[str] | None = None,
+            layers_to_transform: int | Collection[int] | None = None,
+            layers_pattern: str | Collection[str] | None = None,
             modules_to_save: Iterable[str] = ()) -> bool | None:
     """Whether ``targets`` reach the module ``key``: True, False, or None when ``exclude``
     or ``modules_to_save`` keeps it out (PEFT then counts it as excluded)."""

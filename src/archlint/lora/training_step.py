@@ -253,7 +253,7 @@ def _backward(loss: torch.Tensor, parameters, paths: dict[int, str], mode):
             grads = torch.autograd.grad(loss, tensors, allow_unused=True)
     except Exception as e:  # autograd's refusal (no grad_fn, an in-place op on a view) is the finding
         return [], one_line(e), _raising_module(e, paths)
-    missing = [module for (module, _, _), grad in zip(parameters, grads) if grad is None]
+    missing = [module for (module, _, _), grad in zip(parameters, grads, strict=True) if grad is None]
     return list(dict.fromkeys(missing)), None, ""
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..findings import Fix, star_indices
 from .oracle import Outcome, peft_available, peft_version
+from .reimplementation import REIMPLEMENTED_VERSION
 
 #: PEFT's outcome for a LoraConfig-shaped mapping, as one lint computes it (cached, timed).
 OutcomeOf = Callable[[Mapping[str, Any]], Outcome]
@@ -65,7 +66,7 @@ def verify(outcome_of: OutcomeOf, candidate: Candidate) -> Outcome | None:
 def verifier() -> str:
     if peft_available():
         return f"verified with PEFT {peft_version()} on the meta model"
-    return "verified with archlint's reimplementation of PEFT 0.21.2 (PEFT not installed)"
+    return f"verified with archlint's reimplementation of PEFT {REIMPLEMENTED_VERSION} (PEFT not installed)"
 
 
 def trains(outcome: Outcome) -> str:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from .gates import projection_ops
 from .trace import Operand, Trace
 
-
 _ATTENTION_CORE = ("scaled_dot_product", "_softmax", "softmax", "_safe_softmax")
 _GATES = {"sigmoid": "sigmoid", "tanh": "tanh", "silu": "silu"}
 

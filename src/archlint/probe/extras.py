@@ -42,7 +42,7 @@ def _describe(op: Op) -> str:
 
     if op.name.startswith("clamp"):
         bounds = [operand(a) for a in op.args[1:3]] + ["-"] * 2
-        bounds = [b if b != "-" else unbounded for b, unbounded in zip(bounds, ("-inf", "inf"))]
+        bounds = [b if b != "-" else unbounded for b, unbounded in zip(bounds, ("-inf", "inf"), strict=False)]
         return f"clamp to [{', '.join(bounds)}]"
     others = [operand(a) for a in op.args[1:] if a.kind in ("param", "buffer", "scalar")]
     of = f" of {operand(op.args[0])}" if op.args and op.args[0].kind in ("param", "buffer") else ""

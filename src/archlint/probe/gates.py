@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from .trace import SPLIT_OPS, VIEW_OPS, Op, Operand, Trace
 
 PROJECTIONS = frozenset({"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "_grouped_mm", "einsum"})
-ACTIVATIONS = frozenset({"silu", "gelu", "sigmoid", "relu", "tanh", "mish", "softplus", "elu", "leaky_relu", "hardswish"})
-_PASS = VIEW_OPS | {"index", "_to_copy", "clamp", "clamp_min", "clamp_max", "add", "add_", "mul", "squeeze", "unsqueeze"}
+ACTIVATIONS = frozenset({"silu", "gelu", "sigmoid", "relu", "tanh", "mish", "softplus", "elu", "leaky_relu",
+                         "hardswish"})
+_PASS = VIEW_OPS | {"index", "_to_copy", "clamp", "clamp_min", "clamp_max", "add", "add_", "mul", "squeeze",
+                    "unsqueeze"}
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ def _bound(value, unbounded: str) -> str:
     return f"{value:g}" if isinstance(value, (int, float)) else f"`{value}`"
 
 
-def _layout(trace: Trace, gate: "_Branch") -> str:
+def _layout(trace: Trace, gate: _Branch) -> str:
     op = trace.ops[gate.source[0]]
     step = op.args[4].value if op.name == "slice" and len(op.args) > 4 and op.args[4].kind == "scalar" else 1
     return "interleaved" if step and step > 1 else "halves"
@@ -170,7 +172,8 @@ def _activation(trace: Trace, branch: _Branch) -> str | None:
             for side in (0, 1):
                 sig = next((u for u in ups[side] if u.name == "sigmoid"), None)
                 if sig is not None and not any(u.name == "sigmoid" for u in ups[1 - side]):
-                    scale = next((u.scalars[0] for u in trace.upstream(sig.tensors[0])[:1] if u.name == "mul" and u.scalars), 1.0)
+                    scale = next((u.scalars[0] for u in trace.upstream(sig.tensors[0])[:1]
+                                  if u.name == "mul" and u.scalars), 1.0)
                     return "silu" if scale == 1 else f"swish(alpha={scale:g})"
     found = [n for n in names if n in ACTIVATIONS]
     return found[0] if found else None

@@ -26,7 +26,8 @@ def output_parts(trace: Trace, weight: str) -> int | None:
                 else:  # one op, several outputs: count the outputs that are read
                     parts |= {(op.index, c.name) for o in trace.consumers(op.index) for c in o.tensors
                               if c.kind == "op" and c.op == op.index}
-            elif op.name in VIEW_OPS or (op.name in ("add", "add_") and len(op.tensors) == 2 and op.index not in projections
+            elif op.name in VIEW_OPS or (op.name in ("add", "add_") and len(op.tensors) == 2
+                                          and op.index not in projections
                                           and any(t.kind == "param" for t in op.tensors)):
                 frontier.append(op.index)
     return len(parts) or 1

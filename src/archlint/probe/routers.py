@@ -49,7 +49,8 @@ def read_router(trace: Trace) -> Router | None:
                         and isinstance(op.scalars[0], float) and op.scalars[0] != 1.0 and len(op.tensors) == 1})
     if constants:
         extras.append("scales by " + ", ".join(f"{c:g}" for c in constants))
-    if any(op.name in ("uniform_", "rand", "randn", "normal_", "bernoulli_", "rand_like", "randn_like") for op in trace.ops):
+    random_ops = ("uniform_", "rand", "randn", "normal_", "bernoulli_", "rand_like", "randn_like")
+    if any(op.name in random_ops for op in trace.ops):
         extras.append("random jitter")
     if any(op.name in ("scatter", "scatter_", "masked_fill", "masked_fill_") for op in trace.ops):
         extras.append("masks experts")

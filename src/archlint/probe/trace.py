@@ -20,7 +20,8 @@ from torch.utils._pytree import tree_flatten
 
 #: Ops that only reshape, alias or copy: dataflow passes through them unchanged.
 VIEW_OPS = frozenset({
-    "native_dropout", "dropout", "view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand", "unsqueeze", "squeeze",
+    "native_dropout", "dropout", "view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand", "unsqueeze",
+    "squeeze",
     "alias", "detach", "clone", "contiguous", "_reshape_alias", "as_strided", "flatten", "lift_fresh",
 })
 #: Ops that select part of a tensor (a fused projection's halves).
@@ -145,7 +146,8 @@ class Recorder(TorchDispatchMode):
             return Operand(role.kind, role.name, role.op, **meta)
         if value is None:
             return Operand("none")
-        if isinstance(value, (bool, int, float, complex, str, torch.dtype, torch.device, torch.layout, torch.memory_format)):
+        if isinstance(value, (bool, int, float, complex, str,
+                              torch.dtype, torch.device, torch.layout, torch.memory_format)):
             return Operand("scalar", value=value)
         if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float, bool)) for v in value):
             return Operand("scalar", value=tuple(value))

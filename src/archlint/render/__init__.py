@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import importlib
 from dataclasses import dataclass
 
@@ -20,21 +21,31 @@ class RenderOptions:
     root: str | None = None  # repository root for file locations (SARIF, annotations); None: the cwd
 
 
+class OutputFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+    SARIF = "sarif"
+    GITHUB = "github"
+    HTML = "html"
+
+
+FORMATS = tuple(f.value for f in OutputFormat)
+
+
 def renderers():
+    """Format -> render function; the renderer modules are imported when asked for (rich is slow to import)."""
     from . import github, html, json_format, sarif, text
 
-    return {"text": text.render, "json": json_format.render, "sarif": sarif.render, "github": github.render,
-            "html": html.render}
+    return {OutputFormat.TEXT: text.render, OutputFormat.JSON: json_format.render,
+            OutputFormat.SARIF: sarif.render, OutputFormat.GITHUB: github.render, OutputFormat.HTML: html.render}
 
 
-FORMATS = ("text", "json", "sarif", "github", "html")  # the keys of renderers(), without importing them
+_MODULES = {OutputFormat.TEXT: "text", OutputFormat.JSON: "json_format", OutputFormat.SARIF: "sarif",
+            OutputFormat.GITHUB: "github", OutputFormat.HTML: "html"}
 
 
-_MODULES = {"text": "text", "json": "json_format", "sarif": "sarif", "github": "github", "html": "html"}
-
-
-def render(report: Report, fmt: str, options: RenderOptions) -> str:
-    """``fmt``'s renderer; only its own module is imported (SARIF reads the rules' documentation,
-    which imports the rules and torch: a cached text or JSON report must not pay for that)."""
-    module = importlib.import_module(f".{_MODULES[fmt]}", __name__)
+def render(report: Report, fmt: OutputFormat | str, options: RenderOptions) -> str:
+    """``fmt``'s renderer; only its own module is imported (a cached report must not pay for
+    the others, or for what they import)."""
+    module = importlib.import_module(f".{_MODULES[OutputFormat(fmt)]}", __name__)
     return module.render(report, options)

@@ -28,7 +28,8 @@ def render(report: Report, options) -> str:
     items = [(Severity.ERROR, _command("error", message=r.error.message, title=f"archlint: {r.error.kind}"),
               f"archlint: error {r.error.message}") for r in report.errors]  # the message names the target
     findings = sorted(((f, r) for r in report.results for f in r.findings), key=lambda fr: -fr[0].severity)
-    items += [(f.severity, _annotation(f, r, root), f"archlint: {COMMAND[f.severity]} " + _text(f, r).replace("\n", " | "))
+    items += [(f.severity, _annotation(f, r, root),
+               f"archlint: {COMMAND[f.severity]} " + _text(f, r).replace("\n", " | "))
               for f, r in findings]
     shown: list[str] = []
     omitted: list[str] = []

@@ -156,28 +156,28 @@ def _target(result: TargetResult, ids: _Ids) -> str:
 
 
 def _plans(result: TargetResult) -> str:
-    plans = [p.to_dict() for p in result.plans]
+    plans = result.plans
     if not plans:
         return ""
-    recipes = all(p["source"].startswith("recipe:") for p in plans)
+    recipes = all(p.source.startswith("recipe:") for p in plans)
     rows = []
     for p in plans:
-        name = p["source"].removeprefix("recipe:") if recipes else f"your plan ({p['source']})"
-        if p["verdict"] == "ok":
+        name = p.label if recipes else f"your plan ({p.source})"
+        if p.ok:
             verdict = '<span class="badge ok">works</span>'
-            what = f"{len(p['modules'])} modules" + (f" + {len(p['parameters'])} parameters" if p["parameters"] else "")
-            what += f", {p['trainable_parameters']:,} trainable"
+            what = f"{len(p.modules)} modules" + (f" + {len(p.parameters)} parameters" if p.parameters else "")
+            what += f", {p.trainable:,} trainable at r={p.r}"
         else:
             verdict = '<span class="badge breaks">breaks</span>'
-            what = _error_text(p["error"])
+            what = _error_text(p.error)
         rows.append(f"<tr><td>{escape(name)}</td><td>{verdict}</td><td>{escape(what)}</td></tr>")
-        for e in p["entries"] if not recipes else ():
-            layers = f"{e['layers_reached']}/{e['layers_total']}" if e["layers_total"] else "—"
-            rows.append(f'<tr class="entry"><td class="mono">&nbsp;&nbsp;{escape(e["entry"])}</td><td>{e["matches"]} matches</td>'
-                        f'<td>layers {layers} · {escape(", ".join(e["classes"]))}</td></tr>')
-    engine = f"PEFT {plans[0]['peft_version']} on the meta model" if plans[0].get("peft_version") else "archlint's reading of PEFT"
+        for e in p.entries if not recipes else ():
+            layers = f"{e.layers_reached}/{e.layers_total}" if e.layers_total else "—"
+            rows.append(f'<tr class="entry"><td class="mono">&nbsp;&nbsp;{escape(e.entry)}</td><td>{e.matches} matches</td>'
+                        f'<td>layers {layers} · {escape(", ".join(e.classes))}</td></tr>')
+        rows.extend(f'<tr class="note"><td></td><td></td><td class="why">{escape(n)}</td></tr>' for n in p.notes)
     title = "LoRA recipes" if recipes else "Your LoRA plan"
-    return f'<h3>{title} <span class="why">({escape(engine)})</span></h3><table class="plan">{"".join(rows)}</table>'
+    return f'<h3>{title} <span class="why">({escape(plans[0].engine_label)})</span></h3><table class="plan">{"".join(rows)}</table>'
 
 
 def _error_text(error: Any) -> str:

@@ -23,10 +23,8 @@ from collections import Counter
 from pathlib import Path
 
 from ..anchors import Anchor
-from ..docs import RULES_URL, page_name, rule_markdown
 from ..findings import Confidence, Finding, Severity
-from ..report import Report, TargetResult
-from ..rules import Rule, all_rules
+from ..report import RULES_URL, Report, RuleInfo, TargetResult
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = RULES_URL.rsplit("/blob/", 1)[0]
@@ -84,27 +82,18 @@ def model_key(target: str, root: Path) -> str:
     return target.split("@", 1)[0]
 
 
-def rule_url(rule: type[Rule]) -> str | None:
-    """A plugin's own ``url`` attribute, or the built-in rule's page in ``rules/``."""
-    if getattr(rule, "url", None):
-        return rule.url
-    return RULES_URL + page_name(rule) if rule.origin == "archlint" else None
-
-
-def _rules(report: Report) -> list[type[Rule]]:
+def _rules(report: Report) -> list[RuleInfo]:
     wanted = set(report.rules) | {f.code for f in report.findings}
-    return [r for r in all_rules() if r.code in wanted]
+    return [report.rule_info[c] for c in sorted(wanted) if c in report.rule_info]
 
 
-def _descriptor(rule: type[Rule]) -> dict:
-    sections = rule.sections()
-    full = " ".join((sections.get("What it does") or rule.summary()).split())
+def _descriptor(rule: RuleInfo) -> dict:
     descriptor = {
         "id": rule.code,
         "name": rule.name,
-        "shortDescription": {"text": _cut(rule.summary())},
-        "fullDescription": {"text": _cut(full)},
-        "help": {"text": rule_markdown(rule), "markdown": rule_markdown(rule)},
+        "shortDescription": {"text": _cut(rule.summary)},
+        "fullDescription": {"text": _cut(rule.description)},
+        "help": {"text": rule.help_markdown, "markdown": rule.help_markdown},
         "defaultConfiguration": {"level": LEVEL[rule.severity]},
         "properties": {
             "tags": [rule.code.rstrip("0123456789").lower(), *rule.tools][:20],
@@ -113,9 +102,8 @@ def _descriptor(rule: type[Rule]) -> dict:
             "origin": rule.origin,
         },
     }
-    url = rule_url(rule)
-    if url:
-        descriptor["helpUri"] = url
+    if rule.url:
+        descriptor["helpUri"] = rule.url
     return descriptor
 
 
@@ -128,7 +116,8 @@ def _result(finding: Finding, result: TargetResult, index: dict[str, int], key: 
     physical = _physical(finding, result, root)
     if physical:
         location["physicalLocation"] = physical
-    text = f"{result.target}: {finding.pattern or '(model)'} ({finding.module_class} ×{finding.count}): {finding.message}"
+    text = (f"{result.target}: {finding.pattern or '(model)'} ({finding.module_class} ×{finding.count}): "
+            f"{finding.message}")
     if finding.fix:
         text += f". Fix: {finding.fix.title}"
     out = {
@@ -160,7 +149,8 @@ def _physical(finding: Finding, result: TargetResult, root: Path) -> dict | None
             return {"artifactLocation": {"uri": relative, "uriBaseId": "%SRCROOT%"},
                     "region": {"startLine": anchor.line}}
     if result.anchor:  # outside the repository (a Hub cache): a valid location GitHub will not show
-        return {"artifactLocation": {"uri": Path(result.anchor.file).as_uri()}, "region": {"startLine": result.anchor.line}}
+        return {"artifactLocation": {"uri": Path(result.anchor.file).as_uri()},
+                "region": {"startLine": result.anchor.line}}
     return None
 
 

@@ -19,6 +19,8 @@ from rich.text import Text
 
 from ..findings import Finding, Severity
 from ..report import Report, TargetResult
+from .load_time import checkpoint_lines, quantization_lines
+from .plans import plan_lines
 from .tree import tree_lines
 
 STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -44,11 +46,19 @@ class _Out:
         if isinstance(body, str):
             body = Text.from_markup(body)
         rest = " " * len(first) if rest is None else rest
-        room = self.width - max(len(first), len(rest))
-        lines = body.wrap(self.console, max(room, 10), overflow="fold") if body.plain else [Text("")]
-        for i, piece in enumerate(lines):
+        if not body.plain:
+            self.console.print(Text(first))
+            return
+        head = body.wrap(self.console, max(self.width - len(first), 10), overflow="fold")[0]
+        head.rstrip()
+        self.console.print(Text(first) + head)
+        tail = body[len(head.plain):]
+        tail = tail[len(tail.plain) - len(tail.plain.lstrip(" ")):]
+        if not tail.plain:
+            return
+        for piece in tail.wrap(self.console, max(self.width - len(rest), 10), overflow="fold"):
             piece.rstrip()
-            self.console.print(Text(first if i == 0 else rest) + piece)
+            self.console.print(Text(rest) + piece)
 
     def blank(self) -> None:
         self.console.print()
@@ -75,7 +85,11 @@ def _target(out: _Out, result: TargetResult, options) -> None:
     _header(out, result)
     shown = [f for f in result.findings if not options.quiet or (options.fail_on and f.severity >= options.fail_on)]
     if not options.quiet:
-        for line in _plan_lines(result):  # the user's LoRA plan, or the recipes' works/breaks table
+        for line in plan_lines(result.plans):  # the user's LoRA plan, or the recipes' works/breaks table
+            _markup_line(out, line)
+        for line in quantization_lines(result.quantization.to_dict() if result.quantization else None):
+            _markup_line(out, line)  # the footprint table per tower
+        for line in checkpoint_lines(result.checkpoint.to_dict() if result.checkpoint else None):
             _markup_line(out, line)
     for rule in result.rule_errors:
         out.line("  ", f"[bold red]rule {escape(rule['code'])} crashed:[/] {escape(rule['message'])}")
@@ -94,17 +108,6 @@ def _target(out: _Out, result: TargetResult, options) -> None:
     out.blank()
 
 
-def _plan_lines(result: TargetResult) -> list[str]:
-    """A cached result carries its plan lines; a fresh one has its evaluations."""
-    if result.plan_lines is not None:
-        return result.plan_lines
-    if not result.plans:
-        return []
-    from .plans import plan_lines
-
-    return plan_lines(result.plans)
-
-
 def _header(out: _Out, result: TargetResult) -> None:
     m = result.model
     out.line("", f"[bold]{escape(result.target)}[/]", rest="  ")
@@ -115,16 +118,23 @@ def _header(out: _Out, result: TargetResult) -> None:
 
 
 def _markup_line(out: _Out, line: str) -> None:
+    """A table-like line: continuation lines hang under its last column (or 4 in)."""
     text = Text.from_markup(line)
-    indent = len(text.plain) - len(text.plain.lstrip(" "))
-    out.line(" " * indent, text[indent:], rest=" " * (indent + 4))
+    plain = text.plain
+    indent = len(plain) - len(plain.lstrip(" "))
+    columns = [m.end() for m in re.finditer(r"\S  +(?=\S)", plain[: out.width // 2])]
+    hang = columns[-1] if columns and columns[-1] > indent else indent + 4
+    out.line(" " * indent, text[indent:], rest=" " * hang)
 
 
 def _code_block(out: _Out, code: str, findings: list[Finding], options, printed: dict[str, str]) -> None:
     worst = max(f.severity for f in findings)
     total = sum(f.count for f in findings)
     first = findings[0]
-    unit = f"{len(findings)} findings at {total} modules" if len(findings) > 1 else f"at {total} module{'s' * (total != 1)}"
+    if len(findings) > 1:
+        unit = f"{len(findings)} findings at {total} modules"
+    else:
+        unit = f"at {total} module{'s' * (total != 1)}"
     _severity_line(out, worst, code, first, total, unit)
     by_message: dict[str, list[Finding]] = defaultdict(list)
     for f in findings:
@@ -142,7 +152,8 @@ def _code_block(out: _Out, code: str, findings: list[Finding], options, printed:
                                                f"[dim]×{f.count} {escape(f.module_class)}[/]"), rest=PATTERN + "  ")
         budget -= len(group[:budget])
     if len(findings) > options.max_patterns:
-        out.line(MESSAGE, f"[dim]… {len(findings) - options.max_patterns} more patterns (--format json lists every path)[/]")
+        out.line(MESSAGE, f"[dim]… {len(findings) - options.max_patterns} more patterns "
+                          "(--format json lists every path)[/]")
     fixes = list(dict.fromkeys(f.fix for f in findings if f.fix))
     for fix in fixes[:2]:
         out.line(MESSAGE, Text.from_markup(f"[green]fix:[/] {escape(fix.title)}"), rest=MESSAGE + "     ")
@@ -177,7 +188,8 @@ def fix_lines(detail: str, room: int, printed: dict[str, str], code: str) -> lis
             continue
         regex, indent, tail = m["regex"], m["indent"], m["tail"].strip()
         if regex in printed:
-            lines.append(f"{indent}{m['lhs']}<the regex of the {printed[regex]} fix above>{'  ' + tail if tail else ''}")
+            rest = "  " + tail if tail else ""
+            lines.append(f"{indent}{m['lhs']}<the regex of the {printed[regex]} fix above>{rest}")
             continue
         printed[regex] = code
         pieces = split_alternatives(regex, room - len(indent) - 11)

@@ -14,6 +14,7 @@ from functools import cache
 
 from ..errors import UsageError
 from .base import Example, LintContext, Rule
+from .plugins import load_plugin_rules
 
 __all__ = ["Example", "LintContext", "Rule", "all_rules", "builtin_rules", "get_rule"]
 
@@ -24,8 +25,6 @@ def all_rules() -> tuple[type[Rule], ...]:
 
     A broken plugin is logged and left out (see :mod:`.plugins`); it never raises here.
     """
-    from .plugins import load_plugin_rules
-
     builtin = builtin_rules()
     plugins, _ = load_plugin_rules(builtin)
     return tuple(sorted((*builtin, *plugins), key=lambda r: r.code))
@@ -40,9 +39,11 @@ def builtin_rules() -> tuple[type[Rule], ...]:
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         for obj in vars(module).values():
-            if isinstance(obj, type) and issubclass(obj, Rule) and obj.__module__ == module.__name__ and hasattr(obj, "code"):
+            defined_here = isinstance(obj, type) and obj.__module__ == module.__name__
+            if defined_here and issubclass(obj, Rule) and hasattr(obj, "code"):
                 if obj.code in found:
-                    raise RuntimeError(f"rule code {obj.code} defined twice: {found[obj.code].__module__} and {module.__name__}")
+                    raise RuntimeError(f"rule code {obj.code} defined twice: "
+                                       f"{found[obj.code].__module__} and {module.__name__}")
                 found[obj.code] = obj
     return tuple(found[c] for c in sorted(found))
 

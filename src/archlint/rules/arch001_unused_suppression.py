@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ..config import ModuleIgnore
 from ..findings import Finding, Fix, Severity
-from ..suppress import display_path
+from ..suppress import Pragma, display_path
 from .base import Example, LintContext, Rule
 
 
@@ -18,8 +19,7 @@ class UnusedSuppression(Rule):
         codes it names from this model. Also flags pragmas that cannot work: no codes,
         an unknown code, or a line that is neither a `class` line nor a
         `self.<name> = ...` statement. Codes that did not run (not selected) are not
-        judged. The engine reports this after every other rule has run, so `check` itself
-        yields nothing.
+        judged. It runs after suppression and reads what each suppression removed.
 
     Why is this bad:
         Suppressions rot: the wrapper gets unwrapped, the submodule renamed, and the
@@ -34,13 +34,14 @@ class UnusedSuppression(Rule):
         finding archlint reports (`archlint TARGET --format json` lists codes and paths).
 
     References:
-        ruff's unused-noqa (RUF100); pylint's useless-suppression; linter-ux research §6.5
+        ruff's unused-noqa (RUF100); pylint's useless-suppression
     """
 
     code = "ARCH001"
     name = "unused-suppression"
     severity = Severity.WARNING
     tools = ("archlint",)
+    after_suppression = True
 
     VALID = (
         Example("fixtures/zoo/suppressed.py:QuietWrappers", note="its pragma suppresses the LORA001 wrappers"),
@@ -50,9 +51,15 @@ class UnusedSuppression(Rule):
     )
 
     def check(self, ctx: LintContext) -> Iterable[Finding]:
-        return ()  # findings come from archlint.suppress, which runs after the other rules
+        done = ctx.suppressions
+        if done is None:
+            return
+        for pragma in done.broken:
+            yield self._pragma(pragma)
+        for suppressor in done.unused:
+            yield self._pragma(suppressor) if isinstance(suppressor, Pragma) else self._ignore(suppressor)
 
-    def for_pragma(self, pragma) -> Finding:
+    def _pragma(self, pragma: Pragma) -> Finding:
         why = pragma.problem or f"matched no {', '.join(pragma.selectors)} finding"
         return self.finding(
             pragma.roots,
@@ -63,10 +70,11 @@ class UnusedSuppression(Rule):
             pattern="" if pragma.roots else f"{pragma.where}",
         )
 
-    def for_ignore(self, entry) -> Finding:
+    def _ignore(self, entry: ModuleIgnore) -> Finding:
         return self.finding(
             (),
-            f"{entry.key} ({', '.join(entry.selectors)} on {', '.join(entry.modules)}) matched no finding of {entry.model}",
+            f"{entry.key} ({', '.join(entry.selectors)} on {', '.join(entry.modules)}) "
+            f"matched no finding of {entry.model}",
             module_class="",
             fix=Fix("Delete the entry, or correct its modules or codes", f"{display_path(entry.file)}: {entry.key}"),
             details={"file": entry.file, "key": entry.key},

@@ -28,7 +28,7 @@ class HeadDimOver256(Rule):
         `attn_implementation="sdpa"` (or `"eager"`) for the model.
 
     References:
-        https://github.com/Dao-AILab/flash-attention/issues/2427 (G4-06)
+        https://github.com/Dao-AILab/flash-attention/issues/2427
     """
 
     code = "ATTN001"
@@ -44,16 +44,18 @@ class HeadDimOver256(Rule):
     def check(self, ctx):
         groups = ctx.attention_modules
         for group in groups:
-            head_dim = group.info.module.head_dim
-            dims = sorted({g.info.module.head_dim for g in groups if g.info.cls is group.info.cls})
+            head_dim = group.representative.module.head_dim
+            cls = group.representative.cls
+            dims = sorted({g.representative.module.head_dim for g in groups if g.representative.cls is cls})
             if head_dim <= FLASH_ATTENTION_MAX_HEAD_DIM:
                 continue
-            varying = f" (other layers: {', '.join(map(str, (d for d in dims if d != head_dim)))})" if len(dims) > 1 else ""
+            others = ", ".join(str(d) for d in dims if d != head_dim)
+            varying = f" (other layers: {others})" if len(dims) > 1 else ""
             yield self.finding(
                 group.paths,
-                f"{group.info.class_name} has head_dim {head_dim} > {FLASH_ATTENTION_MAX_HEAD_DIM}{varying}; "
+                f"{group.representative.class_name} has head_dim {head_dim} > {FLASH_ATTENTION_MAX_HEAD_DIM}{varying}; "
                 f"FlashAttention-2/3 refuse it",
-                module_class=group.info.class_name,
+                module_class=group.representative.class_name,
                 fix=Fix("Use SDPA or eager attention", 'from_pretrained(..., attn_implementation="sdpa")'),
                 details={"head_dim": head_dim, "head_dims": dims},
             )

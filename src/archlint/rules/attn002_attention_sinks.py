@@ -49,12 +49,12 @@ class AttentionSinks(Rule):
         found = False
         for group in ctx.graph.distinct(lambda i: "sinks" in i.parameters):
             found = True
-            shape = list(group.info.parameters["sinks"].shape)
+            shape = list(group.representative.parameters["sinks"].shape)
             yield self.finding(
                 group.paths,
-                f"{group.info.class_name} adds learned sink logits {shape} to the attention scores; "
+                f"{group.representative.class_name} adds learned sink logits {shape} to the attention scores; "
                 f"SDPA and FlashAttention-2 cannot compute them",
-                module_class=group.info.class_name,
+                module_class=group.representative.class_name,
                 fix=fix,
                 details={"sinks_shape": shape},
             )

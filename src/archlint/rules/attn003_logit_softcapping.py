@@ -24,7 +24,7 @@ class LogitSoftcapping(Rule):
         `attn_implementation="eager"`, or `"flash_attention_2"` with flash-attn >= 2.6.
 
     References:
-        GM-04
+        Gemma-2's `attn_logit_softcapping` and `final_logit_softcapping` config keys
     """
 
     code = "ATTN003"
@@ -34,8 +34,8 @@ class LogitSoftcapping(Rule):
 
     VALID = (Example("fixtures/zoo/hf_tiny.py:tiny_llama"),)
     INVALID = (
-        Example("fixtures/zoo/hf_tiny.py:tiny_gemma2", paths=("model.layers.0.self_attn", "model.layers.1.self_attn", "lm_head"),
-                fix="flash-attn >= 2.6"),
+        Example("fixtures/zoo/hf_tiny.py:tiny_gemma2",
+                paths=("model.layers.0.self_attn", "model.layers.1.self_attn", "lm_head"), fix="flash-attn >= 2.6"),
     )
 
     def check(self, ctx):
@@ -48,7 +48,7 @@ class LogitSoftcapping(Rule):
                     group.paths,
                     f"attention logits are soft-capped ({', '.join(f'{k}={v}' for k, v in attn.items())}); "
                     f"SDPA ignores the cap",
-                    module_class=group.info.class_name,
+                    module_class=group.representative.class_name,
                     fix=fix,
                     details={"softcapping": attn},
                 )

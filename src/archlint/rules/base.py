@@ -38,6 +38,7 @@ class Example:
     fix: str | None = None
     note: str = ""
     plan: Mapping[str, Any] | None = None  # a LoRA plan (LoraConfig keys) to lint with, for plan rules
+    quantization: str | None = None  # a --quantization value (preset or fixtures/ JSON file) to lint with
 
 
 #: What ``Rule.check`` receives: the lint's inputs and its facts.
@@ -56,6 +57,9 @@ class Rule:
     origin: ClassVar[str] = "archlint"
     VALID: ClassVar[tuple[Example, ...]] = ()
     INVALID: ClassVar[tuple[Example, ...]] = ()
+    #: True for a rule about suppressions themselves: it runs once they have been applied
+    #: (``ctx.suppressions`` is set) and its findings are not suppressed.
+    after_suppression: ClassVar[bool] = False
 
     def check(self, ctx: LintContext) -> Iterable[Finding]:
         raise NotImplementedError

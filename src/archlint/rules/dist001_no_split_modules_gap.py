@@ -52,7 +52,7 @@ class NoSplitModulesGap(Rule):
             return  # _no_split_modules is a transformers convention
         declared = set(getattr(root, "_no_split_modules", None) or ())
         present = {i.class_name for i in ctx.graph}
-        blocks = sorted({g.info.class_name for g in ctx.repeated_blocks})
+        blocks = sorted({g.representative.class_name for g in ctx.repeated_blocks})
         absent = sorted(declared - present)
         missing = [b for b in blocks if b not in declared]
         problems = []

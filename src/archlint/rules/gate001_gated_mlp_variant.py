@@ -38,7 +38,7 @@ class GatedMlpVariant(Rule):
         unpatched when no kernel computes it.
 
     References:
-        https://github.com/linkedin/Liger-Kernel (swiglu/geglu kernels), GM-01;
+        https://github.com/linkedin/Liger-Kernel (swiglu/geglu kernels);
         https://github.com/huggingface/transformers/blob/main/src/transformers/models/gpt_oss/modeling_gpt_oss.py
     """
 
@@ -60,10 +60,10 @@ class GatedMlpVariant(Rule):
 
     def check(self, ctx):
         for group in ctx.graph.distinct(lambda i: _mlp_sized(ctx, i)):
-            glu = ctx.probes.glu(group.info.module)
-            if glu is None or _inner_glu(ctx, group.info.module, glu):
+            glu = ctx.probes.glu(group.representative.module)
+            if glu is None or _inner_glu(ctx, group.representative.module, glu):
                 continue
-            info = group.info
+            info = group.representative
             yield self.finding(
                 group.paths,
                 f"{info.class_name} is a {glu.variant} MLP: {_formula(glu)}",
@@ -123,14 +123,17 @@ def _fix(glu, *, stacked: bool = False) -> Fix:
     if glu.clamps or glu.up_offset or glu.activation.startswith("swish"):
         return Fix("No drop-in fused-MLP kernel computes this variant: leave unpatched",
                    "a SwiGLU kernel would drop " + ", ".join(
-                       (["the clamps"] if glu.clamps else []) + ([f"the +{glu.up_offset:g} on up"] if glu.up_offset else [])
-                       + ([f"alpha {glu.activation.split('=')[1].rstrip(')')}"] if glu.activation.startswith("swish") else [])))
+                       (["the clamps"] if glu.clamps else [])
+                       + ([f"the +{glu.up_offset:g} on up"] if glu.up_offset else [])
+                       + ([f"alpha {glu.activation.split('=')[1].rstrip(')')}"]
+                          if glu.activation.startswith("swish") else [])))
     if stacked:
         return Fix("A fused-MoE kernel or converter must cut the stacked projection exactly like this",
                    f"{glu.activation} on the gate; gate/up are the {glu.layout} of `{glu.gate.weight}` "
                    f"({'[gate; up] along the last dim' if glu.layout == 'halves' else 'gate0, up0, gate1, up1, ...'})")
     if glu.activation == "silu" and glu.layout == "halves":
-        return Fix("Use the fused-projection SwiGLU kernel", "LigerPhi3SwiGLUMLP ([gate; up] halves of one gate_up_proj)")
+        return Fix("Use the fused-projection SwiGLU kernel",
+                   "LigerPhi3SwiGLUMLP ([gate; up] halves of one gate_up_proj)")
     if glu.activation == "gelu_tanh" and not glu.fused:
         return Fix("Use the GeGLU kernel, not SwiGLU", "LigerGEGLUMLP (tanh-approximate GELU)")
     if glu.activation == "gelu":

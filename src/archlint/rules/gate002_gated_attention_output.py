@@ -51,10 +51,10 @@ class GatedAttentionOutput(Rule):
 
     def check(self, ctx):
         for group in ctx.attention_modules:
-            gate = ctx.probes.output_gate(group.info.module)
+            gate = ctx.probes.output_gate(group.representative.module)
             if gate is None:
                 continue
-            info = group.info
+            info = group.representative
             source = gate.projection.removesuffix(".weight") if gate.projection else None
             gate_paths = [f"{p}.{source}" for p in group.paths] if source else []
             reached = broken_recipes(gate_paths, ctx.built.model_type) if gate_paths else []
@@ -66,6 +66,7 @@ class GatedAttentionOutput(Rule):
                 module_class=info.class_name,
                 fix=Fix("Use an attention kernel/converter that implements the output gate; decide whether the "
                         "gate projection is adapted",
-                        f"gate projection: {source or '(inline)'}; reached by: {', '.join(reached) or 'no common recipe'}"),
+                        f"gate projection: {source or '(inline)'}; "
+                        f"reached by: {', '.join(reached) or 'no common recipe'}"),
                 details={"activation": gate.activation, "gate_projection": source, "reached_by": reached},
             )

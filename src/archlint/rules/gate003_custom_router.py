@@ -37,7 +37,7 @@ class CustomRouter(Rule):
         Keep the router out of quantization and adapters, by its module paths.
 
     References:
-        MOE-03, MOE-04, MOE-05; https://github.com/huggingface/transformers/pull/35926
+        https://github.com/huggingface/transformers/pull/35926
     """
 
     code = "GATE003"
@@ -57,10 +57,10 @@ class CustomRouter(Rule):
         if not counts:
             return
         for group in ctx.graph.distinct(lambda i: _projects_to_experts(ctx, i, counts)):
-            router = ctx.probes.router(group.info.module)
+            router = ctx.probes.router(group.representative.module)
             if router is None or not router.extras:
                 continue
-            info = group.info
+            info = group.representative
             leaf = info.leaf_name
             yield self.finding(
                 group.paths,

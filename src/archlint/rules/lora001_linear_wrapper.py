@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from ..findings import Severity
 from ..lora.layers import is_linear_like
+from ..lora.recipes import broken_recipe_names, broken_recipes
+from ..lora.targets import reaches
 from ..lora.verify import Candidate, nothing_under, verified_fix
 from ..probe.extras import extra_ops, summarise
 from ..structure import alternation, anchored_regex, inner_linear_name
-from ..lora.recipes import broken_recipe_names, broken_recipes
-from ..lora.targets import reaches
 from .base import Example, Rule
 
 
@@ -42,7 +42,7 @@ class LinearWrapper(Rule):
         inner Linear unless its extra behaviour is a no-op.
 
     References:
-        https://github.com/huggingface/peft/issues/3129 (G4-01),
+        https://github.com/huggingface/peft/issues/3129,
         https://github.com/huggingface/peft/pull/3154
     """
 
@@ -78,7 +78,7 @@ class LinearWrapper(Rule):
         for group in groups:
             if not ctx.plans.touches(group.paths):
                 continue  # with a plan, only the wrappers it reaches
-            info = group.info
+            info = group.representative
             inner = inner_linear_name(info)
             if ctx.plan is not None:  # speak of the user's plan, not of recipes they did not choose
                 recipes = []
@@ -105,14 +105,14 @@ class LinearWrapper(Rule):
             groups = [g for g in groups if any(p in scope for p in g.paths)]
         wrapper_paths = {p for g in groups for p in g.paths}
         names = sorted({p.rsplit(".", 1)[-1] for p in wrapper_paths})
-        inner = sorted({inner_linear_name(g.info) for g in groups})
+        inner = sorted({inner_linear_name(g.representative) for g in groups})
         # The plain Linears the plan reaches, or (without a plan) those named by the wrappers or by
         # a recipe the wrappers break: a fix must keep every module the user's recipe adapted.
         keep = set(names) | broken_recipe_names(wrapper_paths, ctx.built.model_type)
         plain = [
             g for g in ctx.graph.distinct(lambda i: is_linear_like(i.module) and i.path not in wrapper_paths)
-            if not _inside(g.info.path, wrapper_paths)
-            and (g.info.path in scope if scope is not None else reaches(g.info.path, keep))
+            if not _inside(g.representative.path, wrapper_paths)
+            and (g.representative.path in scope if scope is not None else reaches(g.representative.path, keep))
         ]
         inner_regex = rf".*\.{alternation(names)}\.{alternation(inner)}"
         candidates = []
@@ -127,7 +127,8 @@ class LinearWrapper(Rule):
         else:
             candidates.append(Candidate(f'target_modules=r"{inner_regex}"', {"target_modules": inner_regex},
                                         "the inner Linear of each wrapper"))
-        return verified_fix(ctx.plans.outcome_of, "Target plain Linears only: anchor the regex, or reach the wrapped Linear through its "
+        return verified_fix(ctx.plans.outcome_of,
+                            "Target plain Linears only: anchor the regex, or reach the wrapped Linear through its "
                             "child; do not replace a wrapper by its Linear when it adds ops", candidates)
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from ..findings import Confidence, Severity
-from ..lora.verify import Candidate, reaches_all, verified_fix
 from ..lora.layers import is_lora_layer
+from ..lora.recipes import broken_recipes
+from ..lora.verify import Candidate, reaches_all, verified_fix
 from ..source import projected_attributes
 from ..structure import target_parameters_for
-from ..lora.recipes import broken_recipes
 from .base import Example, Rule
 
 
@@ -33,7 +33,7 @@ class BareWeightProjection(Rule):
         the module to hold an `nn.Linear`. Routers are best left frozen.
 
     References:
-        https://github.com/huggingface/peft/pull/2638 (target_parameters), MOE-01, MOE-02
+        https://github.com/huggingface/peft/pull/2638 (target_parameters)
     """
 
     code = "LORA002"
@@ -55,7 +55,7 @@ class BareWeightProjection(Rule):
     def check(self, ctx):
         experts = {(g.pattern, t.name) for g, t in ctx.stacked_expert_parameters}
         for group in ctx.graph.distinct(lambda i: bool(i.parameters) and not is_lora_layer(i.module)):
-            info = group.info
+            info = group.representative
             used = projected_attributes(info.cls)
             params = sorted(
                 n for n, t in info.parameters.items()
@@ -77,7 +77,8 @@ class BareWeightProjection(Rule):
                 f"{', '.join(params)} (not an nn.Linear){breaks}",
                 module_class=info.class_name,
                 severity=severity,
-                fix=verified_fix(ctx.plans.outcome_of, "Adapt the parameter with target_parameters, or keep the module out of target_modules", [
+                fix=verified_fix(ctx.plans.outcome_of, "Adapt the parameter with target_parameters, "
+                                 "or keep the module out of target_modules", [
                     Candidate("target_parameters=[" + ", ".join(f'"{e}"' for e in entries) + "]",
                               {"target_modules": [], "target_parameters": entries},
                               expect=reaches_all([f"{p}.{n}" for p in group.paths for n in params]))]),

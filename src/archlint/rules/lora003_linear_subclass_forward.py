@@ -39,7 +39,7 @@ class LinearSubclassForward(Rule):
         LoraConfig and `llm_int8_skip_modules=[...]` in the BitsAndBytesConfig.
 
     References:
-        MOE-03 (PhimoeRouter, Llama4Router), GM-03 (scaled embeddings)
+        PhimoeRouter and Llama4Router (Linear subclasses that route); scaled embeddings
     """
 
     code = "LORA003"
@@ -64,7 +64,7 @@ class LinearSubclassForward(Rule):
         for group in ctx.graph.distinct(_custom_forward):
             if not ctx.plans.touches(group.paths):
                 continue  # with a plan, only the modules it reaches
-            info = group.info
+            info = group.representative
             base = "nn.Embedding" if isinstance(info.module, nn.Embedding) else "nn.Linear"
             leaf = info.leaf_name
             result = ctx.probes.probe(info.module)

@@ -7,8 +7,8 @@ from collections import defaultdict
 from ..findings import Severity
 from ..lora.layers import is_linear_like, is_lora_layer
 from ..lora.recipes import recipe_names
-from ..structure import anchored_regex, tower_label
 from ..lora.verify import Candidate, nothing_under, verified_fix
+from ..structure import anchored_regex, tower_label
 from .base import Example, Rule
 
 
@@ -37,7 +37,7 @@ class TargetNameCollision(Rule):
         `exclude_modules` for the towers to leave alone.
 
     References:
-        https://github.com/huggingface/peft/issues/3129 (G4-01), G4-02
+        https://github.com/huggingface/peft/issues/3129
     """
 
     code = "LORA004"
@@ -125,4 +125,5 @@ def _fix(ctx, infos):
                                         f"{tower_label(tower)} only", expect=nothing_under(others)))
     if not candidates:
         return None
-    return verified_fix(ctx.plans.outcome_of, "Anchor the names to the tower you mean to adapt (one regex per tower)", candidates)
+    return verified_fix(ctx.plans.outcome_of, "Anchor the names to the tower you mean to adapt (one regex per tower)",
+                        candidates)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ..findings import Confidence, Severity
-from ..lora.verify import Candidate, reaches_all, verified_fix
 from ..lora.layers import is_linear_like
-from ..probe.projections import output_parts
 from ..lora.recipes import QKVO, STANDARD_NAMES
+from ..lora.verify import Candidate, reaches_all, verified_fix
+from ..probe.projections import output_parts
 from .base import Example, Rule
 
 #: Leaf names of projections that compute several logical projections in one matrix.
@@ -44,7 +44,7 @@ class FusedProjection(Rule):
         serving the adapter with a stack that expects the split layout.
 
     References:
-        https://github.com/vllm-project/vllm/issues/4715 (PHI-01),
+        https://github.com/vllm-project/vllm/issues/4715,
         https://github.com/meta-pytorch/torchtune/pull/222
     """
 
@@ -66,10 +66,10 @@ class FusedProjection(Rule):
     def check(self, ctx):
         fused = []
         for group in ctx.graph.distinct(lambda i: is_linear_like(i.module)):
-            claimed = FUSED_NAMES.get(group.info.leaf_name) or _fused_by_size(ctx, group.info)
-            if not claimed and not _outgrows_siblings(ctx, group.info):
+            claimed = FUSED_NAMES.get(group.representative.leaf_name) or _fused_by_size(ctx, group.representative)
+            if not claimed and not _outgrows_siblings(ctx, group.representative):
                 continue  # its whole output fits the next projection: nothing to cut, no probe needed
-            cut, behaviour = _split_after(ctx, group.info)
+            cut, behaviour = _split_after(ctx, group.representative)
             if claimed and cut is not None and cut < 2:
                 fused.append((group, claimed, Confidence.LOW, cut))  # the name says fused; the forward uses it whole
             elif claimed:
@@ -78,19 +78,19 @@ class FusedProjection(Rule):
                 fused.append((group, behaviour, Confidence.MEDIUM, cut))
         if not fused:
             return
-        native = sorted({g.info.leaf_name for g, *_ in fused})
+        native = sorted({g.representative.leaf_name for g, *_ in fused})
         present = {i.leaf_name for i in ctx.graph if is_linear_like(i.module)}
         names = [n for n in STANDARD_NAMES if n in present] + native
         for group, parts, confidence, cut in fused:
             if not (ctx.plans.touches(group.paths) or ctx.plans.dead_entry):
                 continue  # with a plan: what it reaches, or every fused name when an entry matches nothing
-            siblings = {c.leaf_name for c in ctx.graph.children(ctx.graph.parent(group.info.path).path)}
+            siblings = {c.leaf_name for c in ctx.graph.children(ctx.graph.parent(group.representative.path).path)}
             missing = [n for n in STANDARD_NAMES if n not in siblings and _fused_into(n, parts)]
             yield self.finding(
                 group.paths,
-                f"`{group.info.leaf_name}` computes {parts} in one matrix: "
+                f"`{group.representative.leaf_name}` computes {parts} in one matrix: "
                 f"{', '.join(missing) or 'the split names'} match nothing here and share one LoRA rank",
-                module_class=group.info.class_name,
+                module_class=group.representative.class_name,
                 fix=verified_fix(ctx.plans.outcome_of, "Target the model's own projection names", [Candidate(
                     "target_modules=[" + ", ".join(f'"{n}"' for n in dict.fromkeys(names)) + "]",
                     {"target_modules": list(dict.fromkeys(names))}, expect=reaches_all(group.paths))]),

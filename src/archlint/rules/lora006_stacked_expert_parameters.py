@@ -38,7 +38,7 @@ class StackedExpertParameters(Rule):
         (PEFT's `ParamWrapper` refuses dropout); the fix prints the exact entries.
 
     References:
-        https://github.com/huggingface/peft/pull/2638, https://github.com/Roblox/FAI-RL/pull/50 (G4-03, MOE-01, MOE-02)
+        https://github.com/huggingface/peft/pull/2638, https://github.com/Roblox/FAI-RL/pull/50
     """
 
     code = "LORA006"
@@ -71,7 +71,8 @@ class StackedExpertParameters(Rule):
             "every expert tensor", expect=reaches_all(every_tensor))])
         touched_blocks = ctx.plans.touched_blocks
         for group, tensors in by_group.items():
-            if not (ctx.plans.touches(group.paths) or {ctx.graph.blocks.block_of(p) for p in group.paths} & touched_blocks):
+            blocks = {ctx.graph.blocks.block_of(p) for p in group.paths}
+            if not (ctx.plans.touches(group.paths) or blocks & touched_blocks):
                 continue  # with a plan: experts it reaches, or in a layer it adapts something in
             shapes = ", ".join(f"{t.name} {list(t.shape)}" for t in tensors)
             tensor_paths = [f"{p}.{t.name}" for p in group.paths for t in tensors]
@@ -88,8 +89,9 @@ class StackedExpertParameters(Rule):
                 note = "target_modules never reaches them and bitsandbytes leaves them unquantized"
             yield self.finding(
                 group.paths,
-                f"{group.info.class_name} stores {tensors[0].shape[0]} experts as stacked parameters ({shapes}); {note}",
-                module_class=group.info.class_name,
+                f"{group.representative.class_name} stores {tensors[0].shape[0]} experts as stacked parameters "
+                f"({shapes}); {note}",
+                module_class=group.representative.class_name,
                 severity=severity,
                 fix=fix,
                 details={"parameters": {t.name: list(t.shape) for t in tensors}, "target_parameters": entries},

@@ -33,7 +33,7 @@ class RouterInTargets(Rule):
         `target_modules` list without it. The fix is verified with PEFT.
 
     References:
-        MOE-04 (research/failure-catalog.md §5), https://github.com/huggingface/peft/pull/2638
+        https://github.com/huggingface/peft/pull/2638
     """
 
     code = "LORA007"
@@ -87,7 +87,8 @@ def _fix(ctx, evaluation, routers):
         return f"still adapts {hit[0]}" if hit else None
 
     excluded = {**plan, "exclude_modules": sorted(set(plan.get("exclude_modules") or []) | set(names))}
-    candidates = [Candidate(f"exclude_modules={names!r}".replace("'", '"'), excluded, "keep the router out", expect=no_router)]
+    candidates = [Candidate(f"exclude_modules={names!r}".replace("'", '"'), excluded, "keep the router out",
+                            expect=no_router)]
     kept = sorted({p.rsplit(".", 1)[-1] for p in evaluation.outcome.modules if p not in router_set}
                   | {n for n, param in evaluation.outcome.rerouted.items() if param.rpartition(".")[0] not in names})
     if kept:

@@ -42,7 +42,7 @@ class PartialLayerCoverage(Rule):
         plain Linears' weights through `target_parameters` (the fix is verified with PEFT).
 
     References:
-        G4-05 (research/failure-catalog.md §1), https://github.com/huggingface/peft/issues/3658,
+        https://github.com/huggingface/peft/issues/3658,
         peft/utils/transformers_weight_conversion.py `_convert_peft_config_moe`
     """
 
@@ -126,8 +126,10 @@ class PartialLayerCoverage(Rule):
             labels = [label(e.plan) for e in evaluations]
             weights = [f"{p}.weight" for p in skipped]
             plan = evaluations[0].plan.to_mapping()
-            fixed = {**plan, "target_parameters": sorted(set(plan.get("target_parameters") or []) | set(_suffixes(weights, universe)))}
-            fix = verified_fix(ctx.plans.outcome_of, f"Adapt the plain `{leaf}` Linears through target_parameters", [Candidate(
+            wanted = set(plan.get("target_parameters") or []) | set(_suffixes(weights, universe))
+            fixed = {**plan, "target_parameters": sorted(wanted)}
+            title = f"Adapt the plain `{leaf}` Linears through target_parameters"
+            fix = verified_fix(ctx.plans.outcome_of, title, [Candidate(
                 "target_parameters=[" + ", ".join(f'"{e}"' for e in fixed["target_parameters"]) + "]", fixed,
                 f"with {labels[0]}", expect=reaches_all(weights))])
             yield self.finding(

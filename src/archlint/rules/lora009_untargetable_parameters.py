@@ -27,7 +27,7 @@ class UntargetableParameters(Rule):
         `get_peft_model`, or list the owning module in `modules_to_save`.
 
     References:
-        gpt-oss attention sinks (failure catalog §6), G4-03 (router scales)
+        gpt-oss attention sinks (`sinks`); Gemma-4's router scales
     """
 
     code = "LORA009"
@@ -43,15 +43,15 @@ class UntargetableParameters(Rule):
     def check(self, ctx):
         experts = {(g.pattern, t.name) for g, t in ctx.stacked_expert_parameters}
         for group in ctx.graph.distinct(lambda i: bool(i.parameters) and not i.is_leaf):
-            names = sorted(n for n in group.info.parameters if (group.pattern, n) not in experts)
+            names = sorted(n for n in group.representative.parameters if (group.pattern, n) not in experts)
             if not names:
                 continue
-            shapes = ", ".join(f"{n} {list(group.info.parameters[n].shape)}" for n in names)
+            shapes = ", ".join(f"{n} {list(group.representative.parameters[n].shape)}" for n in names)
             yield self.finding(
                 group.paths,
-                f"{group.info.class_name} owns {shapes} directly; no target_modules entry reaches "
+                f"{group.representative.class_name} owns {shapes} directly; no target_modules entry reaches "
                 f"{'them' if len(names) > 1 else 'it'}",
-                module_class=group.info.class_name,
+                module_class=group.representative.class_name,
                 fix=Fix(
                     "Unfreeze by name after get_peft_model if they should train",
                     "for name, p in model.named_parameters():\n"

@@ -36,7 +36,7 @@ class TargetMatchesContainer(Rule):
         The Linear layers beneath the matched modules, as printed (verified with PEFT).
 
     References:
-        GM-05 (research/failure-catalog.md), https://github.com/huggingface/peft/pull/2267
+        https://github.com/huggingface/peft/pull/2267
     """
 
     code = "LORA010"
@@ -80,7 +80,9 @@ def _fix(ctx, evaluation, entry, containers):
     if not targets:
         return None
     plan = evaluation.plan.to_mapping()
-    others = [e for e in evaluation.plan.entries if e != entry.entry] if not isinstance(evaluation.plan.target_modules, str) else []
+    others = ([e for e in evaluation.plan.entries if e != entry.entry]
+              if not isinstance(evaluation.plan.target_modules, str) else [])
     regex = "|".join([rf"(?:.*\.)?{re.escape(e)}" for e in others] + [anchored_regex(targets)])
     return verified_fix(ctx.plans.outcome_of, f"Name the Linear layers beneath `{entry.entry}` instead", [Candidate(
-        f'target_modules=r"{regex}"', {**plan, "target_modules": regex}, f"in place of {label(evaluation.plan)}'s target_modules")])
+        f'target_modules=r"{regex}"', {**plan, "target_modules": regex},
+        f"in place of {label(evaluation.plan)}'s target_modules")])

@@ -63,7 +63,8 @@ class TargetMatchesNothing(Rule):
                 fix=_fix(ctx, evaluation, entry.entry, close),
                 details={"entry": entry.entry, "closest": close},
             )
-        params = sorted({f"{i.path}.{n}".rsplit(".", 2)[-2] + "." + n for i in ctx.graph for n in i.parameters if "." in f"{i.path}.{n}"})
+        params = sorted({f"{i.path}.{n}".rsplit(".", 2)[-2] + "." + n
+                         for i in ctx.graph for n in i.parameters if "." in f"{i.path}.{n}"})
         for entry in evaluation.plan.target_parameters:
             if parameters_reached(ctx.parameter_paths, [entry]):
                 continue

@@ -42,7 +42,7 @@ class CustomRmsNorm(Rule):
         `casting_mode`), or `torch.nn.RMSNorm` when it is an exact drop-in.
 
     References:
-        GM-01, GM-02, G4-07; https://github.com/linkedin/Liger-Kernel/issues/74,
+        https://github.com/linkedin/Liger-Kernel/issues/74,
         https://github.com/linkedin/Liger-Kernel/pull/1196
     """
 
@@ -65,7 +65,7 @@ class CustomRmsNorm(Rule):
 
     def check(self, ctx):
         for group in ctx.graph.distinct(lambda i: is_rms_norm(i) and type(i.module) is not nn.RMSNorm):
-            info = group.info
+            info = group.representative
             reading = ctx.probes.norm(info.module)
             semantics = reading.semantics
             if semantics is not None and semantics.kind != "rms":
@@ -85,7 +85,7 @@ class CustomRmsNorm(Rule):
             yield self._finding(group, reading)
 
     def _finding(self, group, reading):
-        info, s = group.info, reading.semantics
+        info, s = group.representative, reading.semantics
         liger = liger_arguments(s)
         exact = reading.equivalent_to is not None
         severity = Severity.INFO if exact or s.llama_convention else Severity.WARNING
@@ -125,7 +125,10 @@ def describe(s, model_dtype: str | None = None) -> str:
 
 
 def _describe(s, input_dtype: str) -> str:
-    scale = ("x̂ · (1 + w)" if s.offset == 1 else f"x̂ · ({s.offset:g} + w)" if s.offset else "x̂ · w") if s.has_weight else "x̂ (no weight)"
+    if not s.has_weight:
+        scale = "x̂ (no weight)"
+    else:
+        scale = "x̂ · (1 + w)" if s.offset == 1 else f"x̂ · ({s.offset:g} + w)" if s.offset else "x̂ · w"
     if s.casting_mode == "none":
         order = f"entirely in {input_dtype}"
     elif not s.has_weight:

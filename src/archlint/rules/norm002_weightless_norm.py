@@ -30,7 +30,7 @@ class WeightlessNorm(Rule):
         or leave them unpatched.
 
     References:
-        G4-07; https://github.com/linkedin/Liger-Kernel/pull/1196
+        https://github.com/linkedin/Liger-Kernel/pull/1196
     """
 
     code = "NORM002"
@@ -46,7 +46,7 @@ class WeightlessNorm(Rule):
 
     def check(self, ctx):
         for group in ctx.graph.distinct(lambda i: i.is_leaf and not i.parameters and is_norm(i)):
-            reading = ctx.probes.norm(group.info.module)
+            reading = ctx.probes.norm(group.representative.module)
             s = reading.semantics
             if s is None and not reading.error.startswith("the forward"):
                 detail, confidence = "e.g. LigerRMSNorm(hidden_size, elementwise_affine=False)", Confidence.LOW
@@ -55,11 +55,13 @@ class WeightlessNorm(Rule):
             elif s.kind == "rms":
                 detail, confidence = f"LigerRMSNorm(d, {liger_arguments(s)})", reading.confidence
             else:
-                detail, confidence = "nn.LayerNorm(d, elementwise_affine=False), or leave it unpatched", reading.confidence
+                detail = "nn.LayerNorm(d, elementwise_affine=False), or leave it unpatched"
+                confidence = reading.confidence
             yield self.finding(
                 group.paths,
-                f"{group.info.class_name} normalises without a scale parameter; kernels that expect `.weight` break",
-                module_class=group.info.class_name,
+                f"{group.representative.class_name} normalises without a scale parameter; "
+                "kernels that expect `.weight` break",
+                module_class=group.representative.class_name,
                 fix=Fix("Use a weightless kernel for these modules, or leave them unpatched", detail),
                 details=reading.details(),
                 confidence=confidence,

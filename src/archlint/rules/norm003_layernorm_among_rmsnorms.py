@@ -30,7 +30,7 @@ class LayerNormAmongRmsNorms(Rule):
         Keep these modules out of the RMSNorm patch (patch by class, not model-wide).
 
     References:
-        PHI-02
+        Phi-3-vision: a CLIP vision tower (LayerNorm) beside a Phi-3 language model (RMSNorm)
     """
 
     code = "NORM003"
@@ -46,7 +46,7 @@ class LayerNormAmongRmsNorms(Rule):
     def check(self, ctx):
         rms, layer = defaultdict(int), defaultdict(list)
         for group in ctx.graph.distinct(lambda i: i.is_leaf and is_norm(i)):
-            kind = _kind(ctx, group.info)
+            kind = _kind(ctx, group.representative)
             for path in group.paths:
                 info = ctx.graph.info(path)
                 if kind == "rms":
@@ -57,12 +57,12 @@ class LayerNormAmongRmsNorms(Rule):
             if rms[tower] <= len(infos):
                 continue
             flagged = {i.path for i in infos}
-            for group in ctx.graph.distinct(lambda i: i.path in flagged):
+            for group in ctx.graph.distinct(lambda i, flagged=flagged: i.path in flagged):
                 yield self.finding(
                     group.paths,
-                    f"{group.info.class_name} (mean-centering, with bias) sits among {rms[tower]} RMS norms "
+                    f"{group.representative.class_name} (mean-centering, with bias) sits among {rms[tower]} RMS norms "
                     f"in {tower_label(tower)}; a model-wide RMSNorm patch would compute the wrong function",
-                    module_class=group.info.class_name,
+                    module_class=group.representative.class_name,
                     fix=Fix("Patch norms by class, and leave this LayerNorm as it is",
                             f"exclude {', '.join(group.paths[:3])} from the RMSNorm kernel patch"),
                 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..findings import Confidence, Fix, Severity
-from ..train_forward import TEXT_INPUTS
+from ..train_forward import TEXT_INPUTS, ForwardStatus
 from .base import Example, Rule
 
 
@@ -35,7 +35,7 @@ class RequiredTrainingInput(Rule):
 
     References:
         https://github.com/huggingface/transformers/issues/45200,
-        https://github.com/huggingface/trl/issues/5807 (G4-04)
+        https://github.com/huggingface/trl/issues/5807
     """
 
     code = "TRAIN001"
@@ -59,7 +59,7 @@ class RequiredTrainingInput(Rule):
                    "seconds": round(outcome.seconds, 3)}
         path = outcome.raised_in if outcome.raised_in in ctx.graph.nx else ""
         module = ctx.graph.info(path).class_name
-        if outcome.status == "missing-input":
+        if outcome.status is ForwardStatus.MISSING_INPUT:
             name = outcome.missing
             yield self.finding(
                 [path],
@@ -74,7 +74,7 @@ class RequiredTrainingInput(Rule):
                 ),
                 details={**details, "input": name, "error": outcome.error, "with_input": outcome.details["with_input"]},
             )
-        elif outcome.status == "failed":
+        elif outcome.status is ForwardStatus.FAILED:
             # Not knowing is not a finding about the model: say so quietly.
             yield self.finding(
                 [path],

@@ -28,7 +28,7 @@ class GradientCheckpointingUnsupported(Rule):
         use a transformers-native class for the model.
 
     References:
-        https://github.com/huggingface/transformers/issues/45923, PHI-03
+        https://github.com/huggingface/transformers/issues/45923
     """
 
     code = "TRAIN002"
@@ -61,13 +61,15 @@ class GradientCheckpointingUnsupported(Rule):
             )
             return
         for group in ctx.repeated_blocks:
-            if isinstance(group.info.module, GradientCheckpointingLayer) or _flagged_ancestor(ctx, group.info.path):
+            block = group.representative
+            if isinstance(block.module, GradientCheckpointingLayer) or _flagged_ancestor(ctx, block.path):
                 continue
             yield self.finding(
                 group.paths,
-                f"{group.info.class_name} is repeated {len(group.paths)}x but is not a GradientCheckpointingLayer "
+                f"{group.representative.class_name} is repeated {len(group.paths)}x "
+                "but is not a GradientCheckpointingLayer "
                 f"and no enclosing module checkpoints it; gradient checkpointing skips these blocks",
-                module_class=group.info.class_name,
+                module_class=group.representative.class_name,
                 severity=Severity.WARNING,
                 fix=Fix("Expect no memory saving in these blocks",
                         "derive the block from transformers.modeling_layers.GradientCheckpointingLayer"),

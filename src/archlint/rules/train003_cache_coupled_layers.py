@@ -52,7 +52,7 @@ class CacheCoupledLayers(Rule):
 
     References:
         https://github.com/huggingface/transformers/pull/45312,
-        https://github.com/unslothai/unsloth-zoo/pull/813 (G4-04)
+        https://github.com/unslothai/unsloth-zoo/pull/813
     """
 
     code = "TRAIN003"
@@ -79,7 +79,7 @@ class CacheCoupledLayers(Rule):
         native = type(ctx.built.module).__module__.startswith("transformers.")
         fixed = native and installed is not None and installed >= FIXED_IN
         paths = [p for g in receivers for p in g.paths] or [""]
-        module_class = receivers[0].info.class_name if receivers else type(ctx.built.module).__name__
+        module_class = receivers[0].representative.class_name if receivers else type(ctx.built.module).__name__
         what = (f"{len(paths)} attention layer(s) have no key/value projections and reuse another layer's K/V"
                 if receivers else f"the config shares K/V across the last {shared} layers")
         config_note = f" (num_kv_shared_layers={shared})" if shared else ""
@@ -116,8 +116,8 @@ class CacheCoupledLayers(Rule):
 def _receivers(ctx):
     """Attention groups without K/V projections whose class has them elsewhere in the model."""
     groups = ctx.attention_modules
-    own = {g.info.cls for g in groups if _has_kv(ctx, g.info)}
-    return [g for g in groups if g.info.cls in own and not _has_kv(ctx, g.info)]
+    own = {g.representative.cls for g in groups if _has_kv(ctx, g.representative)}
+    return [g for g in groups if g.representative.cls in own and not _has_kv(ctx, g.representative)]
 
 
 def _has_kv(ctx, info) -> bool:

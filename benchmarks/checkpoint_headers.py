@@ -1,0 +1,146 @@
+"""Memory of checking a sharded checkpoint: no more than reading its headers.
+
+Writes a realistic sharded safetensors checkpoint for a real config -- the tensor names
+and shapes transformers itself saves (``revert_weight_conversion`` of the meta model's
+state dict: Qwen3-30B-A3B's 18,867 per-expert tensors), spread over 160 shards with a
+``model.safetensors.index.json`` -- as *sparse* files: each shard holds its real header
+and is truncated to its full size (61 GB in all) without writing the tensor bytes.
+
+Then, in fresh processes that each build the meta model first, it measures the peak RSS
+(``VmHWM``) of
+
+* ``hf_hub``:  reading the 160 headers with huggingface_hub's ``get_local_safetensors_metadata``
+               (the library's own header reader, for comparison);
+* ``headers``: reading the 160 headers (``archlint.checkpoint.read_local``);
+* ``check``:   reading them and running transformers' loader on meta tensors
+               (``archlint.checkpoint.agreement``), what ``archlint`` does for a folder.
+
+    python benchmarks/checkpoint_headers.py [--config DIR] [--shards 160] [--dir PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DTYPE_BYTES = {"BF16": 2, "F16": 2, "F32": 4}
+
+
+def write_checkpoint(config_dir: str, folder: Path, shards: int) -> dict:
+    """The sparse sharded checkpoint; returns its totals."""
+    from transformers.core_model_loading import revert_weight_conversion
+
+    from archlint.build import build
+    from archlint.resolve import resolve
+
+    model = build(resolve(config_dir)).module
+    saved = revert_weight_conversion(model, model.state_dict())
+    items = [(name, tuple(t.shape)) for name, t in saved.items()]
+    per_shard = -(-len(items) // shards)
+    folder.mkdir(parents=True, exist_ok=True)
+    weight_map, total = {}, 0
+    for i in range(shards):
+        chunk = items[i * per_shard:(i + 1) * per_shard]
+        filename = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        header, offset = {"__metadata__": {"format": "pt"}}, 0
+        for name, shape in chunk:
+            size = DTYPE_BYTES["BF16"]
+            for d in shape:
+                size *= d
+            header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + size]}
+            offset += size
+            weight_map[name] = filename
+        raw = json.dumps(header, separators=(",", ":")).encode()
+        raw += b" " * (-len(raw) % 8)
+        with open(folder / filename, "wb") as fh:
+            fh.write(struct.pack("<Q", len(raw)) + raw)
+            fh.truncate(8 + len(raw) + offset)  # sparse: the tensor bytes are never written
+        total += offset
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}), encoding="utf-8")
+    shutil.copy(Path(config_dir) / "config.json", folder / "config.json")
+    return {"tensors": len(items), "shards": shards, "total_size": total}
+
+
+def measure(stage: str, folder: str) -> dict:
+    """In this (fresh) process: build the meta model, then run ``stage``; peak RSS before and after."""
+    from archlint.build import build
+    from archlint.checkpoint import CheckpointSource, agreement, read_local
+    from archlint.resolve import resolve
+
+    model = build(resolve(folder)).module
+    before = _hwm()
+    clock = time.perf_counter()
+    if stage == "hf_hub":
+        from huggingface_hub import get_local_safetensors_metadata
+
+        metadata = get_local_safetensors_metadata(folder)
+        out = {"tensors": len(metadata.weight_map), "header_bytes": 0}
+    elif stage == "headers":
+        headers = read_local(folder)
+        out = {"tensors": len(headers.tensors), "header_bytes": headers.header_bytes}
+    else:
+        result = agreement(model, CheckpointSource("local", folder))
+        out = {"tensors": result.tensors, "header_bytes": result.header_bytes, "missing": len(result.missing),
+               "unexpected": len(result.unexpected), "mismatched": len(result.mismatched),
+               "unavailable": result.unavailable}
+    out.update(stage=stage, seconds=round(time.perf_counter() - clock, 2), hwm_built_mb=before, hwm_mb=_hwm())
+    return out
+
+
+def _hwm() -> float:
+    """Peak resident set size of this process so far, MB (``VmHWM``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(REPO / "fixtures" / "configs" / "Qwen__Qwen3-30B-A3B"))
+    parser.add_argument("--shards", type=int, default=160)
+    parser.add_argument("--dir", help="where to write the sparse checkpoint (default: a temporary directory)")
+    parser.add_argument("--measure", choices=("hf_hub", "headers", "check"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.dir)))
+        return
+    folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="archlint-ckpt-"))
+    try:
+        totals = write_checkpoint(args.config, folder, args.shards)
+        on_disk = sum(os.stat(p).st_blocks * 512 for p in folder.iterdir())
+        print(f"checkpoint: {Path(args.config).name}, {totals['tensors']:,} tensors in {totals['shards']} shards, "
+              f"{totals['total_size'] / 1e9:.1f} GB of tensors (sparse: {on_disk / 1e6:.1f} MB on disk)")
+        rows = []
+        for stage in ("hf_hub", "headers", "check"):
+            env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+            proc = subprocess.run([sys.executable, __file__, "--measure", stage, "--dir", str(folder)],
+                                  capture_output=True, text=True, check=True, env=env)
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(f"{'stage':<8} {'seconds':>8} {'peak RSS after build':>21} {'peak RSS after stage':>21} {'added':>8}")
+        for r in rows:
+            print(f"{r['stage']:<8} {r['seconds']:>8} {r['hwm_built_mb']:>18} MB {r['hwm_mb']:>18} MB "
+                  f"{r['hwm_mb'] - r['hwm_built_mb']:>5.1f} MB")
+        check = rows[-1]
+        print(f"check: {check['tensors']:,} tensors, {check['header_bytes'] / 1e6:.1f} MB of headers read; "
+              f"loader verdict: {check['missing']} missing, {check['unexpected']} unexpected, "
+              f"{check['mismatched']} mismatched{'; ' + check['unavailable'] if check['unavailable'] else ''}")
+    finally:
+        if not args.dir:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

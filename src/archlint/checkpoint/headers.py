@@ -1,0 +1,170 @@
+"""Read safetensors headers -- names, dtypes, shapes -- and never a tensor byte.
+
+A safetensors file starts with an 8-byte little-endian header length ``N`` and ``N``
+bytes of JSON (``{name: {"dtype", "shape", "data_offsets"}, "__metadata__": {...}}``);
+the tensors follow. Locally, huggingface_hub's ``parse_local_safetensors_file_metadata``
+reads exactly those ``8 + N`` bytes (archlint does the same, :func:`read_local_header`).
+On the Hub, ``get_safetensors_metadata`` fetches the
+first 100 kB of every shard in one request, which for a small header reads tensor
+bytes too; archlint asks for exactly the header instead, two range requests per shard
+(``bytes=0-7``, then ``bytes=8-(N+7)``), with huggingface_hub's URLs, session, auth
+headers, error mapping and header parser.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+
+
+class CheckpointUnreadable(Exception):
+    """The headers could not be read (no safetensors, a broken header, a network error)."""
+
+
+@dataclass(frozen=True)
+class TensorHeader:
+    dtype: str  # safetensors dtype: "BF16", "F32", "F8_E4M3", "U8", ...
+    shape: tuple[int, ...]
+    file: str
+
+
+@dataclass
+class Headers:
+    """Every tensor a checkpoint stores, from its headers only."""
+
+    source: str  # the folder or "org/name@revision"
+    tensors: dict[str, TensorHeader] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    header_bytes: int = 0  # bytes of header read (8 + N per file)
+
+    def add_file(self, filename: str, header: dict) -> None:
+        self.files.append(filename)
+        for name, info in header.items():
+            if name == "__metadata__" or not isinstance(info, dict):
+                continue
+            self.tensors[name] = TensorHeader(str(info["dtype"]), tuple(int(d) for d in info["shape"]), filename)
+
+
+def has_local_checkpoint(folder: Path) -> bool:
+    return folder.is_dir() and ((folder / INDEX_FILE).is_file() or any(folder.glob("*.safetensors")))
+
+
+def read_local(folder: str | Path) -> Headers:
+    """The headers of a local folder: the index's shards, else ``model.safetensors``, else
+    every ``*.safetensors`` file."""
+    folder = Path(folder)
+    headers = Headers(str(folder))
+    for filename in _local_files(folder):
+        header, size = read_local_header(folder / filename)
+        headers.add_file(filename, header)
+        headers.header_bytes += size
+    return headers
+
+
+def read_local_header(path: Path) -> tuple[dict, int]:
+    """One file's JSON header and the bytes read for it (``8 + N``); nothing after it."""
+    from huggingface_hub import constants
+
+    try:
+        with open(path, "rb") as fh:
+            prefix = fh.read(8)
+            if len(prefix) != 8:
+                raise CheckpointUnreadable(f"{path}: too small to be a safetensors file")
+            size = struct.unpack("<Q", prefix)[0]
+            if size > constants.SAFETENSORS_MAX_HEADER_LENGTH:
+                raise CheckpointUnreadable(f"{path}: header of {size} bytes exceeds the safetensors limit")
+            raw = fh.read(size)
+    except OSError as e:
+        raise CheckpointUnreadable(f"{path}: {e}") from e
+    if len(raw) != size:
+        raise CheckpointUnreadable(f"{path}: truncated header ({len(raw)} of {size} bytes)")
+    try:
+        header = json.loads(raw)
+    except ValueError as e:
+        raise CheckpointUnreadable(f"{path}: the header is not JSON ({e})") from e
+    if not isinstance(header, dict):
+        raise CheckpointUnreadable(f"{path}: the header is not a JSON object")
+    return header, 8 + size
+
+
+def _local_files(folder: Path) -> list[str]:
+    index = folder / INDEX_FILE
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointUnreadable(f"{index}: not a safetensors index ({e})") from e
+        return sorted(set(weight_map.values()))
+    if (folder / SINGLE_FILE).is_file():
+        return [SINGLE_FILE]
+    return sorted(p.name for p in folder.glob("*.safetensors"))
+
+
+def read_hub(repo_id: str, revision: str | None = None, *, token: str | bool | None = None,
+             workers: int = 8) -> Headers:
+    """The headers of a Hub repository, by range requests that stop at each header's end."""
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi(token=token)
+    headers = Headers(f"{repo_id}@{revision or 'main'}")
+    try:
+        if api.file_exists(repo_id, SINGLE_FILE, revision=revision):
+            files = [SINGLE_FILE]
+        elif api.file_exists(repo_id, INDEX_FILE, revision=revision):
+            index_path = hf_hub_download(repo_id, INDEX_FILE, revision=revision, token=token)
+            files = sorted(set(json.loads(Path(index_path).read_text(encoding="utf-8"))["weight_map"].values()))
+        else:
+            raise CheckpointUnreadable(f"{repo_id}: no {SINGLE_FILE} or {INDEX_FILE} on the Hub")
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(files)))) as pool:
+            parsed = list(pool.map(lambda f: (f, *_hub_header(api, repo_id, f, revision)), files))
+    except CheckpointUnreadable:
+        raise
+    except HfHubHTTPError as e:
+        raise CheckpointUnreadable(f"{repo_id}: reading safetensors headers failed: {_first_line(e)}") from e
+    except Exception as e:  # the HTTP client's own errors (connection, timeout), a malformed index
+        raise CheckpointUnreadable(f"{repo_id}: reading safetensors headers failed: "
+                                   f"{type(e).__name__}: {_first_line(e)}") from e
+    for filename, header, size in parsed:
+        headers.add_file(filename, header)
+        headers.header_bytes += size
+    return headers
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _hub_header(api, repo_id: str, filename: str, revision: str | None) -> tuple[dict, int]:
+    """One shard's JSON header: ``bytes=0-7`` for its length, then exactly the header."""
+    from huggingface_hub import constants, hf_hub_url
+    from huggingface_hub.utils import get_session, hf_raise_for_status
+
+    url = hf_hub_url(repo_id, filename, revision=revision, endpoint=api.endpoint)
+    auth = api._build_hf_headers()
+    timeout = constants.HF_HUB_DOWNLOAD_TIMEOUT
+    response = get_session().get(url, headers={**auth, "range": "bytes=0-7"}, timeout=timeout)
+    hf_raise_for_status(response)
+    prefix = response.content
+    if len(prefix) != 8:
+        raise CheckpointUnreadable(f"{repo_id}/{filename}: the server ignored the range request "
+                                   f"(sent {len(prefix)} bytes for bytes=0-7)")
+    size = struct.unpack("<Q", prefix)[0]
+    if size > constants.SAFETENSORS_MAX_HEADER_LENGTH:
+        raise CheckpointUnreadable(f"{repo_id}/{filename}: header of {size} bytes exceeds the safetensors limit")
+    response = get_session().get(url, headers={**auth, "range": f"bytes=8-{size + 7}"}, timeout=timeout)
+    hf_raise_for_status(response)
+    if len(response.content) != size:
+        raise CheckpointUnreadable(
+            f"{repo_id}/{filename}: expected a {size}-byte header, got {len(response.content)} bytes")
+    try:
+        return json.loads(response.content), 8 + size
+    except ValueError as e:
+        raise CheckpointUnreadable(f"{repo_id}/{filename}: the header is not JSON ({e})") from e

@@ -1,0 +1,201 @@
+"""Checkpoint agreement from safetensors headers, with transformers' loader as the oracle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from support import REPO
+
+from archlint import lint
+from archlint.checkpoint import read_local
+from archlint.findings import Severity
+
+CHECKPOINTS = REPO / "fixtures" / "checkpoints"
+
+
+def _loading_info(folder):
+    """What transformers reports when it really loads the checkpoint."""
+    import transformers
+    from transformers import AutoConfig
+
+    cls = getattr(transformers, AutoConfig.from_pretrained(folder).architectures[0])
+    _, info = cls.from_pretrained(folder, ignore_mismatched_sizes=True, output_loading_info=True)
+    return info
+
+
+def test_tiny_llama_saved_by_save_pretrained_is_quiet():
+    result = lint(str(CHECKPOINTS / "tiny-llama")).results[0]
+    assert result.error is None and not result.rule_errors
+    assert result.checkpoint.unavailable is None
+    assert (result.checkpoint.missing, result.checkpoint.unexpected, result.checkpoint.mismatched) == ([], [], [])
+    loud = [(f.code, f.paths) for f in result.findings if f.severity >= Severity.WARNING]
+    assert not loud, loud
+
+
+def test_renamed_dropped_and_reshaped_keys_match_transformers_loading_info():
+    folder = CHECKPOINTS / "tiny-llama-broken"
+    truth = _loading_info(folder)
+    assert truth["missing_keys"] and truth["unexpected_keys"] and truth["mismatched_keys"]  # the fixture is broken
+    result = lint(str(folder), select=["CKPT"]).results[0]
+    agreement = result.checkpoint
+    assert agreement.missing == sorted(truth["missing_keys"])
+    assert agreement.unexpected == sorted(truth["unexpected_keys"])
+    assert agreement.mismatched == sorted((k, list(a), list(b)) for k, a, b in truth["mismatched_keys"])
+    by_code = {f.code: f for f in result.findings}
+    assert set(by_code) == {"CKPT001", "CKPT002"}
+    assert by_code["CKPT001"].details["missing"] == sorted(truth["missing_keys"])
+    assert by_code["CKPT001"].details["unexpected"] == sorted(truth["unexpected_keys"])
+    mismatched = [[k, list(a), list(b)] for k, a, b in sorted(truth["mismatched_keys"])]
+    assert by_code["CKPT001"].details["mismatched"] == mismatched
+    assert "key_mapping" in by_code["CKPT001"].fix.detail
+    assert by_code["CKPT002"].details["checkpoint"] == [32, 16]
+
+
+def test_legacy_per_expert_qwen3_moe_is_fused_by_the_loader_and_quiet():
+    folder = CHECKPOINTS / "tiny-qwen3-moe-legacy"
+    stored = read_local(folder).tensors
+    assert "model.layers.0.mlp.experts.3.up_proj.weight" in stored  # the per-expert layout
+    assert "model.layers.0.mlp.experts.gate_up_proj" not in stored
+    truth = _loading_info(folder)
+    assert not (truth["missing_keys"] or truth["unexpected_keys"] or truth["mismatched_keys"])
+    result = lint(str(folder), select=["CKPT"]).results[0]
+    assert (result.checkpoint.missing, result.checkpoint.unexpected, result.checkpoint.mismatched) == ([], [], [])
+    assert result.findings == []
+
+
+def test_stored_dtype_other_than_the_config_is_ckpt003():
+    result = lint(str(CHECKPOINTS / "tiny-llama-bf16"), select=["CKPT"]).results[0]
+    assert [f.code for f in result.findings] == ["CKPT003"]
+    assert result.checkpoint.stored_dtypes.keys() == {"BF16"}
+
+
+def test_header_reader_reads_nothing_past_the_header(tmp_path, monkeypatch):
+    """The local reader opens each file and reads exactly 8 + N bytes."""
+    import builtins
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(CHECKPOINTS / "tiny-llama", folder)
+    reads = []
+    real_open = builtins.open
+
+    class Counting:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def read(self, n=-1):
+            data = self.fh.read(n)
+            reads.append(len(data))
+            return data
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    def counting_open(path, mode="r", *args, **kwargs):
+        fh = real_open(path, mode, *args, **kwargs)
+        return Counting(fh) if str(path).endswith(".safetensors") and "b" in mode else fh
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    headers = read_local(folder)
+    size = (folder / "model.safetensors").stat().st_size
+    assert sum(reads) == headers.header_bytes < size
+
+
+def test_broken_header_is_reported_not_raised(tmp_path):
+    folder = tmp_path / "bad"
+    shutil.copytree(CHECKPOINTS / "tiny-llama", folder)
+    (folder / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    result = lint(str(folder), select=["CKPT"]).results[0]
+    assert result.error is None and not result.rule_errors
+    assert "not JSON" in result.checkpoint.unavailable
+    assert result.findings == []
+
+
+# -- the Hub, over range requests only ----------------------------------------------
+
+SHARDED = "acme/tiny-llama-sharded"
+
+
+def _sharded_repo(tmp_path) -> dict[str, bytes]:
+    from transformers import AutoConfig, LlamaForCausalLM
+
+    cfg = AutoConfig.from_pretrained(CHECKPOINTS / "tiny-llama")
+    model = LlamaForCausalLM(cfg)
+    out = tmp_path / "sharded"
+    model.save_pretrained(out, max_shard_size="40KB")
+    files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert sum(name.endswith(".safetensors") for name in files) >= 3
+    return files
+
+
+def test_hub_checkpoint_is_read_with_header_ranges_only(fake_hub, tmp_path):
+    files = _sharded_repo(tmp_path)
+    fake_hub.hub.repos[SHARDED] = {"main": files}
+    result = lint(SHARDED, select=["CKPT"], check_checkpoint=True).results[0]
+    assert result.error is None, result.error
+    agreement = result.checkpoint
+    assert agreement.unavailable is None, agreement.unavailable
+    assert (agreement.missing, agreement.unexpected, agreement.mismatched) == ([], [], [])
+    shards = sorted(n for n in files if n.endswith(".safetensors"))
+    assert agreement.files == len(shards)
+
+    header_end = {name: 8 + int.from_bytes(files[name][:8], "little") - 1 for name in shards}
+    shard_requests = [r for r in fake_hub.requests if r.filename in header_end]
+    assert shard_requests and {r.filename for r in shard_requests} == set(shards)
+    for r in shard_requests:
+        if r.method == "HEAD":
+            assert r.sent == 0
+            continue
+        assert r.status == 206 and r.range is not None, r  # never a whole-file GET
+        start, end = r.range
+        assert end <= header_end[r.filename], (r.filename, r.range, header_end[r.filename])
+        assert r.sent == end - start + 1
+    assert sum(r.sent for r in shard_requests) == agreement.header_bytes
+
+
+def test_hub_checkpoint_is_opt_in(fake_hub, tmp_path):
+    fake_hub.hub.repos[SHARDED] = {"main": _sharded_repo(tmp_path)}
+    result = lint(SHARDED, select=["CKPT"]).results[0]
+    assert result.checkpoint is None
+    assert not [r for r in fake_hub.requests if (r.filename or "").endswith(".safetensors")]
+
+
+def test_hub_repo_without_safetensors_says_so(fake_hub):
+    from hub_server import LLAMA
+
+    result = lint(LLAMA, select=["CKPT"], check_checkpoint=True).results[0]
+    assert result.error is None
+    assert result.checkpoint.unavailable  # the served "weights" are not safetensors
+    assert json.dumps(result.to_dict())
+
+
+def test_ckpt001_key_mapping_fix_is_what_from_pretrained_needs():
+    """The fix's key_mapping, passed to from_pretrained, loads the renamed key."""
+    import re
+
+    import transformers
+
+    folder = CHECKPOINTS / "tiny-llama-broken"
+    [finding] = [f for f in lint(str(folder), select=["CKPT001"]).results[0].findings]
+    mapping_line = next(line for line in finding.fix.detail.splitlines() if "key_mapping=" in line)
+    pattern, replacement = re.search(r'r"(.+?)": "(.+?)"', mapping_line).groups()
+    _, info = transformers.LlamaForCausalLM.from_pretrained(
+        folder, key_mapping={pattern: replacement}, ignore_mismatched_sizes=True, output_loading_info=True)
+    assert sorted(info["missing_keys"]) == ["model.layers.1.mlp.down_proj.weight"]  # the dropped tensor only
+    assert not info["unexpected_keys"]
+
+
+def test_cli_json_carries_the_loading_info():
+    from click.testing import CliRunner
+
+    from archlint.cli import main
+
+    out = CliRunner().invoke(main, [str(CHECKPOINTS / "tiny-llama-broken"), "--select", "CKPT", "--format", "json",
+                                    "--fail-on", "never"])
+    assert out.exit_code == 0, out.output
+    checkpoint = json.loads(out.output)["results"][0]["checkpoint"]  # schema-checked by conftest
+    assert checkpoint["mismatched"] == [["model.layers.1.self_attn.o_proj.weight", [32, 16], [32, 32]]]
+    assert checkpoint["unexpected"] == ["model.layers.0.self_attn.q_proj.linear.weight"]
