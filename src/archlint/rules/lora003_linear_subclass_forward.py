@@ -21,7 +21,8 @@ class LinearSubclassForward(Rule):
         `Llama4Router`, clamps, grouped linears). The overriding forward is recorded on
         meta tensors in training mode and every op beyond the affine map / lookup is
         named in the finding. A subclass that only adds attributes, or overrides
-        `forward` without changing the computation, is not flagged; nor is an
+        `forward` without changing the computation (a clamp whose bounds are both
+        infinite changes nothing), is not flagged; nor is an
         embedding whose only extra is a scalar `embed_scale`, which PEFT applies to the
         adapter output itself. When the forward cannot be probed, the override alone
         is reported at low confidence.
@@ -58,6 +59,7 @@ class LinearSubclassForward(Rule):
         Example("fixtures/zoo/subclasses.py:TaggedLinearModel", note="subclass adds an attribute only"),
         Example("fixtures/zoo/subclasses.py:ScaledEmbeddingModel", note="scalar embed_scale, which PEFT handles"),
         Example("fixtures/zoo/subclasses.py:CountingLinearModel", note="overrides forward, same computation"),
+        Example("fixtures/zoo/roles.py:InfiniteClampModel", note="a clamp to [-inf, inf] is no clamp"),
     )
     INVALID = (
         Example("fixtures/zoo/subclasses.py:JitterRouterModel", paths=("layers.0.router", "layers.1.router"),
