@@ -76,7 +76,6 @@ class CustomRouter(Rule):
                 extras = tuple(_relative(extra, block, path) for extra in router.extras)
                 found[(info.class_name, router.selection, extras, router.projection)].append(path)
         for (class_name, selection, extras, projection), paths in found.items():
-            leaf = paths[0].rsplit(".", 1)[-1]
             how = "routes by a token-id table (hash routing)" if selection == "hash" else \
                 "routes with more than Linear + softmax/top-k"
             yield self.finding(
