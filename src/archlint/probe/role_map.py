@@ -132,7 +132,7 @@ class RoleMap:
         return found
 
     def _readable_structure(self, info) -> bool:
-        key = info.skey or info.path
+        key = info.structure_key or info.path
         if key not in self._by_structure:
             self._by_structure[key] = self.block(info.module).roles is not None
         return self._by_structure[key]
