@@ -6,6 +6,8 @@ from collections import defaultdict
 
 from ..findings import Confidence, Fix, Severity
 from ..lora.layers import is_linear_like
+from ..lora.verify import exclusion_fix
+from ..skip_list import bnb_skip_advice
 from .base import Example, Rule
 
 
@@ -36,7 +38,13 @@ class CustomRouter(Rule):
         groups first. Mixtral's router is plain.
 
     Use instead:
-        Keep the router out of quantization and adapters, by its module paths.
+        Keep the router out of quantization and adapters. The skip list printed is
+        transformers' own default list (``get_modules_to_not_convert`` on the meta model:
+        `lm_head`, tied and fp32 modules) plus the router's Linears, because a user list
+        replaces the defaults; it is printed only when bitsandbytes would convert the
+        router (a router with its own weight parameter, or a Linear subclass, is left
+        unquantized by transformers anyway). The LoRA half is each evaluated plan that
+        adapts the router, with the router excluded, run through PEFT and one training step.
 
     References:
         https://github.com/huggingface/transformers/pull/35926
@@ -50,8 +58,7 @@ class CustomRouter(Rule):
 
     VALID = (Example("fixtures/zoo/gates.py:PlainRouterModel", note="Linear + softmax + top-k + renormalise"),)
     INVALID = (
-        Example("fixtures/zoo/gates.py:NormedScaledRouterModel", paths=("layers.0.router", "layers.1.router"),
-                fix='llm_int8_skip_modules=["router"]'),
+        Example("fixtures/zoo/gates.py:NormedScaledRouterModel", paths=("layers.0.router", "layers.1.router")),
     )
 
     def check(self, ctx):
@@ -69,18 +76,33 @@ class CustomRouter(Rule):
                 extras = tuple(_relative(extra, block, path) for extra in router.extras)
                 found[(info.class_name, router.selection, extras, router.projection)].append(path)
         for (class_name, selection, extras, projection), paths in found.items():
-            leaf = paths[0].rsplit(".", 1)[-1]
             how = "routes by a token-id table (hash routing)" if selection == "hash" else \
                 "routes with more than Linear + softmax/top-k"
             yield self.finding(
                 sorted(set(paths)),
                 f"{class_name} {how}: {'; '.join(extras)}",
                 module_class=class_name,
-                fix=Fix("Keep the router out of quantization and adapters",
-                        f'BitsAndBytesConfig(llm_int8_skip_modules=["{leaf}"], ...)\n'
-                        f'LoraConfig(exclude_modules=["{leaf}"], ...)  # or a target regex that skips it'),
+                fix=_fix(ctx, sorted(set(paths))),
                 details={"extras": list(extras), "selection": selection, "projection": projection},
             )
+
+
+def _fix(ctx, paths) -> Fix | None:
+    """A bitsandbytes skip list that keeps the router's Linears unquantized (transformers'
+    defaults kept; none when bitsandbytes would not convert them anyway), and the plans
+    that adapt the router with the router excluded (verified); None when neither applies."""
+    lines = []
+    advice = bnb_skip_advice(ctx.built.module, paths)
+    if advice is not None:
+        lines.append(advice.text())
+    lora = exclusion_fix(ctx.plans.outcome_of, ctx.plans.evaluations, paths, "Keep the router out of the adapters")
+    if lora is not None:
+        lines.append(lora.detail)
+    if not lines:
+        return None
+    title = "Keep the router out of " + " and ".join(
+        part for part, present in (("quantization", advice is not None), ("adapters", lora is not None)) if present)
+    return Fix(title + (" (verified)" if lora is not None else ""), "\n".join(lines))
 
 
 def _relative(extra: str, block: str, router: str) -> str:
