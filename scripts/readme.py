@@ -63,7 +63,7 @@ def regenerate(text: str, parts: dict[str, str]) -> str:
         pattern = re.compile(rf"(<!-- scripts/readme\.py: {name} -->\n).*?(<!-- end -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no <!-- scripts/readme.py: {name} --> block")
-        text = pattern.sub(lambda m: m[1] + body + "\n" + m[2], text, count=1)
+        text = pattern.sub(lambda m, body=body: m[1] + body + "\n" + m[2], text, count=1)
     return text
 
 

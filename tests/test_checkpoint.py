@@ -186,3 +186,16 @@ def test_ckpt001_key_mapping_fix_is_what_from_pretrained_needs():
         folder, key_mapping={pattern: replacement}, ignore_mismatched_sizes=True, output_loading_info=True)
     assert sorted(info["missing_keys"]) == ["model.layers.1.mlp.down_proj.weight"]  # the dropped tensor only
     assert not info["unexpected_keys"]
+
+
+def test_cli_json_carries_the_loading_info():
+    from click.testing import CliRunner
+
+    from archlint.cli import main
+
+    out = CliRunner().invoke(main, [str(CHECKPOINTS / "tiny-llama-broken"), "--select", "CKPT", "--format", "json",
+                                    "--fail-on", "never"])
+    assert out.exit_code == 0, out.output
+    checkpoint = json.loads(out.output)["results"][0]["checkpoint"]  # schema-checked by conftest
+    assert checkpoint["mismatched"] == [["model.layers.1.self_attn.o_proj.weight", [32, 16], [32, 32]]]
+    assert checkpoint["unexpected"] == ["model.layers.0.self_attn.q_proj.linear.weight"]

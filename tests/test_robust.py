@@ -111,12 +111,12 @@ CASES = [
         def build():
             while True:
                 pass
-    """, "--timeout", "2"),
+    """, "--timeout", "5"),
     _factory_case("factory_sleeps", "timeout", """
         import time
         def build():
             time.sleep(3600)
-    """, "--timeout", "2"),
+    """, "--timeout", "5"),
     _factory_case("factory_swallows_exceptions", "timeout", """
         def build():
             while True:
@@ -127,7 +127,7 @@ CASES = [
                     break
             while True:
                 pass
-    """, "--timeout", "2"),
+    """, "--timeout", "5"),
     _factory_case("factory_calls_sys_exit", "internal", """
         import sys
         def build():
@@ -171,8 +171,8 @@ def test_hostile_target_is_one_clean_line(case, tmp_path, monkeypatch):
     start = time.monotonic()
     result = invoke(GOOD, target, "--format", "json", "--fail-on", "never", *args)
     error = assert_clean_failure(result, target, kind)
-    if kind == "timeout":
-        assert time.monotonic() - start < 30
+    if kind == "timeout":  # a hang guard: the 5 s limit plus starting the libraries on a busy machine
+        assert time.monotonic() - start < 5 + 120
         assert "--timeout" in error["message"]
     if kind == "internal":
         assert "--debug" in error["message"]

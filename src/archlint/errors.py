@@ -16,6 +16,7 @@ KINDS: dict[str, str] = {
     "unknown-model-type": "model_type is unknown to the installed transformers and the config ships no code",
     "unknown-target": "a bare word that is not a file, a Hub id or a transformers model type",
     "bad-target": "a Hub id that huggingface_hub refuses (org/.., org--x/model, org/model.)",
+    "bad-adapter": "a PEFT adapter target whose adapter_config.json cannot serve as the LoRA plan",
     "remote-code": "the config needs its own code: not trusted, or that code failed to load",
     "gated": "the Hub repository is gated and no accepted token was sent",
     "repo-not-found": "no such Hub repository (or private without a token)",

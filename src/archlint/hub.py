@@ -110,14 +110,14 @@ def fetch_config(target: str, repo: str, revision: str | None, *, offline: bool,
         problem = None
         if not offline and not constants.is_offline_mode():
             if hub_reachable(min(REACH_TIMEOUT, timeout)):
-                problem = _ask(target, repo, revision, max(0.1, timeout - (time.monotonic() - start)))
+                problem = _ask(target, repo, revision, max(0.1, timeout - (time.monotonic() - start)), deadline=timeout)
             else:
                 problem = _offline(target)
         left = max(0.1, timeout - (time.monotonic() - start))
         return _download(target, repo, revision, problem, local_only=offline or problem is not None, timeout=left)
 
 
-def _ask(target: str, repo: str, revision: str | None, timeout: float) -> TargetError | None:
+def _ask(target: str, repo: str, revision: str | None, timeout: float, *, deadline: float) -> TargetError | None:
     """One HEAD request. Raises what no cached copy can fix (the repository or revision
     does not exist, it is gated); returns the fault a cached copy can stand in for."""
     import httpx2
@@ -142,7 +142,7 @@ def _ask(target: str, repo: str, revision: str | None, timeout: float) -> Target
         status = e.response.status_code if e.response is not None else "an error"
         return TargetError("hub-error", f"{target}: the Hub answered HTTP {status} for config.json; try again later")
     except httpx2.TimeoutException:
-        return TargetError("hub-error", f"{target}: the Hub did not answer within {timeout:g} s; try again later, "
+        return TargetError("hub-error", f"{target}: the Hub did not answer within {deadline:g} s; try again later, "
                                         "or set HF_HUB_ETAG_TIMEOUT to wait longer")
     except (httpx2.ConnectError, hub_errors.OfflineModeIsEnabled, ConnectionError):
         return _offline(target)

@@ -126,12 +126,20 @@ def read_hub(repo_id: str, revision: str | None = None, *, token: str | bool | N
             parsed = list(pool.map(lambda f: (f, *_hub_header(api, repo_id, f, revision)), files))
     except CheckpointUnreadable:
         raise
-    except (HfHubHTTPError, OSError, ValueError, KeyError) as e:
-        raise CheckpointUnreadable(f"{repo_id}: reading safetensors headers failed: {e}") from e
+    except HfHubHTTPError as e:
+        raise CheckpointUnreadable(f"{repo_id}: reading safetensors headers failed: {_first_line(e)}") from e
+    except Exception as e:  # the HTTP client's own errors (connection, timeout), a malformed index
+        raise CheckpointUnreadable(f"{repo_id}: reading safetensors headers failed: "
+                                   f"{type(e).__name__}: {_first_line(e)}") from e
     for filename, header, size in parsed:
         headers.add_file(filename, header)
         headers.header_bytes += size
     return headers
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def _hub_header(api, repo_id: str, filename: str, revision: str | None) -> tuple[dict, int]:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from ..checkpoint import CheckpointAgreement, agreement
+from ..errors import one_line
 from ..quantize import QuantizationPreview, preview, wanted
 from .base import Facts, fact
 
@@ -19,8 +20,12 @@ def quantization(facts: Facts) -> QuantizationPreview | None:
     """The quantization preview, when a method is asked for or the config ships quantized."""
     if not wanted(facts.quantization_request, facts.config):
         return None
-    return preview(facts.built.module, facts.config, facts.quantization_request, tower_of=facts.graph.tower_of,
-                   plan=facts.plan)
+    try:
+        return preview(facts.built.module, facts.config, facts.quantization_request, tower_of=facts.graph.tower_of,
+                       plan=facts.plan)
+    except Exception as e:  # a model the preview cannot read must not stop the lint; the report says so
+        label = facts.quantization_request.label if facts.quantization_request else "config.json quantization_config"
+        return QuantizationPreview("unknown", label, "unknown", unavailable=f"the preview failed: {one_line(e)}")
 
 
 @fact(phase="checkpoint")

@@ -23,11 +23,20 @@ def short_error(plan: PlanSummary, width: int = 110) -> str:
     error = plan.error or {}
     if error.get("stage") not in (None, "inject"):  # PEFT injected it; the training step failed
         where = f" in {error['module']}" if error.get("module") else ""
-        text = f"{error['stage']}{where}: {error['type']}: {' '.join((error['message'] or '').split())}"
-        return text if len(text) <= width else text[: width - 1] + "…"
+        message = " ".join((error["message"] or "").split())
+        return _shorten(f"{error['stage']}{where}: {error['type']}: {message}", width)
     message = re.sub(r"\(\n.*?\n\)", "(…)", plan.error_message or "", flags=re.S)
-    text = f"{plan.error_type}: {' '.join(message.split())}"
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return _shorten(f"{plan.error_type}: {' '.join(message.split())}", width)
+
+
+def _shorten(text: str, width: int) -> str:
+    """``text`` up to ``width``, cut after its last whole sentence that fits (else at a word)."""
+    if len(text) <= width:
+        return text
+    end = text.rfind(". ", 0, width)
+    if end > width // 3:
+        return text[: end + 1] + " …"
+    return text[: width - 1].rsplit(" ", 1)[0] + " …"
 
 
 def _recipes(plans: list[PlanSummary]) -> list[str]:

@@ -46,11 +46,19 @@ class _Out:
         if isinstance(body, str):
             body = Text.from_markup(body)
         rest = " " * len(first) if rest is None else rest
-        room = self.width - max(len(first), len(rest))
-        lines = body.wrap(self.console, max(room, 10), overflow="fold") if body.plain else [Text("")]
-        for i, piece in enumerate(lines):
+        if not body.plain:
+            self.console.print(Text(first))
+            return
+        head = body.wrap(self.console, max(self.width - len(first), 10), overflow="fold")[0]
+        head.rstrip()
+        self.console.print(Text(first) + head)
+        tail = body[len(head.plain):]
+        tail = tail[len(tail.plain) - len(tail.plain.lstrip(" ")):]
+        if not tail.plain:
+            return
+        for piece in tail.wrap(self.console, max(self.width - len(rest), 10), overflow="fold"):
             piece.rstrip()
-            self.console.print(Text(first if i == 0 else rest) + piece)
+            self.console.print(Text(rest) + piece)
 
     def blank(self) -> None:
         self.console.print()
@@ -110,9 +118,13 @@ def _header(out: _Out, result: TargetResult) -> None:
 
 
 def _markup_line(out: _Out, line: str) -> None:
+    """A table-like line: continuation lines hang under its last column (or 4 in)."""
     text = Text.from_markup(line)
-    indent = len(text.plain) - len(text.plain.lstrip(" "))
-    out.line(" " * indent, text[indent:], rest=" " * (indent + 4))
+    plain = text.plain
+    indent = len(plain) - len(plain.lstrip(" "))
+    columns = [m.end() for m in re.finditer(r"\S  +(?=\S)", plain[: out.width // 2])]
+    hang = columns[-1] if columns and columns[-1] > indent else indent + 4
+    out.line(" " * indent, text[indent:], rest=" " * hang)
 
 
 def _code_block(out: _Out, code: str, findings: list[Finding], options, printed: dict[str, str]) -> None:
