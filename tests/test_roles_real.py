@@ -7,6 +7,7 @@ from support import lint_cached
 
 from archlint.findings import Confidence, Severity
 
+
 def _findings(target, code=None):
     result = lint_cached(target).results[0]
     assert result.error is None, result.error
