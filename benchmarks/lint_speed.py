@@ -1,21 +1,20 @@
-"""How much archlint costs over the bare ``import torch, transformers`` floor.
+"""Where a user waits for archlint, measured in one run.
 
-Measures, as the median of N runs each, the wall time and peak RSS of
+* **floor** per model: ``import torch, transformers``, read the config, build the model on
+  the meta device -- what any tool that looks at the model must pay, nothing else;
+* **cold lint**: ``archlint CONFIG --format json --no-cache`` (every rule, the LoRA
+  recipes through PEFT, the verified fixes, the training-step checks);
+* **cache hit**: the same command once its result is stored (a private cache directory),
+  with ``python -X importtime`` evidence of what it imported;
+* **several targets**: the three models in one process vs one process each;
+* **depth**: a Llama of the 8B width at 8 and at 128 layers (repeated blocks are analysed
+  once, so the cost should be nearly flat).
 
-* the import floor: ``python -c "import torch, transformers"``
-* ``archlint <config> --format json`` on three real configs (small multimodal, 8B, 671B)
+Every run is a fresh subprocess with ``HF_HUB_OFFLINE=1``; runs are interleaved (floor,
+lint, floor, lint, ...) so machine noise hits all alike; medians are reported. One extra
+``--debug`` run per model gives archlint's own stage split.
 
-Every run is a fresh subprocess with ``HF_HUB_OFFLINE=1``; its peak RSS comes from
-``os.wait4``, which returns the child's own rusage. Runs are interleaved (floor, A, B,
-C, floor, A, ...) so that machine noise hits all of them alike. One extra ``--debug``
-run per model reports archlint's own resolve/build/graph/rules split, the part of
-"rules" spent in behavioural probes (``probe``: per-module meta forwards and tiny CPU
-checks; ``forward``: the fake-tensor training forward of TRAIN001 — issue #3), the parts
-spent evaluating LoRA plans through PEFT (``plans``: the common recipes or the user's
-plan; ``verify``: the suggested fixes), and probe + forward as a share of the model's
-median lint wall time.
-
-    python benchmarks/lint_speed.py [--runs 5]
+    python benchmarks/lint_speed.py [--runs 3]
 """
 
 from __future__ import annotations
@@ -31,16 +30,33 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "fixtures" / "configs"
 MODELS = ("google__gemma-4-E2B-it", "meta-llama__Llama-3.1-8B", "deepseek-ai__DeepSeek-V3")
-FLOOR = "import torch, transformers"
+DEPTH_BASE = "meta-llama__Llama-3.1-8B"
+DEPTHS = (8, 128)
 #: The phases of --debug; each is its own time (a fact a rule reads is charged to the fact's phase).
-STAGES = ("resolve", "build", "graph", "structure", "rules", "probe", "forward", "plans", "verify")
+STAGES = ("resolve", "build", "graph", "structure", "rules", "probe", "forward", "plans", "verify", "steps")
 _DEBUG_LINE = re.compile(r"^archlint: debug: (?P<target>.*): (?P<times>\w+ [\d.]+s(?:, \w+ [\d.]+s)*)$")
+_HEAVY = re.compile(r"\|\s+(torch|transformers|peft)(\.|$)")
+
+FLOOR = """\
+import sys
+import torch
+import transformers
+from transformers import AutoConfig
+from transformers.initialization import meta_device_safe_creation_ops
+
+config = AutoConfig.from_pretrained(sys.argv[1])
+cls = getattr(transformers, config.architectures[0])
+with torch.device("meta"), meta_device_safe_creation_ops():
+    model = cls._from_config(config, dtype=torch.bfloat16)
+assert next(model.parameters()).device.type == "meta"
+"""
 
 
 def archlint_command() -> list[str]:
@@ -52,47 +68,77 @@ def archlint_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "archlint"]
 
 
-def env() -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
-
-
-def measure(cmd: list[str], *, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) -> tuple[float, float, int]:
-    """Run ``cmd``; return (wall seconds, peak RSS in MiB, exit code) of that child alone."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env(), stdout=stdout, stderr=stderr)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4; tell Popen
-    # ru_maxrss is KiB on Linux, bytes on macOS.
-    rss_mib = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
-    return wall, rss_mib, proc.returncode
-
-
-def lint_once(model: str) -> tuple[float, float]:
-    """One timed ``archlint CONFIG --format json``; checks that the target really built."""
-    config = str(CONFIGS / model)
+def run(cmd: list[str], cache: Path) -> tuple[Sample, str, str, int]:
+    """Run ``cmd`` with ``cache`` as the user cache directory: its wall and CPU time
+    (``os.wait4``: that child alone), stdout, stderr and exit code."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1", "XDG_CACHE_HOME": str(cache)}
+    env.pop("ARCHLINT_CACHE_DIR", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed archlint has its bytecode compiled
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        wall, rss, code = measure([*archlint_command(), config, "--format", "json"], stdout=out, stderr=err)
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4; tell Popen
         out.seek(0)
         err.seek(0)
-        if code not in (0, 1):
-            sys.exit(f"archlint failed on {model} (exit {code}):\n{err.read()}")
-        result = json.load(out)["results"][0]
+        return Sample(wall, usage.ru_utime + usage.ru_stime), out.read(), err.read(), proc.returncode
+
+
+@dataclass(frozen=True)
+class Sample:
+    wall: float  # seconds
+    cpu: float  # user + system seconds of the child
+
+
+def med(samples: list[Sample]) -> Sample:
+    return Sample(statistics.median(s.wall for s in samples), statistics.median(s.cpu for s in samples))
+
+
+def lint(targets: list[str], cache: Path, *extra: str) -> tuple[Sample, dict]:
+    wall, out, err, code = run([*archlint_command(), *targets, "--format", "json", *extra], cache)
+    if code not in (0, 1):
+        sys.exit(f"archlint failed on {targets} (exit {code}):\n{err}")
+    report = json.loads(out)
+    for result in report["results"]:
         if result["error"] is not None:
-            sys.exit(f"archlint could not build {model}: {result['error']['message']}")
-    return wall, rss
+            sys.exit(f"archlint could not build {result['target']}: {result['error']['message']}")
+    return wall, report
 
 
-def debug_timings(model: str) -> dict[str, float]:
-    """archlint's own per-stage seconds from one ``--debug`` run."""
-    proc = subprocess.run(
-        [*archlint_command(), str(CONFIGS / model), "--format", "json", "--debug"],
-        cwd=REPO, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    for line in proc.stderr.splitlines():
+def floor(config_dir: Path, cache: Path) -> Sample:
+    wall, _, err, code = run([sys.executable, "-c", FLOOR, str(config_dir)], cache)
+    if code != 0:
+        sys.exit(f"the floor script failed on {config_dir}:\n{err}")
+    return wall
+
+
+def debug_timings(target: str, cache: Path) -> dict[str, float]:
+    """archlint's own per-stage seconds from one uncached ``--debug`` run."""
+    _, _, err, code = run([*archlint_command(), target, "--format", "json", "--debug", "--no-cache"], cache)
+    for line in err.splitlines():
         if m := _DEBUG_LINE.match(line.strip()):
             return {k: float(v.rstrip("s")) for k, v in (part.split(" ") for part in m["times"].split(", "))}
-    sys.exit(f"no 'archlint: debug:' line for {model} (exit {proc.returncode}):\n{proc.stderr}")
+    sys.exit(f"no 'archlint: debug:' line for {target} (exit {code}):\n{err}")
+
+
+def heavy_imports(target: str, cache: Path) -> list[str]:
+    """Modules of torch, transformers or peft that ``python -X importtime -m archlint`` imported."""
+    _, _, err, code = run([sys.executable, "-X", "importtime", "-m", "archlint", target, "--format", "json"], cache)
+    if code not in (0, 1):
+        sys.exit(f"archlint failed under -X importtime (exit {code})")
+    return sorted({m.group(0).split("|")[-1].strip() for m in map(_HEAVY.search, err.splitlines()) if m})
+
+
+def depth_configs(directory: Path) -> dict[int, Path]:
+    base = json.loads((CONFIGS / DEPTH_BASE / "config.json").read_text())
+    out = {}
+    for layers in DEPTHS:
+        folder = directory / f"llama-8b-width-{layers}-layers"
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({**base, "num_hidden_layers": layers}, indent=2))
+        out[layers] = folder
+    return out
 
 
 def package_version(name: str) -> str:
@@ -104,50 +150,93 @@ def package_version(name: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=5, help="runs per command; the median is reported (default 5)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per measurement; the median is reported (default 3)")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
-    for model in MODELS:
-        if not (CONFIGS / model / "config.json").is_file():
-            parser.error(f"missing fixture {CONFIGS / model / 'config.json'}")
+    work = Path(tempfile.mkdtemp(prefix="archlint-speed-"))
+    try:
+        report(args.runs, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
-    names = ("import floor", *MODELS)
-    samples: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
-    for i in range(args.runs):
-        # Interleaved: floor, A, B, C, floor, A, B, C, ...
-        wall, rss, code = measure([sys.executable, "-c", FLOOR])
-        if code != 0:
-            sys.exit(f"`python -c {FLOOR!r}` failed with exit {code}")
-        samples["import floor"].append((wall, rss))
-        for model in MODELS:
-            samples[model].append(lint_once(model))
-        print(f"run {i + 1}/{args.runs} done", file=sys.stderr, flush=True)
 
-    medians = {n: (statistics.median(w for w, _ in s), statistics.median(r for _, r in s)) for n, s in samples.items()}
-    floor_wall, floor_rss = medians["import floor"]
+def report(runs: int, work: Path) -> None:
+    empty = work / "no-cache"  # --no-cache runs never write; a directory of their own all the same
+    warm = work / "warm-cache"
+    configs = {m: CONFIGS / m for m in MODELS}
+    depth = depth_configs(work)
+    floors: dict[str, list[Sample]] = {m: [] for m in MODELS}
+    colds: dict[str, list[Sample]] = {m: [] for m in MODELS}
+    hits: dict[str, list[Sample]] = {m: [] for m in MODELS}
+    together: list[Sample] = []
+    deep: dict[int, list[Sample]] = {n: [] for n in DEPTHS}
+    cold_json: dict[str, str] = {}
+    for model, folder in configs.items():  # store each result once: the hits below read it
+        _, stored = lint([str(folder)], warm)
+        cold_json[model] = json.dumps(stored, sort_keys=True)
+    for i in range(runs):
+        for model, folder in configs.items():
+            floors[model].append(floor(folder, empty))
+            colds[model].append(lint([str(folder)], empty, "--no-cache")[0])
+            sample, hit = lint([str(folder)], warm)
+            if json.dumps(hit, sort_keys=True) != cold_json[model]:
+                sys.exit(f"the cached report of {model} differs from the stored one")
+            hits[model].append(sample)
+        together.append(lint([str(f) for f in configs.values()], empty, "--no-cache")[0])
+        for layers, folder in depth.items():
+            deep[layers].append(lint([str(folder)], empty, "--no-cache")[0])
+        print(f"run {i + 1}/{runs} done", file=sys.stderr, flush=True)
 
-    print(f"archlint lint speed: median of {args.runs} run(s) each, interleaved, HF_HUB_OFFLINE=1")
+    print(f"archlint lint speed: median of {runs} run(s) each, interleaved, HF_HUB_OFFLINE=1")
     print(f"python {platform.python_version()}, torch {package_version('torch')}, "
-          f"transformers {package_version('transformers')}, archlint {package_version('archlint')}, "
-          f"{platform.machine()} x{os.cpu_count()}")
+          f"transformers {package_version('transformers')}, peft {package_version('peft')}, "
+          f"archlint {package_version('archlint')}, {platform.machine()} x{os.cpu_count()}, "
+          f"load average {os.getloadavg()[0]:.1f} at the end")
+    print("wall: elapsed seconds; cpu: user+system seconds of the process (steadier on a busy machine)")
     print()
-    header = f"{'model':<28} {'wall median (s)':>15} {'x floor':>8} {'peak RSS (MiB)':>15} {'x floor RSS':>12}"
-    print(header)
-    print("-" * len(header))
-    for name in names:
-        wall, rss = medians[name]
-        print(f"{name:<28} {wall:>15.2f} {wall / floor_wall:>8.2f} {rss:>15.0f} {rss / floor_rss:>12.2f}")
-
-    print()
-    print("archlint --debug stage timings (one extra run per model, seconds)")
-    header = f"{'model':<28}" + "".join(f"{s:>9}" for s in STAGES) + f"{'probes/wall':>12}"
+    header = (f"{'model':<26} {'floor wall':>10} {'cpu':>6} {'cold lint wall':>14} {'cpu':>6} "
+              f"{'x floor wall':>12} {'cpu':>6} {'cache hit wall':>14} {'cpu':>6}")
     print(header)
     print("-" * len(header))
     for model in MODELS:
-        times = debug_timings(model)
-        share = (times.get("probe", 0.0) + times.get("forward", 0.0)) / medians[model][0]
-        print(f"{model:<28}" + "".join(f"{times.get(s, float('nan')):>9.3f}" for s in STAGES) + f"{share:>11.1%}")
+        f, c, h = med(floors[model]), med(colds[model]), med(hits[model])
+        print(f"{model:<26} {f.wall:>10.2f} {f.cpu:>6.2f} {c.wall:>14.2f} {c.cpu:>6.2f} "
+              f"{c.wall / f.wall:>12.2f} {c.cpu / f.cpu:>6.2f} {h.wall:>14.3f} {h.cpu:>6.3f}")
+
+    print()
+    heavy = heavy_imports(str(configs[MODELS[1]]), warm)
+    print(f"cache hit under python -X importtime: torch/transformers/peft modules imported: "
+          f"{len(heavy)}{' (' + ', '.join(heavy[:5]) + ')' if heavy else ''}")
+
+    print()
+    separate = [med(colds[m]) for m in MODELS]
+    one = med(together)
+    wall, cpu = sum(s.wall for s in separate), sum(s.cpu for s in separate)
+    print(f"three models, one process each: {wall:.2f} s wall, {cpu:.2f} s cpu; in one process: "
+          f"{one.wall:.2f} s wall, {one.cpu:.2f} s cpu ({one.wall / wall:.2f}x wall, {one.cpu / cpu:.2f}x cpu)")
+
+    print()
+    shallow, tall = (med(deep[n]) for n in DEPTHS)
+    stages = {n: debug_timings(str(folder), empty) for n, folder in depth.items()}
+    inside = {n: sum(v for k, v in t.items() if k in ("resolve", "build", "graph", "rules")) for n, t in stages.items()}
+    print(f"depth, Llama-3.1-8B width: {DEPTHS[0]} layers {shallow.wall:.2f} s wall / {shallow.cpu:.2f} s cpu, "
+          f"{DEPTHS[1]} layers {tall.wall:.2f} s wall / {tall.cpu:.2f} s cpu: "
+          f"{tall.wall / shallow.wall:.2f}x wall, {tall.cpu / shallow.cpu:.2f}x cpu")
+    print(f"  archlint's own time (resolve+build+graph+rules, --debug): {inside[DEPTHS[0]]:.2f} s vs "
+          f"{inside[DEPTHS[1]]:.2f} s: {inside[DEPTHS[1]] / inside[DEPTHS[0]]:.2f}x")
+
+    print()
+    print("archlint --debug stage timings (one extra uncached run per model, seconds)")
+    header = f"{'model':<28}" + "".join(f"{s:>9}" for s in STAGES)
+    print(header)
+    print("-" * len(header))
+    for model in MODELS:
+        times = debug_timings(str(configs[model]), empty)
+        print(f"{model:<28}" + "".join(f"{times.get(s, float('nan')):>9.3f}" for s in STAGES))
+    for layers in DEPTHS:
+        row = "".join(f"{stages[layers].get(s, float('nan')):>9.3f}" for s in STAGES)
+        print(f"{f'llama-8b-width {layers} layers':<28}" + row)
 
 
 if __name__ == "__main__":

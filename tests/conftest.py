@@ -39,6 +39,17 @@ def _validate_rendered_reports():
     patch.undo()
 
 
+# -- never the real user cache -------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _private_result_cache(tmp_path_factory, monkeypatch):
+    """Each test gets an empty result cache of its own (``XDG_CACHE_HOME``, inherited by
+    subprocesses): no test reads or writes the user's, or another test's."""
+    monkeypatch.delenv("ARCHLINT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
+
+
 # -- a fake Hugging Face Hub ----------------------------------------------------------
 
 _HF_ENV_TO_CLEAR = (

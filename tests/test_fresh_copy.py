@@ -157,10 +157,51 @@ def test_a_plan_with_the_same_peft_input_is_not_run_twice(monkeypatch):
     fix = evaluate.predict(model, Plan.from_mapping({"r": 8, "target_modules": SEVEN}, source="fix"), outcomes=outcomes)
     linear = evaluate.predict(model, Plan.from_mapping({"target_modules": "all-linear"}, source="recipe:all-linear"),
                               outcomes=outcomes)
-    # the fix is the recipe (same LoraConfig arguments): one run; all-linear adapts the same
-    # modules on Llama but is another input to PEFT: its own run
-    assert runs == ["recipe:seven", "recipe:all-linear"]
-    assert fix is seven and set(linear.modules) == set(seven.modules)
+    # the fix is the recipe (same LoraConfig arguments): one run; all-linear is another input
+    # to PEFT but wraps exactly the same modules on Llama: PEFT's answer is the same, not run again
+    assert runs == ["recipe:seven"]
+    assert fix is seven and linear == seven
+    assert evaluate.run_peft is not real and real(model, Plan.from_mapping({"target_modules": "all-linear"})) == linear
+
+
+def _tiny_moe(tmp_path):
+    import json
+
+    from support import CONFIGS
+
+    data = json.loads((CONFIGS / "Qwen__Qwen3-30B-A3B" / "config.json").read_text())
+    data.update(num_hidden_layers=2, hidden_size=64, intermediate_size=128, moe_intermediate_size=32, num_experts=4,
+                num_experts_per_tok=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=128)
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    return meta_model(str(tmp_path))
+
+
+def test_shared_runs_give_exactly_what_peft_gives_each_plan(monkeypatch, tmp_path):
+    """Plans that wrap the same modules share one PEFT run; each shared answer equals the
+    answer of PEFT run on that plan alone (re-routing of MoE expert names included), and
+    plans that wrap something else run."""
+    import importlib
+
+    from archlint.lora import Plan
+
+    evaluate = importlib.import_module("archlint.lora.evaluate")
+    real = evaluate.run_peft
+    runs = []
+    monkeypatch.setattr(evaluate, "run_peft", lambda model, plan: runs.append(plan.source) or real(model, plan))
+    model = _tiny_moe(tmp_path)
+    plans = [
+        Plan.from_mapping({"target_modules": ["gate_proj", "up_proj", "down_proj"]}, source="a"),
+        Plan.from_mapping({"target_modules": ["up_proj", "gate_proj", "down_proj"]}, source="b"),  # same, reordered
+        Plan.from_mapping({"target_modules": ["gate_proj", "down_proj"]}, source="c"),  # no up_proj: no gate_up_proj
+        Plan.from_mapping({"target_modules": ["q_proj", "v_proj"]}, source="d"),
+        Plan.from_mapping({"target_modules": ["q_proj", "v_proj"], "r": 16}, source="e"),  # another rank
+    ]
+    outcomes: dict = {}
+    shared = [evaluate.predict(model, p, outcomes=outcomes) for p in plans]
+    alone = [real(model, p) for p in plans]
+    assert shared == alone
+    assert shared[0].parameters and shared[0].rerouted  # the experts, through PEFT's MoE conversion
+    assert runs == ["a", "c", "d", "e"]  # b is a's wrapping; c, d and e each wrap something else
 
 
 def test_a_lint_runs_peft_once_per_distinct_input(monkeypatch):

@@ -219,10 +219,11 @@ def test_json_plans_have_exactly_the_issue_s_shape():
     out = run_cli(GEMMA4_E2B, "--target-modules", ",".join(QKVO), "--format", "json", "--select", "LORA")
     assert out.returncode == 1, out.stderr
     (plan,) = json.loads(out.stdout)["results"][0]["plans"]
-    assert list(plan) == ["source", "verdict", "error", "entries", "modules", "parameters", "trainable_parameters",
-                          "peft_version"]
+    assert list(plan) == ["source", "verdict", "error", "checked", "entries", "modules", "parameters",
+                          "trainable_parameters", "peft_version"]
     assert plan["source"] == "flags" and plan["verdict"] == "error"
-    assert list(plan["error"]) == ["type", "message"]
+    assert list(plan["error"]) == ["type", "message", "stage", "module"]
+    assert plan["error"]["stage"] == "inject" and plan["checked"] == []  # PEFT raised in get_peft_model
     assert plan["entries"][0] == {"entry": "q_proj", "matches": 63, "classes": ["Gemma4ClippableLinear", "Linear"],
                                   "layers_reached": 63, "layers_total": 63}
 

@@ -175,3 +175,87 @@ def test_precommit_hook_fails_on_gemma4_then_passes_with_ignores_and_a_pragma(tr
     out = fourth.stdout + fourth.stderr
     assert fourth.returncode == 1, out
     assert "ARCH001 unused-suppression" in out and "train/net.py:" in out and "matched no LORA001 finding" in out
+
+
+CLEAN_PYPROJECT = """\
+[project]
+name = "my-finetunes"
+version = "0"
+
+[tool.archlint]
+models = ["models/Llama-3.1-8B", "train/net.py:Net"]
+select = ["LORA", "ARCH"]
+"""
+
+MARKED_NET = '''\
+import os
+
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, d=8):
+        super().__init__()
+        with open(os.environ["NET_BUILT_MARKER"], "a") as fh:  # the test counts builds
+            fh.write("built\\n")
+        self.embed = nn.Linear(d, d)
+        self.out = nn.Linear(d, d)
+
+    def forward(self, x):
+        return self.out(self.embed(x))
+'''
+
+
+@pytest.mark.slow
+def test_second_commit_with_unchanged_models_is_served_from_the_cache(tmp_path):
+    """Real `git commit`s through the installed hook: the first lints, the second (a new
+    Python file the models do not import) builds no model."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    shutil.copyfile(REPO / ".pre-commit-hooks.yaml", hooks / ".pre-commit-hooks.yaml")
+    git(hooks, "init", "-q")
+    git(hooks, "add", ".")
+    git(hooks, "commit", "-qm", "hooks")
+    repo = tmp_path / "repo"
+    (repo / "models").mkdir(parents=True)
+    (repo / "train").mkdir()
+    shutil.copytree(CONFIGS / "meta-llama__Llama-3.1-8B", repo / "models" / "Llama-3.1-8B")
+    (repo / "pyproject.toml").write_text(CLEAN_PYPROJECT)
+    (repo / "train" / "net.py").write_text(MARKED_NET)
+    (repo / ".pre-commit-config.yaml").write_text(textwrap.dedent(f"""\
+        repos:
+          - repo: {hooks}
+            rev: {git(hooks, "rev-parse", "HEAD")}
+            hooks:
+              - id: archlint-system
+                args: [--debug]
+                verbose: true
+        """))
+    marker = tmp_path / "net-built.log"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"), "HF_HUB_OFFLINE": "1", "NO_COLOR": "1",
+           "NET_BUILT_MARKER": str(marker), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    git(repo, "init", "-q")
+    subprocess.run([sys.executable, "-m", "pre_commit", "install"], cwd=repo, env=env, check=True, capture_output=True)
+
+    def commit(message: str) -> str:
+        git(repo, "add", ".")
+        done = subprocess.run(["git", "commit", "-m", message], cwd=repo, env=env, capture_output=True, text=True)
+        out = done.stdout + done.stderr
+        assert done.returncode == 0, out
+        assert "archlint (system)" in out and "Passed" in out, out
+        return out
+
+    first = commit("models")
+    assert re.search(r"debug: models/Llama-3\.1-8B: resolve .* build ", first), first
+    assert re.search(r"debug: train/net\.py:Net: resolve .* build ", first), first
+    assert marker.read_text() == "built\n"
+
+    (repo / "train" / "data.py").write_text("def batches():\n    return []\n")
+    second = commit("a data loader")
+    assert re.search(r"debug: models/Llama-3\.1-8B: cache \d", second), second
+    assert re.search(r"debug: train/net\.py:Net: cache \d", second), second
+    assert " build " not in second, second  # no model was built ...
+    assert marker.read_text() == "built\n"  # ... not even the factory's
+    assert git(repo, "log", "--format=%s") == "a data loader\nmodels"

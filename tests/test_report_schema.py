@@ -13,7 +13,9 @@ from archlint.render import RenderOptions, render
 
 PLAN = {
     "source": "recipe:seven-names", "verdict": "error",
-    "error": {"type": "ValueError", "message": "Target module Gemma4ClippableLinear is not supported"},
+    "error": {"type": "ValueError", "message": "Target module Gemma4ClippableLinear is not supported",
+              "stage": "inject", "module": None},
+    "checked": [],
     "entries": [{"entry": "q_proj", "matches": 63, "classes": ["Gemma4ClippableLinear", "Linear"],
                  "layers_reached": 35, "layers_total": 35}],
     "modules": ["model.language_model.layers.0.self_attn.q_proj"], "parameters": [],

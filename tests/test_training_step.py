@@ -114,3 +114,18 @@ def test_llama4_moe_layers_survive_the_shrink():
     names = {type(m).__name__ for m in checker.shrunk.module.modules()}
     assert "Llama4TextMoe" in names
     assert checker.shrunk.label == "shrunk copy (model.layers 48→2)"
+
+
+def test_a_plan_adapting_a_subset_of_a_clean_plan_is_clean_without_its_own_run():
+    checker = _zoo("Trains")
+    both = checker.check({"target_modules": ["proj", "head"], "r": 4})
+    one = checker.check({"target_modules": ["head"], "r": 4, "lora_alpha": 32})
+    assert both.ok and one.ok and one.checked == STAGES
+    assert "implied by the clean step" in one.note
+
+
+def test_a_failed_step_implies_nothing():
+    checker = _zoo("DetachedProjection")
+    assert not checker.check({"target_modules": ["proj", "head"], "r": 4}).ok
+    head = checker.check({"target_modules": ["head"], "r": 4})
+    assert head.ok and head.note == ""  # ran on its own

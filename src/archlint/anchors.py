@@ -30,6 +30,13 @@ class Anchor:
     file: str
     line: int = 1
 
+    def to_dict(self) -> dict:
+        return {"file": self.file, "line": self.line}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Anchor:
+        return cls(str(data["file"]), int(data["line"]))
+
     def relative_to(self, root: str | os.PathLike) -> str | None:
         """The path relative to ``root`` with ``/`` separators, or None when outside it."""
         try:

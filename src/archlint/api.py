@@ -9,29 +9,25 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .anchors import class_anchors, target_anchor
-from .build import build
-from .checkpoint import checkpoint_source
 from .config import Config, load_config
-from .deadline import DEFAULT_TIMEOUT, Deadline, DeadlineExceeded
+from .deadline import DEFAULT_TIMEOUT
 from .errors import TargetError, UsageError, internal_error, one_line, timeout_error
-from .facts import Facts
-from .findings import Finding, merge_findings
-from .graph import ModuleGraph
-from .lora.plan import Plan
-from .module_tree import collapsed_tree
-from .quantize import QuantizationRequest
-from .quiet import quiet_libraries
+from .installed import installed_version
 from .report import ModelSummary, Report, TargetResult
-from .resolve import resolve
-from .rules import Rule, all_rules
-from .selection import Layer, selected_codes, validate_selectors
-from .summarise import plan_summary, rule_info
-from .suppress import suppress
+from .selection import Layer, known_rules, rule_catalogue, selected_codes, validate_selectors
 from .targets import target_identity
+
+if TYPE_CHECKING:
+    from .cache import ResultCache
+    from .facts import Facts
+    from .findings import Finding
+    from .lora.plan import Plan
+    from .quantize import QuantizationRequest
+    from .rules import Rule
 
 __all__ = ["lint", "lint_many"]
 
@@ -50,6 +46,7 @@ def lint(
     timeout: float | None = None,
     quantization: str | None = None,
     check_checkpoint: bool = False,
+    cache: ResultCache | None = None,
 ) -> Report:
     """Lint one target (Hub id, folder, config.json, model type or ``FILE.py:NAME``).
 
@@ -62,14 +59,16 @@ def lint(
     with transformers' own quantizer; ``check_checkpoint`` reads a Hub repository's
     safetensors headers (a local folder's are always read). ``timeout``
     is the target's time limit in seconds (default: the configuration's, else
-    :data:`archlint.deadline.DEFAULT_TIMEOUT`; ``0`` for none).
+    :data:`archlint.deadline.DEFAULT_TIMEOUT`; ``0`` for none). With ``cache`` (an
+    :class:`archlint.cache.ResultCache`), an unchanged target is answered from it.
 
     Whatever the target holds, a report is returned: a failure is the result's ``error``
     (with ``debug=True`` it is raised instead).
     """
     return lint_many([target], select=select, extend_select=extend_select, ignore=ignore,
                      trust_remote_code=trust_remote_code, offline=offline, debug=debug, config=config,
-                     plan=plan, timeout=timeout, quantization=quantization, check_checkpoint=check_checkpoint)
+                     plan=plan, timeout=timeout, quantization=quantization, check_checkpoint=check_checkpoint,
+                     cache=cache)
 
 
 def lint_many(
@@ -87,38 +86,104 @@ def lint_many(
     timeout: float | None = None,
     quantization: str | None = None,
     check_checkpoint: bool = False,
+    cache: ResultCache | None = None,
 ) -> Report:
     """Lint several targets into one report; a target that fails does not stop the others.
 
     With no ``targets``, the ``models`` of ``config`` are linted. ``progress(message)``, if
     given, is called as each target is fetched and built. ``plan`` (one LoRA plan for every
     target) is evaluated instead of the common recipes; without it, a model's plan from the
-    configuration file is. ``timeout`` is each target's time limit in seconds.
+    configuration file is. ``timeout`` is each target's time limit in seconds. With
+    ``cache``, each target whose inputs are unchanged is read from it (without importing
+    torch) and each target linted afresh is stored in it.
     """
+    stored = cache.load_catalogue() if cache is not None else None
+    with known_rules(stored.names if stored else None):  # selection without importing the rules
+        report = _lint_many(targets, select, extend_select, ignore, trust_remote_code, offline, debug, config,
+                            progress, plan, timeout, quantization, check_checkpoint, cache, stored)
+    if cache is not None and stored is None:
+        cache.save_catalogue(rule_catalogue(), _rule_info(tuple(r.code for r in _all_rules())))
+    return report
+
+
+def _lint_many(targets, select, extend_select, ignore, trust_remote_code, offline, debug, config, progress, plan,
+               timeout, quantization, check_checkpoint, cache, stored) -> Report:
     cfg = config if isinstance(config, Config) else load_config(config) if config is not None else Config()
     validate_selectors([*(select or ()), *(extend_select or ()), *(ignore or ())])
     codes = selected_codes([
         Layer(cfg.select, cfg.extend_select, cfg.ignore),
         Layer(select or None, extend_select or (), ignore or ()),
     ])
-    rules = [r for r in all_rules() if r.code in codes]
-    request = QuantizationRequest.parse(quantization) if quantization else None
+    if quantization:
+        from .quantize import QuantizationRequest
+
+        request = QuantizationRequest.parse(quantization)
+    else:
+        request = None
     results = []
     for label, where, identity in _targets(targets, cfg):
         entry = cfg.model_entry(identity)
         options = _Options(
-            rules=rules, codes=codes, offline=offline, debug=debug, config=cfg, identity=identity,
+            codes=tuple(codes), offline=offline, debug=debug, config=cfg, identity=identity,
             trust_remote_code=trust_remote_code or bool(entry and entry.trust_remote_code),
             progress=progress or _silent,
             plan=plan if plan is not None else (entry.plan if entry else None),
             timeout=_timeout(timeout, cfg),
             quantization=request, check_checkpoint=check_checkpoint,
         )
-        result = _lint_guarded(where, options)
+        result = _lint_guarded(where, options) if cache is None else _lint_cached(where, options, cache)
         result.target = label
         results.append(result)
+    if stored is not None and "archlint.rules.base" not in sys.modules:
+        info = {c: i for c, i in stored.info.items() if c in codes}  # every result came from the cache
+    else:
+        info = _rule_info(tuple(codes))
     return Report(results=results, archlint_version=archlint_version(), versions=versions(), rules=codes,
-                  rule_info=rule_info(rules))
+                  rule_info=info)
+
+
+@cache
+def _all_rules() -> tuple[type[Rule], ...]:
+    from .rules import all_rules
+
+    return all_rules()
+
+
+def _selected_rules(codes: Sequence[str]) -> list[type[Rule]]:
+    return [r for r in _all_rules() if r.code in codes]
+
+
+def _rule_info(codes: tuple[str, ...]) -> dict:
+    from .summarise import rule_info
+
+    return rule_info(_selected_rules(codes))
+
+
+def _lint_cached(where: str, options: _Options, cache: ResultCache) -> TargetResult:
+    """The stored result when ``where``'s inputs are unchanged; else a lint, then stored."""
+    clock = time.perf_counter()
+    key = cache.target_key(
+        where, identity=options.identity, codes=options.codes, severity=options.config.severity,
+        ignores=options.config.ignores_for(options.identity), plan=options.plan, offline=options.offline,
+        options={name: getattr(options, name) for name in RESULT_OPTIONS},
+    )
+    if key is not None:
+        stored = cache.load(key)
+        if stored is not None:
+            stored.timings["cache"] = time.perf_counter() - clock
+            return stored
+    built_files: dict[str, str] = {}
+
+    def record(spec, built) -> None:
+        if spec.kind == "factory":
+            from .cache import built_sources
+
+            built_files.update(built_sources(where, built.module))
+
+    result = _lint_guarded(where, options, on_built=record)
+    if key is not None and result.cacheable:
+        cache.save(key, result, built_files)
+    return result
 
 
 def _targets(targets: Sequence[str] | None, cfg: Config) -> list[tuple[str, str, str]]:
@@ -132,10 +197,13 @@ def _targets(targets: Sequence[str] | None, cfg: Config) -> list[tuple[str, str,
     return [(m.target, m.location, m.location) for m in cfg.models]
 
 
+#: ``_Options`` fields that change a target's result, and so the key of its cache entry.
+RESULT_OPTIONS = ("trust_remote_code", "quantization", "check_checkpoint")
+
+
 @dataclass(frozen=True)
 class _Options:
-    rules: Sequence[type[Rule]]
-    codes: Sequence[str]
+    codes: tuple[str, ...]
     config: Config
     identity: str  # the target as targets.target_identity gives it: the key of per-model settings
     trust_remote_code: bool
@@ -153,13 +221,16 @@ def _timeout(given: float | None, cfg: Config) -> float | None:
     return seconds or None
 
 
-def _lint_guarded(target: str, options: _Options) -> TargetResult:
+def _lint_guarded(target: str, options: _Options, on_built: Callable | None = None) -> TargetResult:
     """:func:`_lint_one` within the target's time limit; whatever escapes it becomes the
     target's error (``timeout``, or ``internal`` for what archlint did not anticipate)."""
-    _import_libraries(with_peft=options.plan is not None or any(r.code.startswith("LORA") for r in options.rules))
+    from .deadline import Deadline, DeadlineExceeded
+    from .quiet import quiet_libraries
+
+    _import_libraries(with_peft=options.plan is not None or any(c.startswith("LORA") for c in options.codes))
     try:
         with Deadline(options.timeout), quiet_libraries(enabled=not options.debug):
-            return _lint_one(target, options)
+            return _lint_one(target, options, on_built)
     except DeadlineExceeded:
         if options.debug:
             raise
@@ -177,6 +248,8 @@ def _import_libraries(*, with_peft: bool) -> None:
     """Import what every build (and every plan evaluation) needs before the first time limit
     starts: a first import of transformers and PEFT takes seconds, and a limit measures the
     target, not the process warming up. Imported once; a failure is left to the lint to report."""
+    from .quiet import quiet_libraries
+
     names = ["transformers.modeling_utils", "transformers.initialization", *(["peft"] if with_peft else [])]
     for name in names:
         if name in sys.modules:
@@ -192,9 +265,21 @@ def _silent(message: str) -> None:
     pass
 
 
-def _lint_one(target: str, options: _Options) -> TargetResult:
+def _lint_one(target: str, options: _Options, on_built: Callable | None = None) -> TargetResult:
     """One target through the pipeline: resolve -> build -> graph -> facts -> rules ->
     suppressions -> report."""
+    from .anchors import class_anchors, target_anchor
+    from .build import build
+    from .checkpoint import checkpoint_source
+    from .facts import Facts
+    from .findings import merge_findings
+    from .graph import ModuleGraph
+    from .lora.plan import Plan
+    from .module_tree import collapsed_tree
+    from .resolve import resolve
+    from .suppress import suppress
+
+    rules = _selected_rules(options.codes)
     result = TargetResult(target)
     clock = time.perf_counter()
     try:
@@ -210,6 +295,8 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
             raise
         result.error = e
         return result
+    if on_built is not None:
+        on_built(spec, built)
     if spec.adapter and options.plan is None:
         try:
             adapter_plan = dataclasses.replace(Plan.from_file(spec.adapter), source="adapter")
@@ -229,13 +316,13 @@ def _lint_one(target: str, options: _Options) -> TargetResult:
                   checkpoint_source=checkpoint_source(spec, hub=options.check_checkpoint, offline=options.offline))
     result.quantization = facts.quantization  # asked for, or shipped in the config: reported even unselected
     result.checkpoint = facts.checkpoint
-    if options.plan is not None or any(r.code.startswith("LORA") for r in options.rules):
+    if options.plan is not None or any(r.code.startswith("LORA") for r in rules):
         _plans(facts, result, debug=options.debug)
-    findings = _run([r for r in options.rules if not r.after_suppression], facts, result, debug=options.debug)
+    findings = _run([r for r in rules if not r.after_suppression], facts, result, debug=options.debug)
     ran = set(options.codes) - {e["code"] for e in result.rule_errors}  # a crashed rule's pragmas cannot be judged
     ignores = options.config.ignores_for(options.identity)
     kept, facts.suppressions = suppress(merge_findings(findings), graph, ignores, ran)
-    kept += _run([r for r in options.rules if r.after_suppression], facts, result, debug=options.debug)
+    kept += _run([r for r in rules if r.after_suppression], facts, result, debug=options.debug)
     result.timings.update(facts.timings)
     cfg = options.config
     if cfg.severity:
@@ -260,6 +347,8 @@ def _run(rules: Sequence[type[Rule]], facts: Facts, result: TargetResult, *, deb
 
 def _plans(facts: Facts, result: TargetResult, *, debug: bool) -> None:
     """Evaluate the plan (or the common recipes) before the rules, into the result."""
+    from .summarise import plan_summary
+
     plans = facts.plans
     if plans.exception is not None:
         if debug:
@@ -269,18 +358,9 @@ def _plans(facts: Facts, result: TargetResult, *, debug: bool) -> None:
 
 
 def archlint_version() -> str:
-    try:
-        return version("archlint")
-    except PackageNotFoundError:
-        return "0+unknown"
+    return installed_version("archlint") or "0+unknown"
 
 
 def versions() -> dict[str, str | None]:
     """The versions of the libraries whose behaviour the report predicts."""
-    out = {}
-    for name in ("torch", "transformers", "peft", "huggingface_hub"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
+    return {name: installed_version(name) for name in ("torch", "transformers", "peft", "huggingface_hub")}

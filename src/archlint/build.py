@@ -39,6 +39,8 @@ _AUTO_CLASS_ORDER = (
     "AutoModelForCausalLM",
     "AutoModelForImageTextToText",
     "AutoModelForSeq2SeqLM",
+    "AutoModelForSpeechSeq2Seq",
+    "AutoModelForTextToWaveform",
 )
 
 
@@ -114,21 +116,75 @@ def model_class_and_reason(spec: ModelSpec) -> tuple[type, bool, str]:
         return (transformers.AutoModelForImageTextToText._model_mapping[type(config)], True,
                 f"{why}; a multimodal type's image-text-to-text class (AutoModelForImageTextToText), "
                 "towers included")
-    candidates = [
-        (getattr(transformers, auto_name)._model_mapping[type(config)], auto_name)
-        for auto_name in _AUTO_CLASS_ORDER
-        if type(config) in getattr(transformers, auto_name)._model_mapping
-    ]
-    # A composite config (Llama4Config, Qwen3_5Config) is mapped to a causal-LM class that
-    # takes only its text sub-config; the class that takes the whole config builds every tower.
-    whole = [(cls, name) for cls, name in candidates if not _takes_text_config(cls, config)]
-    if whole or candidates:
-        cls, auto_name = (whole or candidates)[0]
+    candidates, unimportable = [], []
+    for auto_name in (*_AUTO_CLASS_ORDER, "AutoModel"):
+        mapping = getattr(transformers, auto_name)._model_mapping
+        if type(config) not in mapping:
+            continue
+        try:
+            candidates.append((mapping[type(config)], auto_name))
+        except Exception as e:  # a class needing a missing package, or named but absent
+            unimportable.append(_one_line(e))
+    # A composite config (Llama4Config, Qwen3_5Config, MusicgenConfig) is mapped to a causal-LM
+    # class that takes only a sub-config; the class that takes the whole config builds every
+    # tower. Only when none does is the text class built, from the text sub-config.
+    whole = [c for c in candidates if _takes_config(c[0], config)]
+    text = [c for c in candidates if _takes_text_config(c[0], config)]
+    if whole or text or candidates:
+        cls, auto_name = (whole or text or candidates)[0]
+        if auto_name == "AutoModel":
+            return cls, False, f"{why} and the type has no task-head class; AutoModel"
         return cls, True, f"{why}; the type's {auto_name} class"
-    if type(config) in transformers.AutoModel._model_mapping:
-        return (transformers.AutoModel._model_mapping[type(config)], False,
-                f"{why} and the type has no task-head class; AutoModel")
+    # Sub-component configs (`siglip2_text_model`, `bridgetower_text_model`) are in no Auto
+    # table: their own modeling module names the classes built from them.
+    own = _own_model_classes(config)
+    if own:
+        cls, head = own[0]
+        return cls, head, f"{why}; a sub-component config in no Auto table: the class its modeling module builds from it"
+    if unimportable:
+        raise TargetError("build-failed", f"{spec.target}: the model class cannot be imported: {unimportable[0]}")
     raise TargetError("no-model-class", f"{spec.target}: transformers has no model class for {type(config).__name__}")
+
+
+#: Preference among a modeling module's classes for one config class: a head first.
+_OWN_CLASS_SUFFIXES = (("ForCausalLM", True), ("ForConditionalGeneration", True), ("LMHeadModel", True),
+                       ("Model", False))
+
+
+def _own_model_classes(config) -> list[tuple[type, bool]]:
+    """``PreTrainedModel`` classes of the config's own modeling module whose ``config_class``
+    is exactly the config's class, ordered by :data:`_OWN_CLASS_SUFFIXES`."""
+    import importlib
+
+    from transformers import PreTrainedModel
+
+    package = type(config).__module__.rpartition(".")[0]
+    name = type(config).__module__.rpartition(".")[2].replace("configuration_", "modeling_", 1)
+    try:
+        module = importlib.import_module(f"{package}.{name}")
+    except Exception:  # a missing optional dependency: no class from here
+        return []
+    found = [cls for cls in vars(module).values()
+             if isinstance(cls, type) and issubclass(cls, PreTrainedModel) and _config_class(cls) is type(config)]
+    ordered = []
+    for suffix, head in _OWN_CLASS_SUFFIXES:
+        ordered += [(cls, head) for cls in sorted(found, key=lambda c: c.__name__) if cls.__name__.endswith(suffix)]
+    return ordered
+
+
+def _takes_config(cls: type, config) -> bool:
+    """True when ``cls`` is built from a config of ``config``'s class (or declares none)."""
+    config_class = _config_class(cls)
+    return config_class is None or isinstance(config, config_class)
+
+
+def _config_class(cls: type):
+    """``cls.config_class``; None when the class is transformers' placeholder for one that
+    needs a missing package (any attribute access raises ImportError)."""
+    try:
+        return getattr(cls, "config_class", None)
+    except ImportError:
+        return None
 
 
 def _is_native(config) -> bool:
@@ -167,7 +223,7 @@ def _takes_text_config(cls: type, config) -> bool:
     """True when ``cls`` is built from ``config``'s text sub-config, the case in which
     transformers' Auto classes hand it ``config.get_text_config()``."""
     text_config_class = (getattr(config, "sub_configs", None) or {}).get("text_config")
-    return text_config_class is not None and getattr(cls, "config_class", None) is text_config_class
+    return text_config_class is not None and _config_class(cls) is text_config_class
 
 
 def _from_config(cls: type, spec: ModelSpec) -> nn.Module:

@@ -65,6 +65,7 @@ LINT_OPTIONS = [
     click.option("--quiet", "-q", is_flag=True, help="Per target: its header and the findings at or above --fail-on."),
     click.option("--no-color", is_flag=True, help="Plain text (also: NO_COLOR)."),
     click.option("--debug", is_flag=True, help="Tracebacks and timings on stderr."),
+    click.option("--no-cache", is_flag=True, help="Lint every target afresh; neither read nor write the result cache."),
     click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
                  help="Time limit per target (0: none)  [default: timeout from the config, else 600]"),
 ]
@@ -141,6 +142,7 @@ def lint_command(opts: SimpleNamespace) -> None:
     with a LoRA plan, evaluate it instead of the common recipes."""
     from .api import lint_many
     from .baseline import baseline_step, check_baseline_options
+    from .cache import ResultCache
     from .config import load_config
     from .lora.plan import plan_from_options
     from .outputs import (
@@ -154,9 +156,11 @@ def lint_command(opts: SimpleNamespace) -> None:
     )
     from .progress import spinner
     from .render import RenderOptions, render
+    from .selection import known_rules
 
     if not opts.debug:
         _quiet_library_logs()
+    result_cache = None if opts.no_cache else ResultCache()
     try:
         check_baseline_options(opts.baseline, opts.write_baseline)
         specs = [ReportSpec.parse(r) for r in opts.reports]
@@ -164,7 +168,9 @@ def lint_command(opts: SimpleNamespace) -> None:
         for spec in specs:
             check_writable(spec.path, f"--report {spec.fmt}:{spec.path}", create_parents=True)
         check_writable(opts.write_baseline, "--write-baseline", create_parents=False)
-        cfg = load_config(opts.config_file)
+        stored = result_cache.load_catalogue() if result_cache else None
+        with known_rules(stored.names if stored else None):
+            cfg = load_config(opts.config_file)
         plan = plan_from_options(target_modules=opts.target_modules, exclude_modules=opts.exclude_modules,
                                  target_parameters=opts.target_parameters, peft_config=opts.peft_config)
         with spinner(sys.stderr, enabled=not opts.quiet) as progress:
@@ -172,7 +178,7 @@ def lint_command(opts: SimpleNamespace) -> None:
                                ignore=_codes(opts.ignore), trust_remote_code=opts.trust_remote_code,
                                offline=opts.offline, debug=opts.debug, config=cfg, progress=progress, plan=plan,
                                timeout=opts.timeout, quantization=opts.quantization,
-                               check_checkpoint=opts.check_checkpoint)
+                               check_checkpoint=opts.check_checkpoint, cache=result_cache)
         if baseline_step(report, opts.baseline, opts.write_baseline):
             sys.exit(3 if report.errors else 0)
     except UsageError as e:
@@ -245,3 +251,28 @@ def explain(rule):
     except UsageError as e:
         raise OneLineUsageError(str(e)) from e
     click.echo(rule_markdown(found))
+
+
+@main.group("cache")
+def cache_group():
+    """The result cache: unchanged targets are answered from it (see --no-cache)."""
+
+
+@cache_group.command("info")
+def cache_info():
+    """Where the cache is, and how many entries it holds."""
+    from .cache import ResultCache
+
+    info = ResultCache().info()
+    click.echo(f"directory: {info.directory}")
+    click.echo(f"entries:   {info.entries} ({info.bytes / 1024:.1f} KiB)")
+
+
+@cache_group.command("clear")
+def cache_clear():
+    """Remove every entry of the result cache."""
+    from .cache import ResultCache
+
+    cache = ResultCache()
+    removed = cache.clear()
+    click.echo(f"removed {removed} entr{'y' if removed == 1 else 'ies'} from {cache.directory}")

@@ -62,6 +62,10 @@ class Fix:
     def to_dict(self) -> dict[str, str]:
         return {"title": self.title, "detail": self.detail}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Fix:
+        return cls(data["title"], data.get("detail", ""))
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -100,6 +104,17 @@ class Finding:
             "fix": self.fix.to_dict() if self.fix else None,
             "details": dict(self.details),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Finding:
+        """The inverse of :meth:`to_dict` (a stored result renders exactly as the original)."""
+        return cls(
+            code=data["code"], name=data["name"], severity=Severity.parse(data["severity"]),
+            confidence=Confidence(data["confidence"]), message=data["message"],
+            module_class=data["module_class"], paths=tuple(data["paths"]),
+            fix=Fix.from_dict(data["fix"]) if data.get("fix") else None,
+            details=dict(data.get("details") or {}), pattern=data["pattern"],
+        )
 
 
 _INDEX = re.compile(r"^\d+$")

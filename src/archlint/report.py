@@ -145,6 +145,11 @@ class ModelSummary:
             out["class_reason"] = self.class_reason
         return out
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSummary:
+        return cls(data["class"], data["model_type"], data["parameters"], data["modules"], data["head"],
+                   data.get("class_reason"))
+
 
 @dataclass
 class TargetResult:
@@ -174,6 +179,50 @@ class TargetResult:
             **({"quantization": self.quantization.to_dict()} if self.quantization is not None else {}),
             **({"checkpoint": self.checkpoint.to_dict()} if self.checkpoint is not None else {}),
         }
+
+    def to_data(self) -> dict[str, Any]:
+        """Everything a renderer reads, as JSON data: what the result cache stores (no graph,
+        no timings). A quantization preview or checkpoint agreement has no data form here:
+        such a result is not cached (see :attr:`cacheable`)."""
+        data = self.to_dict()
+        data["plans"] = [_plan_data(p) for p in self.plans]
+        data["anchor"] = self.anchor.to_dict() if self.anchor else None
+        data["class_anchors"] = {name: a.to_dict() for name, a in self.class_anchors.items()}
+        data["tree"] = self.tree
+        return data
+
+    @property
+    def cacheable(self) -> bool:
+        return self.error is None and self.quantization is None and self.checkpoint is None
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> TargetResult:
+        """The inverse of :meth:`to_data`; renders byte for byte as the result it was made from."""
+        error = data.get("error")
+        return cls(
+            target=data["target"],
+            model=ModelSummary.from_dict(data["model"]) if data.get("model") else None,
+            findings=[Finding.from_dict(f) for f in data["findings"]],
+            error=TargetError(error["kind"], error["message"]) if error else None,
+            rule_errors=[dict(e) for e in data["rule_errors"]],
+            anchor=Anchor.from_dict(data["anchor"]) if data.get("anchor") else None,
+            class_anchors={name: Anchor.from_dict(a) for name, a in data["class_anchors"].items()},
+            plans=[_plan_from_data(p) for p in data["plans"]],
+            tree=data.get("tree"),
+        )
+
+
+def _plan_data(plan: PlanSummary) -> dict[str, Any]:
+    return {**{k: getattr(plan, k) for k in plan.__dataclass_fields__ if k != "entries"},
+            "entries": [dict(e.__dict__) for e in plan.entries]}
+
+
+def _plan_from_data(data: dict[str, Any]) -> PlanSummary:
+    entries = tuple(PlanEntry(**{**e, "classes": tuple(e["classes"]), "towers": tuple(e["towers"])})
+                    for e in data["entries"])
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "entries"}
+    return PlanSummary(**{**fields, "verdict": Verdict(data["verdict"]), "engine": Engine(data["engine"]),
+                          "entries": entries, "error": dict(data["error"]) if data.get("error") else None})
 
 
 @dataclass

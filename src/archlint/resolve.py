@@ -85,6 +85,20 @@ def _exists(path: Path) -> bool:
         return False
 
 
+def target_kind(target: str) -> str:
+    """Which form ``target`` takes, as :func:`resolve` reads it: "factory", "adapter" (a PEFT
+    adapter, linted on its base model), "local", "missing" (a path that does not exist),
+    "hub" or "model_type" -- without importing anything."""
+    if _FACTORY.match(target) and not _exists(Path(target)):
+        return "factory"
+    path = Path(target).expanduser()
+    if _exists(path):
+        return "adapter" if _adapter_config(path) is not None else "local"
+    if os.path.islink(path) or _looks_like_path(target):
+        return "missing"
+    return "hub" if _HUB_ID.match(target.partition("@")[0]) else "model_type"
+
+
 def _looks_like_path(target: str) -> bool:
     return (
         target.startswith((".", "/", "~"))
@@ -98,6 +112,12 @@ def _looks_like_path(target: str) -> bool:
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+
+def local_config_file(target: str) -> Path:
+    """The config.json a "local" target is read from."""
+    path = _weights_folder(Path(target).expanduser())
+    return path / "config.json" if path.is_dir() else path
 
 
 def _weights_folder(path: Path) -> Path:

@@ -9,11 +9,11 @@ removes. So a command-line ``--select`` discards the file's choices, a command-l
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .errors import UsageError
-from .rules import all_rules
 
 
 @dataclass(frozen=True)
@@ -23,16 +23,46 @@ class Layer:
     ignore: Sequence[str] = ()
 
 
+_stored_catalogue: tuple[tuple[str, str], ...] | None = None
+
+
+def rule_catalogue() -> tuple[tuple[str, str], ...]:
+    """``(code, name)`` of every rule, built-in and from plugins, sorted by code.
+
+    Selection needs only these names; a catalogue stored by the result cache
+    (:func:`known_rules`) answers without importing the rules (and torch).
+    """
+    if _stored_catalogue is not None:
+        return _stored_catalogue
+    from .rules import all_rules
+
+    return tuple((r.code, r.name) for r in all_rules())
+
+
+@contextmanager
+def known_rules(catalogue: Iterable[tuple[str, str]] | None) -> Iterator[None]:
+    """Within the block, :func:`rule_catalogue` answers from ``catalogue`` (a stored one);
+    None leaves it as it is."""
+    global _stored_catalogue
+    previous = _stored_catalogue
+    if catalogue is not None:
+        _stored_catalogue = tuple((str(code), str(name)) for code, name in catalogue)
+    try:
+        yield
+    finally:
+        _stored_catalogue = previous
+
+
 def selector_codes(selector: str) -> frozenset[str]:
     """The codes of every known rule ``selector`` names (empty when it names none)."""
-    return frozenset(r.code for r in all_rules() if specificity(selector, r.code, r.name) is not None)
+    return frozenset(code for code, name in rule_catalogue() if specificity(selector, code, name) is not None)
 
 
 def specificity(selector: str, code: str, name: str | None = None) -> int | None:
     """How precisely ``selector`` names the rule ``code``: ``None`` not at all, higher is more precise."""
     s = selector.strip()
     if name is None:
-        name = next((r.name for r in all_rules() if r.code == code), "")
+        name = next((n for c, n in rule_catalogue() if c == code), "")
     if s.lower() == name or s.upper() == code:
         return 100
     if s.upper() == "ALL":
@@ -47,7 +77,7 @@ def selected_codes(layers: Iterable[Layer]) -> list[str]:
     def named(selectors: Iterable[str]) -> set[str]:
         return set().union(*(selector_codes(s) for s in selectors))
 
-    chosen = {r.code for r in all_rules()}
+    chosen = {code for code, _ in rule_catalogue()}
     for layer in layers:
         if layer.select is not None:
             chosen = named(layer.select)

@@ -24,8 +24,12 @@ EXPERT_COUNT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "mo
 
 
 def is_linear_wrapper(graph: ModuleGraph, info: ModuleInfo) -> bool:
-    """Not a PEFT layer type, no parameters of its own, and exactly one child: a leaf Linear."""
+    """Not a PEFT layer type, no parameters of its own, and exactly one child: a leaf Linear.
+    A ``ModuleList``/``ModuleDict`` holding one Linear is a container, not a wrapper: it has
+    no forward, so nothing calls it in place of its Linear."""
     if is_lora_layer(info.module) or info.parameters or len(info.children) != 1:
+        return False
+    if isinstance(info.module, (nn.ModuleList, nn.ModuleDict)):
         return False
     child = graph.info(next(iter(info.children.values())))
     return child.is_leaf and is_linear_like(child.module)

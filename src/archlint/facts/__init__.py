@@ -5,7 +5,9 @@ render. A rule's ``check(ctx)`` receives a :class:`Facts` and reads its inputs
 (``ctx.graph``, ``ctx.built``, ``ctx.config``, ``ctx.plan``) and its facts by attribute:
 
 * :mod:`.structure`   -- repeated blocks, linear wrappers, stacked experts, attention modules
-* :mod:`.probes`      -- probe readings per module: norms, GLUs, routers, attention gates
+* :mod:`.probes`      -- probe readings per module: norms, GLUs
+* :mod:`.roles`       -- what each projection does (q/k/v, router, GLU, output gate, SSM input),
+                         read from one trace per block: routers, output gates, attention changes
 * :mod:`.plans`       -- the plan evaluations (the user's plan, or the common recipes; PEFT
                          the oracle) and the PEFT runs that verify suggested fixes
 * :mod:`.peft_roles`  -- why PEFT cannot wrap a module a plan reaches (router, norm, ...)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import one_line
-from ..lora.evaluate import ModelIndex, PlanEvaluation, evaluate, peft_input, predict
+from ..lora.evaluate import SHRUNK_COPY, ModelIndex, PlanEvaluation, evaluate, peft_input, predict
 from ..lora.oracle import Outcome
 from ..lora.plan import Plan
 from ..lora.recipes import common_recipes
@@ -110,6 +110,7 @@ def plans(facts: Facts) -> PlanFacts:
     """The user's plan evaluated, or else each common recipe. A plan PEFT cannot even be
     asked about leaves no evaluation and its error (the lint goes on)."""
     found = PlanFacts(facts, ModelIndex.of(facts.graph))
+    found.outcomes[SHRUNK_COPY] = lambda: facts.shrunk_model  # PEFT runs there when that gives the same answer
     wanted = [facts.plan] if facts.plan is not None else common_recipes(facts.built.model_type)
     try:
         evaluations = [evaluate(facts.built.module, p, index=found.index, outcomes=found.outcomes) for p in wanted]

@@ -13,10 +13,8 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from ..probe.attention import OutputGate, find_output_gate
 from ..probe.gates import Glu, find_glu
 from ..probe.readings import NormReading, norm_reading, read
-from ..probe.routers import Router, read_router
 from ..probe.run import Probe, cache_key, run_probe
 from ..probe.trace import Trace
 from .base import Facts, fact
@@ -32,33 +30,27 @@ class ProbeReadings:
         self._probes: dict[tuple[str, str], Probe] = {}
         self._readings: dict[tuple[str, str], object] = {}
 
-    def probe(self, module: nn.Module, *, input_dtype: torch.dtype | None = None) -> Probe:
-        """The probe of ``module`` (its own dtype, or ``input_dtype``)."""
-        key = (cache_key(module), str(input_dtype))
+    def probe(self, module: nn.Module, *, input_dtype: torch.dtype | None = None, with_tensors: bool = False) -> Probe:
+        """The probe of ``module`` (its own dtype, or ``input_dtype``); ``with_tensors``
+        also feeds a second tensor argument when the forward takes one (a gated norm's gate)."""
+        key = (cache_key(module), str(input_dtype), with_tensors)
         if key not in self._probes:
             with self._facts.timed("probe"):
-                self._probes[key] = run_probe(module, input_dtype)
+                self._probes[key] = run_probe(module, input_dtype, with_tensors=with_tensors)
         return self._probes[key]
 
     def norm(self, module: nn.Module) -> NormReading:
         """The semantics of a normalising module (probed with bf16 input, where cast order
-        shows), confirmed numerically when it is small."""
-        def read():
-            return norm_reading(module, self.probe(module, input_dtype=torch.bfloat16))
+        shows, and with its gate when it takes one), confirmed numerically when it is small."""
+        return self._reading(module, "norm", lambda: norm_reading(module, self._norm_probe(module)))
 
-        return self._reading(module, "norm", read)
+    def _norm_probe(self, module: nn.Module) -> Probe:
+        result = self.probe(module, input_dtype=torch.bfloat16, with_tensors=True)
+        return result if result.ok else self.probe(module, input_dtype=torch.bfloat16)
 
     def glu(self, module: nn.Module) -> Glu | None:
         """The GLU an MLP (or a stacked-experts module) computes, or None."""
         return self.read(module, find_glu)
-
-    def router(self, module: nn.Module) -> Router | None:
-        """The routing a module computes (projection + top-k and any extras), or None."""
-        return self.read(module, read_router)
-
-    def output_gate(self, module: nn.Module) -> OutputGate | None:
-        """The input-dependent gate an attention multiplies its output by, or None."""
-        return self.read(module, find_output_gate)
 
     def read(self, module: nn.Module, reader: Callable[[Trace], T]) -> T | None:
         """``reader(trace)`` of the module's probe; None when there is no reading."""

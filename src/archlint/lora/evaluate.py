@@ -14,16 +14,26 @@ blocks (:attr:`archlint.graph.ModuleGraph.blocks`).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from torch import nn
 
+from ..findings import star_indices
 from ..graph import ModuleGraph, RepeatedBlocks
 from ..report import Engine, Verdict
 from . import reimplementation
-from .oracle import Outcome, conversion_table, peft_available, peft_entry_matcher, peft_version, run_peft
-from .plan import Plan
+from .oracle import (
+    Outcome,
+    conversion_table,
+    moe_reroutes,
+    peft_available,
+    peft_entry_matcher,
+    peft_version,
+    run_peft,
+)
+from .plan import ALL_LINEAR, Plan
 from .recipes import peft_default_targets
 from .targets import parameters_reached
 from .training_step import StepCheck
@@ -122,19 +132,112 @@ def predict(model: nn.Module, plan: Plan, *, engine: Engine | None = None, outco
     given, ``LoraConfig``'s keyword arguments: a plan whose arguments equal an earlier one's (a
     suggested fix that is a recipe, a user plan that is a fix) is not run again. Plans that
     merely adapt the same modules (the seven standard names and ``all-linear`` on Llama) are
-    different inputs and each run."""
+    different inputs; PEFT runs once for them when :func:`same_wrapping` proves the outcome
+    equal, and on the model's shrunk copy when :func:`on_shrunk_copy` can."""
     use_peft = engine != Engine.REIMPLEMENTATION and peft_available()
     key = ("peft" if use_peft else "reimplementation", peft_input(plan))
     if outcomes is not None and key in outcomes:
         return outcomes[key]
     if use_peft:
-        outcome = run_peft(model, plan)
+        whole = wrapping = None
+        if outcomes is not None:
+            whole = reimplementation.run(model, plan, default_targets=_default_targets(model))
+            wrapping = same_wrapping(model, plan, whole)
+        earlier = outcomes.get(wrapping) if wrapping is not None else None
+        if earlier is not None:  # the same wrapping: PEFT's answer again, with this plan's own re-routing
+            outcome = replace(earlier, rerouted=moe_reroutes(model, plan))
+        else:
+            outcome = on_shrunk_copy(model, plan, outcomes, whole) or run_peft(model, plan)
+            if wrapping is not None and outcome.ok and (outcome.modules, outcome.parameters) == wrapping[1:3]:
+                outcomes[wrapping] = outcome
     else:
-        model_type = getattr(getattr(model, "config", None), "model_type", None)
-        outcome = reimplementation.run(model, plan, default_targets=peft_default_targets(model_type))
+        outcome = reimplementation.run(model, plan, default_targets=_default_targets(model))
     if outcomes is not None:
         outcomes[key] = outcome
     return outcome
+
+
+#: Key of an ``outcomes`` dict holding a callable that returns the model's shrunk copy
+#: (:class:`archlint.shrink.ShrunkModel`, one layer per distinct block structure) or None.
+SHRUNK_COPY = "shrunk copy"
+_INDEX_SEGMENT = re.compile(r"(^|\.)\d+(\.|$)")
+
+
+def on_shrunk_copy(model: nn.Module, plan: Plan, outcomes: dict | None,
+                   whole: Outcome | None = None) -> Outcome | None:
+    """PEFT's outcome on ``model`` from a PEFT run on its shrunk copy, when that provably
+    gives the same answer; else None (the caller runs PEFT on the model itself).
+
+    A plan that names no layer index (plain names, ``all-linear`` or PEFT's defaults, no
+    ``layers_to_transform``, no per-module patterns) decides the same for every layer of one
+    structure, and the shrunk copy keeps a layer of each structure. PEFT runs there; when
+    the reimplementation gives exactly PEFT's answer on the copy (accepted, the same
+    modules, parameters and trainable count), its answer on the whole model is PEFT's too,
+    with the re-routing of MoE names asked of PEFT's own conversion. A PEFT error, or any
+    difference, falls back to the whole model: the cost of a PEFT run then grows with depth
+    again, the answer never changes."""
+    make = outcomes.get(SHRUNK_COPY) if outcomes is not None else None
+    if make is None or not _names_no_layer(plan, model):
+        return None
+    shrunk = make()
+    if shrunk is None:
+        return None
+    defaults = _default_targets(model)
+    whole = whole or reimplementation.run(model, plan, default_targets=defaults)
+    small = reimplementation.run(shrunk.module, plan, default_targets=defaults)
+    if not (whole.ok and small.ok):
+        return None
+    ran = run_peft(shrunk.module, plan)
+    if not ran.ok or (ran.modules, ran.parameters, ran.trainable) != (small.modules, small.parameters, small.trainable):
+        return None
+    return Outcome(True, modules=whole.modules, parameters=whole.parameters, trainable=whole.trainable,
+                   rerouted=moe_reroutes(model, plan))
+
+
+def _names_no_layer(plan: Plan, model: nn.Module) -> bool:
+    """True when nothing in ``plan`` can tell one layer of a structure from another: names
+    without a numeric segment (PEFT's defaults by the names they stand for on this model),
+    ``all-linear`` (every linear layer, whose classes the shrunk copy all keeps), no other
+    regex, no ``layers_to_transform``, no per-module patterns."""
+    kwargs = plan.lora_kwargs()
+    if kwargs.get("layers_to_transform") is not None or kwargs.get("layers_pattern") is not None:
+        return False
+    if kwargs.get("target_modules") == ALL_LINEAR:
+        kwargs.pop("target_modules")
+    elif kwargs.get("target_modules") is None:
+        kwargs["target_modules"] = _default_targets(model)
+    for key in ("target_modules", "exclude_modules", "target_parameters", "modules_to_save"):
+        value = kwargs.pop(key, None)
+        if value is None:
+            continue
+        if isinstance(value, str) or any(_INDEX_SEGMENT.search(str(name)) for name in value):
+            return False  # a regex can name indices
+    return all(v is None or isinstance(v, (bool, int, float, str)) for v in kwargs.values())
+
+
+#: LoraConfig arguments that only choose what is wrapped.
+_SELECTORS = ("target_modules", "exclude_modules", "target_parameters")
+
+
+def same_wrapping(model: nn.Module, plan: Plan, predicted: Outcome | None = None) -> tuple | None:
+    """A key under which plans share PEFT's outcome: the modules and parameters the plan
+    wraps (by the reimplementation, which agrees with PEFT on every model type tested), and
+    every other ``LoraConfig`` argument. ``get_peft_model`` wraps exactly the modules and
+    parameters its matching selects (after its MoE conversion) and nothing else in it
+    depends on how they were named, so two plans with one key wrap the same modules with the
+    same layers and train the same parameters; only the re-routing of the plan's own names
+    differs, and :func:`predict` asks PEFT's conversion for it. Only a successful PEFT run
+    whose result equals the prediction is stored under the key; None when the prediction is
+    an error (whose message may name the plan's entries)."""
+    predicted = predicted or reimplementation.run(model, plan, default_targets=_default_targets(model))
+    if not predicted.ok:
+        return None
+    others = sorted((k, repr(v)) for k, v in plan.lora_kwargs().items() if k not in _SELECTORS)
+    return ("wraps", predicted.modules, predicted.parameters, repr(others))
+
+
+def _default_targets(model: nn.Module):
+    return peft_default_targets(getattr(getattr(model, "config", None), "model_type", None))
 
 
 def peft_input(plan: Plan) -> str:
@@ -185,10 +288,40 @@ def entry_matches(index: ModelIndex, plan: Plan, entry: str, rerouted: dict[str,
             matcher, extra = peft_entry_matcher(model, single)
         else:
             matcher, extra = reimplementation.entry_matcher(model, single)
+        if _names_no_index(single):
+            matcher = _once_per_pattern(matcher)
         modules = tuple(k for k in index.classes if k and matcher(k))
         found = EntryMatch(modules, parameters_reached(index.parameter_paths, extra) if extra else ())
     index.matches[key] = found
     return found
+
+
+def _names_no_index(plan: Plan) -> bool:
+    """Plain names without a numeric segment, no regex, no ``layers_to_transform``: PEFT's
+    matching then answers alike for two paths that differ only in their numeric segments
+    (``layers.3.mlp.up_proj`` and ``layers.17.mlp.up_proj``)."""
+    kwargs = plan.lora_kwargs()
+    if kwargs.get("layers_to_transform") is not None or kwargs.get("layers_pattern") is not None:
+        return False
+    for key in ("target_modules", "exclude_modules", "modules_to_save"):
+        value = kwargs.get(key)
+        if value is not None and (isinstance(value, str) or any(_INDEX_SEGMENT.search(str(n)) for n in value)):
+            return False
+    return True
+
+
+def _once_per_pattern(matcher):
+    """``matcher`` asked once per path pattern (numeric segments starred), so that a
+    model's repeated layers cost one question each, whatever the depth."""
+    seen: dict[str, bool] = {}
+
+    def match(key: str) -> bool:
+        pattern = star_indices(key)
+        if pattern not in seen:
+            seen[pattern] = matcher(key)
+        return seen[pattern]
+
+    return match
 
 
 def _coverage(index: ModelIndex, paths: list[str]) -> tuple[int, int]:

@@ -44,7 +44,7 @@ def reaches(key: str, targets: Targets, *, exclude: Targets = None,
         return re.fullmatch(targets, key) is not None
     if key in targets:
         return True  # a name given whole is taken whatever layers_to_transform says
-    found = any(key.endswith("." + t) for t in targets)
+    found = _ends_with_any(key, targets)
     using_layers = layers_to_transform is not None and (
         len(layers_to_transform) != 0 if isinstance(layers_to_transform, Collection) else True)
     if not (found and using_layers):
@@ -53,6 +53,20 @@ def reaches(key: str, targets: Targets, *, exclude: Targets = None,
     if index is None:
         return False
     return index == layers_to_transform if isinstance(layers_to_transform, int) else index in layers_to_transform
+
+
+def _ends_with_any(key: str, names: Collection[str]) -> bool:
+    """``any(key.endswith("." + n) for n in names)``; for a set, each dotted suffix of ``key``
+    is looked up instead, so the cost follows the key's depth, not the number of names
+    (``all-linear`` on a deep model names every linear layer)."""
+    if not isinstance(names, (set, frozenset)):
+        return any(key.endswith("." + n) for n in names)
+    position = key.find(".")
+    while position != -1:
+        if key[position + 1:] in names:
+            return True
+        position = key.find(".", position + 1)
+    return False
 
 
 def layer_index(key: str, layers_pattern: str | Collection[str] | None) -> int | None:

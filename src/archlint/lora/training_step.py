@@ -14,8 +14,10 @@ working after one training step of the adapted model ran clean:
 Fake tensors carry shapes and dtypes but no memory, so this runs the installed PEFT and
 transformers code end to end on the meta model. It runs on the copy whose repeated blocks
 are cut to one layer per structure (:mod:`.shrink`, shared with TRAIN001), built once per
-lint (:mod:`archlint.facts.training`); a step is remembered per set of modules it adapts, so plans that adapt the same
-modules of the copy (the seven standard names and ``all-linear`` on Llama) share one step.
+lint (:mod:`archlint.facts.training`). A step is remembered per set of modules it adapts, so
+plans that adapt the same modules of the copy (the seven standard names and ``all-linear``
+on Llama) share one step, and a plan adapting a subset of the modules of a plan whose step
+ran clean is clean without a run of its own (``StepChecker._implied`` says why).
 A plan that matches nothing on the copy (an entry naming a layer the copy does not keep)
 is stepped on the model itself.
 
@@ -26,8 +28,10 @@ step says so.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +42,7 @@ from ..errors import one_line
 from ..train_forward import _accepts, _quiet, _raising_module
 
 STAGES = ("inject", "forward", "backward")
-BATCH, SEQ = 2, 8
+BATCH, SEQ = 2, 256  # long enough for compressed attention (DeepSeek-V4 pools 128 tokens)
 
 #: LoraConfig keys that only choose what is adapted or scale it: two plans that differ only
 #: in these and adapt the same modules run the same step.
@@ -108,7 +112,7 @@ class StepChecker:
         """Inject ``LoraConfig(**lora_kwargs)``, run forward and backward; never raises."""
         start = time.perf_counter()
         try:
-            with _quiet():
+            with _quiet(), _fake_tensor_log_off():
                 return self._check(dict(lora_kwargs))
         finally:
             self.seconds += time.perf_counter() - start
@@ -125,8 +129,24 @@ class StepChecker:
             return StepCheck(("inject",), model=step_model.label, note=self.unusable)
         key = (id(step_model.module), _adapted_set(adapted), _behaviour_key(kwargs))
         if key not in self._steps:
-            self._steps[key] = self._step(step_model, adapted)
+            self._steps[key] = self._implied(key) or self._step(step_model, adapted)
         return self._steps[key]
+
+    def _implied(self, key: tuple) -> StepCheck | None:
+        """The clean step of a plan that adapts a superset of these modules, if one ran.
+
+        A LoRA layer adds its delta to its base layer's output and changes nothing else, so
+        adapting fewer modules of the same model cannot break a forward that ran with more,
+        and a gradient that reached an adapter still reaches it when other modules are left
+        frozen (the gradient flows through frozen layers' activations all the same)."""
+        model, (modules, parameters), behaviour = key
+        for (other_model, (other_modules, other_parameters), other_behaviour), step in self._steps.items():
+            if (other_model, other_behaviour) != (model, behaviour) or not step.ok or step.checked != STAGES:
+                continue
+            if set(modules) <= set(other_modules) and set(parameters) <= set(other_parameters):
+                return StepCheck(step.checked, model=step.model,
+                                 note="implied by the clean step of a plan that adapts a superset of these modules")
+        return None
 
     def _step(self, step_model: StepModel, adapted: nn.Module) -> StepCheck:
         start = time.perf_counter()
@@ -161,7 +181,8 @@ class StepChecker:
         if missing:
             module = missing[0]
             text = (f"RuntimeError: no gradient reaches the LoRA parameters of {len(missing)} adapted module(s) "
-                    f"the forward ran, e.g. {_user_path(step_model, paths[id(module)])}")
+                    f"the forward ran (their output reaches the loss through no differentiable path, e.g. only "
+                    f"through a top-k selection), e.g. {_user_path(step_model, paths[id(module)])}")
             return StepCheck(("inject", "forward"), "backward", text, _user_path(step_model, paths[id(module)]),
                              label, lora_parameters=len(parameters), seconds=time.perf_counter() - start)
         return StepCheck(STAGES, model=label, lora_parameters=len(parameters), seconds=time.perf_counter() - start)
@@ -221,6 +242,10 @@ def _forward(model: nn.Module, paths: dict[int, str], supplied: tuple[str, ...],
             inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
             inputs = {k: v for k, v in inputs.items() if _accepts(model, k)}
             inputs.update({name: torch.zeros_like(ids) for name in supplied})
+            if _accepts(model, "use_cache"):
+                # A training step keeps no KV cache (Trainer and TRL turn it off); transformers'
+                # cache would otherwise allocate real tensors inside the fake mode.
+                inputs["use_cache"] = False
             return _loss(model(**inputs)), None, ""
     except Exception as e:  # the failure of the adapted model's forward is the finding
         return None, one_line(e), _raising_module(e, paths)
@@ -298,3 +323,16 @@ def _user_path(step_model: StepModel, path: str | None) -> str | None:
         return None
     return step_model.original_path(_peft_path(path))
 
+
+
+@contextlib.contextmanager
+def _fake_tensor_log_off() -> Iterator[None]:
+    """FakeTensorMode logs every op whose meta kernel raises, with a traceback, before the
+    exception reaches archlint; the exception is the step's answer, the log is noise."""
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

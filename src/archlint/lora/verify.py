@@ -110,3 +110,33 @@ def reaches_all(paths: Sequence[str]) -> Callable[[Outcome], str | None]:
         missing = set(paths) - set(outcome.parameters) - set(outcome.modules)
         return f"misses {sorted(missing)[0]}" if missing else None
     return check
+
+
+def exclusion_fix(outcome_of: OutcomeOf, evaluations: Sequence[Any], paths: Sequence[str], title: str) -> Fix | None:
+    """Keep the modules at or under ``paths`` out of the adapters of the plans that adapt
+    them: each such plan (the user's, or a recipe) with their leaf names added to
+    ``exclude_modules``, verified like any fix. None when no evaluated plan adapts them
+    (an exclusion would change nothing)."""
+    candidates, seen = [], set()
+    for evaluation in evaluations:
+        outcome = evaluation.outcome
+        hit = [p for p in [*outcome.modules, *(x.rpartition(".")[0] for x in outcome.parameters)] if _under(p, paths)]
+        if not outcome.ok or not hit:
+            continue
+        names = sorted({p.rsplit(".", 1)[-1] for p in hit})
+        plan = evaluation.plan.to_mapping()
+        excluded = {**plan, "exclude_modules": sorted(set(plan.get("exclude_modules") or []) | set(names))}
+        key = repr(sorted(excluded.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        target = plan.get("target_modules")
+        shown = f'target_modules="{target}", ' if isinstance(target, str) else ""
+        text = f"LoraConfig({shown}exclude_modules={names!r}, ...)".replace("'", '"')
+        candidates.append(Candidate(text, excluded, f"as {evaluation.plan.source}, without them",
+                                    expect=nothing_under(paths)))
+    return verified_fix(outcome_of, title, candidates) if candidates else None
+
+
+def _under(path: str, roots: Sequence[str]) -> bool:
+    return any(path == r or path.startswith(r + ".") for r in roots)

@@ -21,7 +21,7 @@ def extra_ops(trace: Trace) -> list[str]:
     projection = next((op.index for op in trace.ops if op.name in PROJECTIONS or op.name == "embedding"), None)
     out = [] if projection is not None else ["no affine map or lookup of the input by its weight"]
     for op in trace.ops:
-        if op.name in _PLAIN or _bias_add(op):
+        if op.name in _PLAIN or _bias_add(op) or op.unbounded_clamp:
             continue
         where = "" if projection is None else (" on the input" if op.index < projection else " on the output")
         out.append(_describe(op) + where)

@@ -142,7 +142,7 @@ def _branch(trace: Trace, operand: Operand, projections: dict[int, Projection]) 
 def _finish(trace, projection, source, ops) -> _Branch:
     branch = _Branch(projection, source, ops)
     for op in ops:
-        if op.name in ("clamp", "clamp_min", "clamp_max"):
+        if op.name in ("clamp", "clamp_min", "clamp_max") and not op.unbounded_clamp:
             bounds = [a.value if a.kind == "scalar" else a.name if a.kind in ("buffer", "param") else None
                       for a in op.args[1:3]]
             if op.name == "clamp_min":

@@ -12,6 +12,11 @@ From the recorded ops of one forward on a bf16 meta input:
 * ``cast_before_scale``: the normalised value is cast back to the input dtype before it is
   multiplied by the weight (Llama), rather than after (Gemma).
 
+* ``gate``: the activation of a second input multiplied in (a gated norm,
+  ``norm(x) · silu(z)``), and ``gate_before_norm``: whether the product is taken before
+  the statistics (Mamba-2) or after the scale;
+* ``group_size``: the width the statistics are taken over, when it is not the whole row.
+
 The Liger ``casting_mode`` that reproduces it follows from the last three: ``"llama"``
 (fp32 statistics, cast back, then scale), ``"gemma"`` (everything, weight included, in
 fp32, cast at the end), ``"none"`` (no upcast at all).
@@ -38,6 +43,9 @@ class NormSemantics:
     offset: float
     cast_before_scale: bool | None  # None when there is no weight or no upcast
     weight: str | None  # the scaling parameter's name
+    gate: str | None = None  # activation of the gating input, for a gated norm
+    gate_before_norm: bool | None = None
+    group_size: int | None = None  # statistics per group of this many channels
 
     @property
     def casting_mode(self) -> str:
@@ -49,13 +57,21 @@ class NormSemantics:
     def llama_convention(self) -> bool:
         """What kernel patchers assume by default: scale by ``w`` after casting back."""
         return (self.kind == "rms" and self.has_weight and self.offset == 0 and self.eps_inside_sqrt is True
-                and self.casting_mode == "llama")
+                and self.casting_mode == "llama" and self.gate is None and self.group_size is None)
+
+    @property
+    def plain(self) -> bool:
+        """Neither gated nor grouped: what a plain RMSNorm kernel can compute at all."""
+        return self.gate is None and self.group_size is None
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["offset"] = int(self.offset) if float(self.offset).is_integer() else self.offset
         out.pop("weight")
         out.pop("kind")
+        for key in ("gate", "gate_before_norm", "group_size"):
+            if out[key] is None:
+                out.pop(key)
         return out
 
 
@@ -77,6 +93,10 @@ def read_norm(trace: Trace) -> NormSemantics | None:
     if scale_mul is not None and mean.out_dtype != trace.input_dtype:
         normed = next(t for t in scale_mul.tensors if ("input", "0") in trace.roots(t))
         cast_before = normed.dtype == trace.input_dtype
+    gate, gate_before = _gate(trace, square)
+    width = square.args[0].shape[-1] if square.args and square.args[0].shape else None
+    inputs = [a for op in trace.ops for a in op.tensors if a.kind == "input" and a.name == "0" and a.shape]
+    full = inputs[0].shape[-1] if inputs else None
     return NormSemantics(
         kind="layer" if centred else "rms",
         compute_dtype=mean.out_dtype,
@@ -87,7 +107,27 @@ def read_norm(trace: Trace) -> NormSemantics | None:
         offset=offset,
         cast_before_scale=cast_before,
         weight=weight,
+        gate=gate,
+        gate_before_norm=gate_before,
+        group_size=width if width and full and width != full else None,
     )
+
+
+_GATE_ACTS = {"silu": "silu", "sigmoid": "sigmoid", "gelu": "gelu", "relu": "relu", "tanh": "tanh"}
+
+
+def _gate(trace: Trace, square: Op) -> tuple[str | None, bool | None]:
+    """The activation of a second input multiplied into the normalised stream, and whether
+    that happens before the statistics (the squared value already carries it)."""
+    for op in trace.ops:
+        if op.name not in _GATE_ACTS or not op.tensors:
+            continue
+        roots = trace.roots(op.tensors[0]) | ({(op.tensors[0].kind, op.tensors[0].name)} if op.tensors[0].kind == "input" else set())
+        if not roots or not all(k == "input" and n != "0" for k, n in roots):
+            continue
+        before = any(u.index == op.index for u in trace.upstream(square.tensors[0]))
+        return _GATE_ACTS[op.name], before
+    return None, None
 
 
 def _squares_input(trace: Trace, op: Op) -> bool:

@@ -32,6 +32,11 @@ class NormReading:
     numeric: dict | None = None
     error: str = ""
 
+    @property
+    def contradicted(self) -> bool:
+        """The numeric check ran and the module does not compute what the trace read."""
+        return bool(self.numeric) and not self.numeric["matches_reference"]
+
     def details(self) -> dict:
         if self.semantics is None:
             return {"semantics": "unprobed", "probe_error": self.error}
@@ -49,15 +54,15 @@ def norm_reading(module: nn.Module, result: Probe) -> NormReading:
     semantics = read_norm(result.trace)
     if semantics is None:
         return NormReading(None, Confidence.LOW, error="the forward normalises nothing recognisable")
-    if semantics.kind != "rms":
-        return NormReading(semantics, Confidence.MEDIUM)
+    if semantics.kind != "rms" or not semantics.plain:
+        return NormReading(semantics, Confidence.MEDIUM)  # no reference formula to check a gate or groups against
     try:
         numeric = confirm_rms(module, semantics, result.dim)
     except Exception:  # a CPU copy that cannot run: keep the trace's reading
         numeric = None
     if numeric is None:
         return NormReading(semantics, Confidence.MEDIUM)
-    confidence = Confidence.HIGH if numeric["matches_reference"] else Confidence.MEDIUM
+    confidence = Confidence.HIGH if numeric["matches_reference"] else Confidence.LOW
     equivalent = "torch.nn.RMSNorm" if numeric["equivalent_to_torch"] else None
     return NormReading(semantics, confidence, equivalent, numeric)
 

@@ -43,7 +43,7 @@ class Probe:
         return self.trace is not None
 
 
-def run_probe(module: nn.Module, input_dtype: torch.dtype | None = None) -> Probe:
+def run_probe(module: nn.Module, input_dtype: torch.dtype | None = None, *, with_tensors: bool = False) -> Probe:
     """Probe ``module`` once; a failing probe returns its error.
 
     ``input_dtype`` defaults to the module's own dtype; norms are probed with bf16 input
@@ -51,7 +51,7 @@ def run_probe(module: nn.Module, input_dtype: torch.dtype | None = None) -> Prob
     Callers cache the result under :func:`cache_key` (one lint's cache lives in its facts).
     """
     try:
-        return _run(module, input_dtype)
+        return _run(module, input_dtype, with_tensors=with_tensors)
     except Exception as e:  # a probe never stops the lint
         return Probe(None, error=one_line(e))
 
@@ -92,6 +92,11 @@ def candidate_dims(module: nn.Module) -> list[int]:
         if isinstance(child, nn.Linear):
             dims.append(child.in_features)
             break
+    for child in module.modules():  # a bare-weight projection (a router's [experts, d] weight)
+        weight = child._parameters.get("weight")
+        if child is not module and not isinstance(child, nn.Linear) and weight is not None and weight.ndim == 2:
+            dims.append(weight.shape[-1])
+            break
     for p in module.parameters(recurse=False):
         if p.ndim >= 1:
             dims.append(p.shape[-1])
@@ -113,7 +118,7 @@ def _roles(module: nn.Module) -> dict[int, Operand]:
     return known
 
 
-def _run(module: nn.Module, input_dtype: torch.dtype | None = None) -> Probe:
+def _run(module: nn.Module, input_dtype: torch.dtype | None = None, *, with_tensors: bool = False) -> Probe:
     dtype = input_dtype or module_dtype(module)
     was_training = module.training
     module.train()  # LoRA and trainers run the training-mode forward
@@ -124,22 +129,26 @@ def _run(module: nn.Module, input_dtype: torch.dtype | None = None) -> Probe:
                 x = torch.zeros(1, TOKENS, dtype=torch.long, device="meta")
             else:
                 x = torch.empty(1, TOKENS, dim, device="meta", dtype=dtype)
-            recorder = Recorder({**_roles(module), x._cdata: Operand("input", "0")})
-            recorder.trace.input_dtype = str(dtype).removeprefix("torch.")
-            try:
-                with torch.no_grad(), warnings.catch_warnings(), recorder:
-                    warnings.simplefilter("ignore")  # dtype-mismatch notices meant for real kernels
-                    _forward(module, x)
-            except Exception as e:  # the wrong width, extra required arguments, data-dependent ops
-                errors.append(one_line(e))
-                continue
-            return Probe(recorder.trace, dim=dim)
+            for rotary in ("pair", "complex"):
+                extra = {} if dim is None else _extra_arguments(module, x, with_tensors=with_tensors, rotary=rotary)
+                recorder = Recorder({**_roles(module), x._cdata: Operand("input", "0"), **_argument_roles(extra)})
+                recorder.trace.input_dtype = str(dtype).removeprefix("torch.")
+                try:
+                    with torch.no_grad(), warnings.catch_warnings(), recorder:
+                        warnings.simplefilter("ignore")  # dtype-mismatch notices meant for real kernels
+                        _forward(module, x, extra)
+                except Exception as e:  # the wrong width, extra required arguments, data-dependent ops
+                    errors.append(one_line(e))
+                    if "position_embeddings" not in extra:
+                        break
+                    continue
+                return Probe(recorder.trace, dim=dim)
     finally:
         module.train(was_training)
     return Probe(None, error=errors[0] if errors else "no input width to try")
 
 
-def _forward(module: nn.Module, x: torch.Tensor):
+def _forward(module: nn.Module, x: torch.Tensor, extra: dict):
     if _is_protocol_experts(module):
         from transformers.integrations.moe import batched_mm_experts_forward
 
@@ -148,26 +157,52 @@ def _forward(module: nn.Module, x: torch.Tensor):
         index = torch.zeros(tokens.shape[0], top_k, dtype=torch.long, device="meta")
         weights = torch.empty(tokens.shape[0], top_k, dtype=x.dtype, device="meta")
         return batched_mm_experts_forward(module, tokens, index, weights)
-    return module(x, **_extra_arguments(module, x))
+    return module(x, **extra)
 
 
-def _extra_arguments(module: nn.Module, x: torch.Tensor) -> dict:
+def _argument_roles(extra: dict) -> dict[int, Operand]:
+    """Synthesised arguments are inputs named after their parameter (a tuple's items
+    ``name.0``, ``name.1``), so a trace tells token ids or rotary tables from the input."""
+    out = {}
+    for name, value in extra.items():
+        items = value if isinstance(value, tuple) else (value,)
+        for i, item in enumerate(items):
+            if isinstance(item, torch.Tensor):
+                out[item._cdata] = Operand("input", name if len(items) == 1 else f"{name}.{i}")
+    return out
+
+
+def _extra_arguments(module: nn.Module, x: torch.Tensor, *, with_tensors: bool = False, rotary: str = "pair") -> dict:
     """Arguments after the input that transformers' attention needs: rotary
     ``position_embeddings`` as (cos, sin) over ``head_dim`` (required or not: a None
-    default is unpacked unconditionally), and None for any other required argument
-    (``attention_mask``, ``alibi``); a forward that cannot take None fails the probe."""
+    default is unpacked unconditionally), token ids for an ``input_ids`` parameter (hash
+    routers select experts by them), and None for any other required argument
+    (``attention_mask``, ``alibi``); a forward that cannot take None fails the probe.
+    ``with_tensors`` also feeds a tensor shaped like the input to the second parameter
+    (a gated norm's gate), when it has no default other than None. ``rotary`` "pair"
+    gives (cos, sin) over the rotary width (``qk_rope_head_dim`` for MLA, else
+    ``head_dim``); "complex" gives one complex table over half of it (Llama-4)."""
     try:
         parameters = list(inspect.signature(module.forward).parameters.values())[1:]
     except (TypeError, ValueError):
         return {}
     out = {}
     head_dim = getattr(module, "head_dim", None)
-    for p in parameters:
+    for position, p in enumerate(parameters):
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        if p.name == "position_embeddings" and isinstance(head_dim, int):
-            cos = torch.empty(x.shape[0], x.shape[1], head_dim, device="meta", dtype=x.dtype)
-            out[p.name] = (cos, torch.empty_like(cos))
+        if with_tensors and position == 0 and p.default in (None, inspect.Parameter.empty):
+            out[p.name] = torch.empty_like(x)
+        elif p.name == "input_ids":
+            out[p.name] = torch.zeros(x.shape[0], x.shape[1], dtype=torch.long, device="meta")
+        elif p.name == "position_embeddings" and isinstance(head_dim, int):
+            rope = getattr(module, "qk_rope_head_dim", None)
+            width = rope if isinstance(rope, int) and rope > 0 else head_dim
+            if rotary == "complex":
+                out[p.name] = torch.empty(x.shape[0], x.shape[1], width // 2, device="meta", dtype=torch.complex64)
+            else:
+                cos = torch.empty(x.shape[0], x.shape[1], width, device="meta", dtype=x.dtype)
+                out[p.name] = (cos, torch.empty_like(cos))
         elif p.default is inspect.Parameter.empty:
             out[p.name] = None
     return out

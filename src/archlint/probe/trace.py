@@ -11,6 +11,7 @@ identity is reused.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,16 @@ class Op:
     @property
     def scalars(self) -> list[Any]:
         return [a.value for a in self.args if a.kind == "scalar"]
+
+    @property
+    def unbounded_clamp(self) -> bool:
+        """A ``clamp``/``clamp_min``/``clamp_max`` whose every bound is absent or infinite:
+        it changes nothing (NaN aside), so it is no clamp."""
+        if not self.name.startswith("clamp"):
+            return False
+        bounds = [a for a in self.args[1:3]] + [v for k, v in self.kwargs if k in ("min", "max")]
+        return all(a.kind == "none" or (a.kind == "scalar" and isinstance(a.value, (int, float))
+                                        and math.isinf(a.value)) for a in bounds)
 
 
 @dataclass

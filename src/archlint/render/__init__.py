@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import importlib
 from dataclasses import dataclass
 
 from ..findings import Severity
@@ -39,5 +40,12 @@ def renderers():
             OutputFormat.SARIF: sarif.render, OutputFormat.GITHUB: github.render, OutputFormat.HTML: html.render}
 
 
+_MODULES = {OutputFormat.TEXT: "text", OutputFormat.JSON: "json_format", OutputFormat.SARIF: "sarif",
+            OutputFormat.GITHUB: "github", OutputFormat.HTML: "html"}
+
+
 def render(report: Report, fmt: OutputFormat | str, options: RenderOptions) -> str:
-    return renderers()[OutputFormat(fmt)](report, options)
+    """``fmt``'s renderer; only its own module is imported (a cached report must not pay for
+    the others, or for what they import)."""
+    module = importlib.import_module(f".{_MODULES[OutputFormat(fmt)]}", __name__)
+    return module.render(report, options)

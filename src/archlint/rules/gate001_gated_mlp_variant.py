@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..findings import Confidence, Fix, Severity
 from ..lora.layers import is_linear_like
+from ..probe.roles import Role, module_of
 from .base import Example, Rule
 
 #: An MLP is small: the module, its projections, their wrappers and an activation module.
@@ -15,7 +16,10 @@ class GatedMlpVariant(Rule):
 
     What it does:
         Records the forward of every MLP-sized module (and of stacked experts) on
-        meta tensors and finds the `act(gate(x)) * up(x)` product: which projections
+        meta tensors and finds the `act(gate(x)) * up(x)` product, confirmed by the
+        roles the data flow gives its two sides (projections of the same input, the
+        activated one scored into no selection: a router's sigmoid times the experts'
+        output is routing, not a GLU): which projections
         feed it (split `gate_proj`/`up_proj`, or one fused projection cut in halves or
         interleaved), the activation (SiLU, tanh-approximate or exact GELU,
         `x·σ(αx)`, ReLU²...), and any clamps or constants. Canonical SwiGLU with split
@@ -61,7 +65,7 @@ class GatedMlpVariant(Rule):
     def check(self, ctx):
         for group in ctx.graph.distinct(lambda i: _mlp_sized(ctx, i)):
             glu = ctx.probes.glu(group.representative.module)
-            if glu is None or _inner_glu(ctx, group.representative.module, glu):
+            if glu is None or not _gate_role(ctx, group.representative.path, glu) or _inner_glu(ctx, group.representative.module, glu):
                 continue
             info = group.representative
             yield self.finding(
@@ -75,6 +79,18 @@ class GatedMlpVariant(Rule):
                          "clamps": [list(c) for c in glu.clamps], "up_offset": glu.up_offset,
                          "canonical": glu.canonical},
             )
+
+
+def _gate_role(ctx, path: str, glu) -> bool:
+    """The data flow agrees: the activated side is a GLU gate (both sides projections of
+    the same input, the gate scored into no selection) -- not a router's weights times
+    the experts' output."""
+    reading = ctx.roles.block_roles(path)
+    if reading is None:
+        return False
+    gate = [p.role for p in reading.of(module_of(glu.gate.weight))]
+    up = [p.role for p in reading.of(module_of(glu.up.weight))]
+    return Role.GLU_GATE in gate and Role.GLU_UP in up
 
 
 def _inner_glu(ctx, module, glu) -> bool:

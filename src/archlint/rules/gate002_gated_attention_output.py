@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..findings import Confidence, Fix, Severity
 from ..lora.recipes import broken_recipes
+from ..probe.roles import Role
 from .base import Example, Rule
 
 
@@ -12,11 +13,13 @@ class GatedAttentionOutput(Rule):
 
     What it does:
         Records each attention module's forward on meta tensors (with synthesised
-        rotary position embeddings) and looks, after the attention core (SDPA or the
-        last softmax), for a product of the attention output with `sigmoid`/`tanh`/
-        `silu` of a value computed from the input alone -- the gated-attention and
-        hybrid-model pattern (`attn * sigmoid(gate)` before `o_proj`). The finding
-        names the gate's activation and the projection the gate comes from.
+        rotary position embeddings) once and reads the roles of its projections from
+        the data flow: a projection output (or a slice of one) that passes through
+        `sigmoid`/`tanh`/`silu` and is multiplied into the attention core's output is an
+        output gate -- the gated-attention and hybrid-model pattern
+        (`o_proj(attn * sigmoid(gate))`). The finding names the gate's activation, the
+        projection it comes from, and what else that projection computes (Qwen3-Next
+        cuts the query and the gate from one `q_proj`).
 
     Why is this bad:
         Attention-kernel patchers and converters assume a plain `o_proj(attn)` and
@@ -50,23 +53,29 @@ class GatedAttentionOutput(Rule):
     )
 
     def check(self, ctx):
+        roles = ctx.roles
         for group in ctx.attention_modules:
-            gate = ctx.probes.output_gate(group.representative.module)
-            if gate is None:
+            reading = roles.block_roles(group.representative.path)
+            if reading is None or not reading.attention:
+                continue
+            gates = [g for g in reading.output_gates if g[2] == "the attention output"]
+            if not gates:
                 continue
             info = group.representative
-            source = gate.projection.removesuffix(".weight") if gate.projection else None
-            gate_paths = [f"{p}.{source}" for p in group.paths] if source else []
-            reached = broken_recipes(gate_paths, ctx.built.model_type) if gate_paths else []
-            where = f"computed by `{source}`" if source else "computed from the input"
+            projection, activation, _ = gates[0]
+            parts = [p for p in reading.of(projection)]
+            shares = [p.role.value for p in parts if p.role is not Role.OUTPUT_GATE]
+            gate_paths = [f"{p}.{projection}" for p in group.paths]
+            reached = broken_recipes(gate_paths, ctx.built.model_type)
+            cut = f" (cut from the same output as {' and '.join(shares)})" if shares else ""
             yield self.finding(
                 group.paths,
-                f"{info.class_name} multiplies its attention output by {gate.activation}(gate), the gate {where}; "
-                f"kernels and converters that assume a plain o_proj(attn) drop it",
+                f"{info.class_name} multiplies its attention output by {activation}(gate), the gate computed by "
+                f"`{projection}`{cut}; kernels and converters that assume a plain o_proj(attn) drop it",
                 module_class=info.class_name,
                 fix=Fix("Use an attention kernel/converter that implements the output gate; decide whether the "
                         "gate projection is adapted",
-                        f"gate projection: {source or '(inline)'}; "
-                        f"reached by: {', '.join(reached) or 'no common recipe'}"),
-                details={"activation": gate.activation, "gate_projection": source, "reached_by": reached},
+                        f"gate projection: {projection}; reached by: {', '.join(reached) or 'no common recipe'}"),
+                details={"activation": activation, "gate_projection": projection, "reached_by": reached,
+                         "roles": [p.to_dict() for p in parts]},
             )

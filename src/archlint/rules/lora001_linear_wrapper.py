@@ -54,6 +54,7 @@ class LinearWrapper(Rule):
     VALID = (
         Example("fixtures/zoo/towers.py:PlainTowers", note="every projection is a plain nn.Linear"),
         Example("fixtures/zoo/subclasses.py:TaggedLinearModel", note="an nn.Linear subclass is a Linear to PEFT"),
+        Example("fixtures/zoo/towers.py:OneLinearList", note="a ModuleList holding one Linear is a container"),
     )
     INVALID = (
         Example(

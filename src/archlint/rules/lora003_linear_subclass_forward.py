@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..findings import Confidence, Severity
-from ..lora.verify import Candidate, nothing_under, verified_fix
+from ..findings import Confidence, Fix, Severity
+from ..lora.verify import exclusion_fix
 from ..probe.extras import extra_ops, summarise
+from ..skip_list import bnb_skip_advice
 from ..source import overrides_forward
 from .base import Example, Rule
 
@@ -20,7 +21,8 @@ class LinearSubclassForward(Rule):
         `Llama4Router`, clamps, grouped linears). The overriding forward is recorded on
         meta tensors in training mode and every op beyond the affine map / lookup is
         named in the finding. A subclass that only adds attributes, or overrides
-        `forward` without changing the computation, is not flagged; nor is an
+        `forward` without changing the computation (a clamp whose bounds are both
+        infinite changes nothing), is not flagged; nor is an
         embedding whose only extra is a scalar `embed_scale`, which PEFT applies to the
         adapter output itself. When the forward cannot be probed, the override alone
         is reported at low confidence.
@@ -28,15 +30,20 @@ class LinearSubclassForward(Rule):
     Why is this bad:
         PEFT accepts the module because it *is* an `nn.Linear`, then calls the custom
         forward for the base output and adds a plain `x @ A @ B` delta that bypasses the
-        extra logic; merging bakes the delta in with different semantics. bitsandbytes
-        swaps the class for `Linear4bit` and the custom forward is lost or crashes.
+        extra logic; merging bakes the delta in with different semantics; a custom forward
+        that returns a tuple (PhiMoE's and Llama-4's routers) makes the adapted forward
+        raise. transformers' bitsandbytes integration converts only modules whose type is
+        exactly `nn.Linear`, so a subclass stays unquantized (the finding says so when
+        the installed transformers would convert it).
 
     Example:
         `class JitterRouter(nn.Linear): def forward(self, x): return super().forward(x * noise)`
 
     Use instead:
-        Keep the module out of adapters and quantization: `exclude_modules=[...]` in the
-        LoraConfig and `llm_int8_skip_modules=[...]` in the BitsAndBytesConfig.
+        Keep the module out of the adapters: each evaluated plan that adapts it, with its
+        name in `exclude_modules`, run through PEFT and one training step. A skip list
+        for bitsandbytes is printed only when transformers would convert the module, as
+        transformers' default list plus the module (a user list replaces the defaults).
 
     References:
         PhimoeRouter and Llama4Router (Linear subclasses that route); scaled embeddings
@@ -52,12 +59,13 @@ class LinearSubclassForward(Rule):
         Example("fixtures/zoo/subclasses.py:TaggedLinearModel", note="subclass adds an attribute only"),
         Example("fixtures/zoo/subclasses.py:ScaledEmbeddingModel", note="scalar embed_scale, which PEFT handles"),
         Example("fixtures/zoo/subclasses.py:CountingLinearModel", note="overrides forward, same computation"),
+        Example("fixtures/zoo/roles.py:InfiniteClampModel", note="a clamp to [-inf, inf] is no clamp"),
     )
     INVALID = (
         Example("fixtures/zoo/subclasses.py:JitterRouterModel", paths=("layers.0.router", "layers.1.router"),
                 fix="exclude_modules"),
         Example("fixtures/zoo/subclasses.py:ClampedLinearModel", paths=("layers.0.router", "layers.1.router"),
-                fix="llm_int8_skip_modules"),
+                fix="exclude_modules"),
     )
 
     def check(self, ctx):
@@ -66,7 +74,6 @@ class LinearSubclassForward(Rule):
                 continue  # with a plan, only the modules it reaches
             info = group.representative
             base = "nn.Embedding" if isinstance(info.module, nn.Embedding) else "nn.Linear"
-            leaf = info.leaf_name
             result = ctx.probes.probe(info.module)
             extras = ctx.probes.read(info.module, extra_ops)
             if extras is not None:
@@ -77,19 +84,28 @@ class LinearSubclassForward(Rule):
             else:
                 extras, confidence = [], Confidence.LOW
                 what = f"it overrides forward (not probed: {result.error or 'unreadable trace'})"
+            advice = bnb_skip_advice(ctx.built.module, group.paths)
+            swap = "; bitsandbytes' 4-bit swap drops it" if advice is not None else ""
             yield self.finding(
                 group.paths,
-                f"{info.class_name} subclasses {base} but {what}; a LoRA delta or a "
-                f"4-bit swap bypasses it",
+                f"{info.class_name} subclasses {base} but {what}; a LoRA delta bypasses it{swap}",
                 module_class=info.class_name,
                 confidence=confidence,
-                fix=verified_fix(ctx.plans.outcome_of, "Keep it out of adapters and quantization", [Candidate(
-                    f'LoraConfig(target_modules="all-linear", exclude_modules=["{leaf}"], ...)\n'
-                    f'BitsAndBytesConfig(llm_int8_skip_modules=["{leaf}"], ...)',
-                    {"target_modules": "all-linear", "exclude_modules": [leaf]},
-                    expect=nothing_under(group.paths))]),
+                fix=_fix(ctx, group.paths, advice),
                 details={"base": base, "extra_ops": extras},
             )
+
+
+def _fix(ctx, paths, advice) -> Fix | None:
+    lora = exclusion_fix(ctx.plans.outcome_of, ctx.plans.evaluations, paths, "Keep it out of the adapters")
+    lines = [advice.text()] if advice is not None else []
+    if lora is not None:
+        lines.append(lora.detail)
+    if not lines:
+        return None
+    title = "Keep it out of " + " and ".join(
+        part for part, present in (("quantization", advice is not None), ("the adapters", lora is not None)) if present)
+    return Fix(title + (" (verified)" if lora is not None else ""), "\n".join(lines))
 
 
 def _custom_forward(info) -> bool:

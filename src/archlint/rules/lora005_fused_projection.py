@@ -6,7 +6,7 @@ from ..findings import Confidence, Severity
 from ..lora.layers import is_linear_like
 from ..lora.recipes import QKVO, STANDARD_NAMES
 from ..lora.verify import Candidate, reaches_all, verified_fix
-from ..probe.projections import output_parts
+from ..probe.roles import Role
 from .base import Example, Rule
 
 #: Leaf names of projections that compute several logical projections in one matrix.
@@ -22,14 +22,16 @@ class FusedProjection(Rule):
     """One Linear computes several logical projections (`qkv_proj`, `gate_up_proj`).
 
     What it does:
-        Flags Linear layers that fuse Q/K/V or gate/up into one matrix. The parent's
-        forward (the attention or MLP) is recorded on meta tensors and the
-        split/chunk/slices that follow the projection are counted: that confirms a
-        projection known by its name (`qkv_proj`, `gate_up_proj`, `Wqkv`, `W_pack`,
-        `c_attn`, `query_key_value`) or size (an attention's only input projection with
-        `out_features == (num_heads + 2 * num_kv_heads) * head_dim`), and finds fused
-        ones under any name: an attention projection cut in three, or the projection a
-        GLU takes both gate and up from.
+        Flags Linear layers whose output is cut into parts that split-projection recipes
+        name separately: Q, K and V (`q_proj`, `k_proj`, `v_proj`) or GLU gate and up
+        (`gate_proj`, `up_proj`). The enclosing block's forward is recorded on meta
+        tensors once and each part's role is read from what the data does (its position
+        in the attention core, the activated side of the GLU product), so a fused
+        projection is found under any name, and a projection cut into a query and an
+        output gate (GATE002) or into a Mamba mixer's gate, scan input and step size is
+        not mistaken for Q/K/V. Where the block cannot be traced, a projection whose name
+        (`qkv_proj`, `gate_up_proj`, `Wqkv`, `W_pack`, `c_attn`, `query_key_value`) or
+        size says fused is reported as info, at low confidence.
 
     Why is this bad:
         Recipes written for split projections (`q_proj`, `k_proj`, `v_proj`, `gate_proj`,
@@ -65,38 +67,63 @@ class FusedProjection(Rule):
 
     def check(self, ctx):
         fused = []
+        roles = ctx.roles
         for group in ctx.graph.distinct(lambda i: is_linear_like(i.module)):
             claimed = FUSED_NAMES.get(group.representative.leaf_name) or _fused_by_size(ctx, group.representative)
             if not claimed and not _outgrows_siblings(ctx, group.representative):
-                continue  # its whole output fits the next projection: nothing to cut, no probe needed
-            cut, behaviour = _split_after(ctx, group.representative)
-            if claimed and cut is not None and cut < 2:
-                fused.append((group, claimed, Confidence.LOW, cut))  # the name says fused; the forward uses it whole
-            elif claimed:
-                fused.append((group, claimed, Confidence.MEDIUM if cut is None else Confidence.HIGH, cut))
-            elif behaviour:
-                fused.append((group, behaviour, Confidence.MEDIUM, cut))
+                continue  # its whole output fits the next projection: nothing to cut, no trace needed
+            answer = roles.of(group.representative.path)
+            if not answer.read:
+                if claimed:  # the name or size says fused; nothing could confirm it
+                    fused.append((group, claimed, Confidence.LOW, None, answer))
+                continue
+            parts = [p for p in answer.parts if p.role in _STANDARD]
+            if len(answer.parts) < 2 or len({p.role for p in parts}) < 2 and Role.KEY_VALUE not in {p.role for p in parts}:
+                continue  # used whole, or cut into parts of which at most one is a split-recipe projection
+            fused.append((group, _words(answer), Confidence.HIGH, len(answer.parts), answer))
         if not fused:
             return
         native = sorted({g.representative.leaf_name for g, *_ in fused})
         present = {i.leaf_name for i in ctx.graph if is_linear_like(i.module)}
         names = [n for n in STANDARD_NAMES if n in present] + native
-        for group, parts, confidence, cut in fused:
+        for group, parts, confidence, cut, answer in fused:
             if not (ctx.plans.touches(group.paths) or ctx.plans.dead_entry):
                 continue  # with a plan: what it reaches, or every fused name when an entry matches nothing
             siblings = {c.leaf_name for c in ctx.graph.children(ctx.graph.parent(group.representative.path).path)}
-            missing = [n for n in STANDARD_NAMES if n not in siblings and _fused_into(n, parts)]
+            wanted = _standard_names(answer) if answer.read else [n for n in STANDARD_NAMES if _fused_into(n, parts)]
+            missing = [n for n in wanted if n not in siblings]
+            if answer.read and not missing:
+                continue  # every split name it stands for exists beside it (q_proj + an output gate: GATE002)
+            unread = "" if answer.read else f" (claimed by its name or size; its parts could not be read: {answer.unread})"
             yield self.finding(
                 group.paths,
                 f"`{group.representative.leaf_name}` computes {parts} in one matrix: "
-                f"{', '.join(missing) or 'the split names'} match nothing here and share one LoRA rank",
+                f"{', '.join(missing) or 'the split names'} match nothing here and share one LoRA rank{unread}",
                 module_class=group.representative.class_name,
+                severity=None if answer.read else Severity.INFO,
                 fix=verified_fix(ctx.plans.outcome_of, "Target the model's own projection names", [Candidate(
                     "target_modules=[" + ", ".join(f'"{n}"' for n in dict.fromkeys(names)) + "]",
                     {"target_modules": list(dict.fromkeys(names))}, expect=reaches_all(group.paths))]),
-                details={"fuses": parts, "split_after": cut},
+                details={"fuses": parts, "split_after": cut, "roles": answer.to_dict()},
                 confidence=confidence,
             )
+
+
+#: Roles a split-projection recipe names a Linear after, and those names.
+_STANDARD = {Role.QUERY: ("q_proj",), Role.KEY: ("k_proj",), Role.VALUE: ("v_proj",), Role.KEY_VALUE: ("k_proj", "v_proj"),
+             Role.GLU_GATE: ("gate_proj",), Role.GLU_UP: ("up_proj",)}
+_LETTERS = {Role.QUERY: "q", Role.KEY: "k", Role.VALUE: "v", Role.KEY_VALUE: "k and v (one tensor)",
+            Role.GLU_GATE: "gate", Role.GLU_UP: "up", Role.OUTPUT_GATE: "an output gate", Role.SSM_INPUT: "a scan input",
+            Role.ROUTER: "router scores", Role.INDEXER: "indexer scores", Role.LATENT: "a latent", Role.OUTPUT: "an output"}
+
+
+def _words(answer) -> str:
+    words = list(dict.fromkeys(_LETTERS.get(p.role, p.role.value) for p in answer.parts))
+    return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else words[0]
+
+
+def _standard_names(answer) -> list[str]:
+    return list(dict.fromkeys(n for p in answer.parts for n in _STANDARD.get(p.role, ())))
 
 
 def _outgrows_siblings(ctx, info) -> bool:
@@ -109,25 +136,6 @@ def _outgrows_siblings(ctx, info) -> bool:
     widths = [getattr(c.module, "in_features", None) for c in ctx.graph.children(parent.path) if c is not info]
     widths = [w for w in widths if isinstance(w, int)]
     return bool(widths) and out > max(widths)
-
-
-def _split_after(ctx, info) -> tuple[int | None, str | None]:
-    """How many parts the parent's forward cuts this projection's output into, and what
-    the cut says by itself ("q, k and v" for three parts in an attention, "gate and up"
-    when a GLU takes both from it)."""
-    parent = ctx.graph.parent(info.path)
-    if parent is None:
-        return None, None
-    weight = f"{info.leaf_name}.weight"
-    cut = ctx.probes.read(parent.module, lambda trace: output_parts(trace, weight))
-    if cut is None or cut < 2:
-        return cut, None
-    glu = ctx.probes.glu(parent.module)
-    if glu is not None and glu.fused and glu.gate.weight == weight:
-        return cut, "gate and up"
-    if cut == 3 and isinstance(getattr(parent.module, "head_dim", None), int):
-        return cut, "q, k and v"
-    return cut, None
 
 
 def _fused_into(name: str, parts: str) -> bool:

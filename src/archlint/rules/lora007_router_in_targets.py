@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..findings import Severity
+from ..findings import Confidence, Severity
 from ..lora.recipes import label
 from ..lora.verify import Candidate, verified_fix
 from .base import Example, Rule
@@ -15,9 +15,13 @@ class RouterInTargets(Rule):
 
     What it does:
         Looks at what PEFT actually wraps for the plan -- or, without a plan, for each
-        common recipe -- and flags MoE routers among them: a Linear whose output size is
-        the number of experts, a router module, or a router weight that PEFT's
-        transformers-v5 MoE conversion re-routes the name `gate` to (`gate.weight`).
+        common recipe -- and flags MoE routers among them, including a router weight that
+        PEFT's transformers-v5 MoE conversion re-routes the name `gate` to
+        (`gate.weight`). A router is what the data flow of its block says: a projection
+        whose output is scored into a top-k / argmax selection, or gathered at experts a
+        token-id table chose -- never its name or its width (a `k_proj` as wide as the
+        expert count is a key). Where the block cannot be traced, a module whose shape
+        suggests a router is reported as info, at low confidence, with what could not be read.
 
     Why is this bad:
         The router decides which experts see each token; a low-rank update to it shifts
@@ -55,11 +59,13 @@ class RouterInTargets(Rule):
             reached = list(outcome.modules) if outcome.ok else [p for e in evaluation.entries for p in e.modules]
             reached += [p.rpartition(".")[0] for p in (outcome.parameters if outcome.ok else
                                                        [p for e in evaluation.entries for p in e.parameters])]
-            routers = sorted({p for p in reached if ctx.peft_roles.is_router(p)})
+            verdicts = {p: ctx.peft_roles.router_verdict(p) for p in dict.fromkeys(reached)}
+            routers = sorted(p for p, (router, _) in verdicts.items() if router)
             if not routers:
                 continue
             key = tuple(routers)
             by_pattern[key]["paths"].update(routers)
+            by_pattern[key]["unread"] = {p: verdicts[p][1] for p in routers if verdicts[p][1]}
             by_pattern[key]["recipes"].append(label(evaluation.plan))
             by_pattern[key]["evaluations"].append(evaluation)
         for routers, found in by_pattern.items():
@@ -67,13 +73,25 @@ class RouterInTargets(Rule):
             evaluation = found["evaluations"][0]
             via = " (as the parameter `weight`, through PEFT's MoE conversion)" if any(
                 p.rpartition(".")[0] in routers for p in evaluation.outcome.parameters) else ""
+            unread = found.get("unread") or {}
+            recipes = f"{', '.join(found['recipes'])} adapt{'s' if len(found['recipes']) == 1 else ''}"
+            if unread:  # no trace told: what shapes suggest, said as such
+                yield self.finding(
+                    routers,
+                    f"{recipes} {info.class_name}, which may be the MoE router (its shape suggests it); "
+                    f"its role could not be read: {next(iter(unread.values()))}",
+                    module_class=info.class_name, severity=Severity.INFO, confidence=Confidence.LOW,
+                    fix=_fix(ctx, evaluation, routers),
+                    details={"recipes": found["recipes"], "roles": None, "unread": unread},
+                )
+                continue
+            answers = [ctx.roles.of(p) for p in routers[:1]]
             yield self.finding(
                 routers,
-                f"{', '.join(found['recipes'])} adapt{'s' if len(found['recipes']) == 1 else ''} the MoE router "
-                f"{info.class_name}{via}; a LoRA delta on the router shifts expert routing",
+                f"{recipes} the MoE router {info.class_name}{via}; a LoRA delta on the router shifts expert routing",
                 module_class=info.class_name,
                 fix=_fix(ctx, evaluation, routers),
-                details={"recipes": found["recipes"]},
+                details={"recipes": found["recipes"], "roles": {a.path: a.to_dict() for a in answers}},
             )
 
 

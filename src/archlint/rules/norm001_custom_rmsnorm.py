@@ -86,6 +86,17 @@ class CustomRmsNorm(Rule):
 
     def _finding(self, group, reading):
         info, s = group.representative, reading.semantics
+        if reading.contradicted:
+            return self.finding(
+                group.paths,
+                f"{info.class_name} normalises by the root mean square, but a CPU copy does not compute what its "
+                f"trace reads ({describe(s)}); its convention is unread",
+                module_class=info.class_name, severity=Severity.INFO, confidence=Confidence.LOW,
+                fix=Fix("Check what it computes before swapping in a fused kernel",
+                        "compare the module with LigerRMSNorm on a few inputs; leave it unpatched until they agree"),
+                details={**reading.details(), "liger": None})
+        if not s.plain:
+            return self._gated_or_grouped(group, reading)
         liger = liger_arguments(s)
         exact = reading.equivalent_to is not None
         severity = Severity.INFO if exact or s.llama_convention else Severity.WARNING
@@ -105,6 +116,24 @@ class CustomRmsNorm(Rule):
         details = {**reading.details(), "liger": liger_settings(s)}
         return self.finding(group.paths, message, module_class=info.class_name, fix=fix, details=details,
                             severity=severity, confidence=reading.confidence)
+
+    def _gated_or_grouped(self, group, reading):
+        info, s = group.representative, reading.semantics
+        what = []
+        if s.gate:
+            where = "before the statistics" if s.gate_before_norm else "after the scale"
+            what.append(f"gated: the stream is multiplied by {s.gate}(gate) {where}")
+        if s.group_size:
+            what.append(f"statistics per group of {s.group_size} channels")
+        kind = "a gated RMS norm" if s.gate else "a grouped RMS norm"
+        return self.finding(
+            group.paths,
+            f"{info.class_name} is {kind} ({'; '.join(what)}); a plain RMSNorm kernel computes a different function",
+            module_class=info.class_name, severity=Severity.WARNING, confidence=reading.confidence,
+            fix=Fix("Leave it unpatched, or use a kernel that implements the gate and groups",
+                    "a gated-RMSNorm kernel (Mamba-2 / FLA style) with the same gate placement"
+                    + (f" and group size {s.group_size}" if s.group_size else "")),
+            details={**reading.details(), "liger": None})
 
 
 def _dtype(module) -> str | None:
