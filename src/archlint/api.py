@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from .config import Config, load_config
 from .deadline import DEFAULT_TIMEOUT
 from .errors import TargetError, UsageError, internal_error, one_line, timeout_error
+from .hub import shared_answers
 from .installed import installed_version
 from .report import ModelSummary, Report, TargetResult
 from .selection import Layer, known_rules, rule_catalogue, selected_codes, validate_selectors
@@ -160,7 +161,13 @@ def _rule_info(codes: tuple[str, ...]) -> dict:
 
 
 def _lint_cached(where: str, options: _Options, cache: ResultCache) -> TargetResult:
-    """The stored result when ``where``'s inputs are unchanged; else a lint, then stored."""
+    """The stored result when ``where``'s inputs are unchanged; else a lint, then stored.
+    The look-up and the lint ask the Hub once between them."""
+    with shared_answers():
+        return _lint_or_load(where, options, cache)
+
+
+def _lint_or_load(where: str, options: _Options, cache: ResultCache) -> TargetResult:
     clock = time.perf_counter()
     key = cache.target_key(
         where, identity=options.identity, codes=options.codes, severity=options.config.severity,

@@ -38,6 +38,8 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import TargetError
+from .hub import fetch_config
 from .installed import entry_point_rows, installed_version
 
 FORMAT = 1
@@ -159,11 +161,9 @@ def hub_snapshot(repo: str, revision: str | None, *, offline: bool) -> tuple[str
     """
     revision = revision or "main"
     if not offline and not _hub_offline() and not _COMMIT.match(revision):
-        try:
-            from huggingface_hub import hf_hub_download
-
-            path = Path(hf_hub_download(repo, "config.json", revision=revision))
-        except Exception:  # noqa: BLE001 -- unreachable, gated, missing: the lint itself will say why
+        try:  # within the Hub deadline, no retries, the libraries' logs kept off stderr
+            path = Path(fetch_config(repo, repo, revision, offline=False, timeout=None))
+        except TargetError:  # unreachable, gated, missing: the lint itself says why
             return None
         return (path.parent.name, path) if _COMMIT.match(path.parent.name) else None
     folder = hub_cache() / ("models--" + repo.replace("/", "--"))

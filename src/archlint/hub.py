@@ -24,6 +24,7 @@ print their log on stderr). huggingface_hub's logging and warnings are silenced 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -99,8 +100,42 @@ def check_repo_id(target: str, repo: str) -> None:
         ) from e
 
 
+#: While a :func:`shared_answers` block runs: the Hub's answers given in it, by (repository,
+#: revision, offline) -- a path or a fault.
+_answers: dict[tuple[str, str | None, bool], str | TargetError] | None = None
+
+
+@contextlib.contextmanager
+def shared_answers():
+    """Within the block, each repository and revision is asked of the Hub once: the result
+    cache's look-up and the lint that follows a miss share one answer (and one deadline)."""
+    global _answers
+    outer, _answers = _answers, {} if _answers is None else _answers
+    try:
+        yield
+    finally:
+        _answers = outer
+
+
 def fetch_config(target: str, repo: str, revision: str | None, *, offline: bool, timeout: float | None) -> str:
-    """The local path of ``repo``'s config.json, or a :class:`TargetError` of the right kind."""
+    """The local path of ``repo``'s config.json, or a :class:`TargetError` of the right kind
+    (inside :func:`shared_answers`, an answer given earlier in the block is given again)."""
+    key = (repo, revision or "main", offline)  # no revision: the default branch
+    answer = _answers.get(key) if _answers is not None else None
+    if answer is None:
+        try:
+            answer = _fetch_config(repo, repo, revision, offline=offline, timeout=timeout)
+        except TargetError as e:
+            answer = e
+        if _answers is not None:
+            _answers[key] = answer
+    if isinstance(answer, TargetError):
+        message = answer.message.replace(repo, target, 1) if target != repo else answer.message
+        raise TargetError(answer.kind, message)
+    return answer
+
+
+def _fetch_config(target: str, repo: str, revision: str | None, *, offline: bool, timeout: float | None) -> str:
     from huggingface_hub import constants
 
     check_repo_id(target, repo)
