@@ -54,6 +54,7 @@ class FusedProjection(Rule):
     name = "fused-projection"
     severity = Severity.WARNING
     confidence = Confidence.MEDIUM  # a name or a size; probes (#3) confirm the split
+    severity_note = "info, at low confidence, when the block cannot be traced and only its name or size says fused"
     tools = ("peft", "vllm", "sglang")
 
     VALID = (Example("fixtures/zoo/towers.py:SingleTower"),)
