@@ -147,7 +147,8 @@ def test_router_bias_passed_in_by_the_parent_block():
 
     (finding,) = findings("fixtures/zoo/roles.py:ParentBiasRouterModel", "GATE003")
     assert list(finding.paths) == ["layers.0.mlp.gate", "layers.1.mlp.gate"]
-    assert "uses buffer `e_score_correction_bias` of the enclosing block (passed in by the parent)" in finding.details["extras"]
+    extra = "uses buffer `e_score_correction_bias` of the enclosing block (passed in by the parent)"
+    assert extra in finding.details["extras"]
 
 
 def test_attention_changes_read_from_the_operands():

@@ -140,7 +140,8 @@ def model_class_and_reason(spec: ModelSpec) -> tuple[type, bool, str]:
     own = _own_model_classes(config)
     if own:
         cls, head = own[0]
-        return cls, head, f"{why}; a sub-component config in no Auto table: the class its modeling module builds from it"
+        return cls, head, (f"{why}; a sub-component config in no Auto table: "
+                           "the class its modeling module builds from it")
     if unimportable:
         raise TargetError("build-failed", f"{spec.target}: the model class cannot be imported: {unimportable[0]}")
     raise TargetError("no-model-class", f"{spec.target}: transformers has no model class for {type(config).__name__}")

@@ -64,7 +64,8 @@ def converted_by_bnb(model: nn.Module, skip: Sequence[str] | None) -> list[str]:
     from transformers.quantizers.quantizers_utils import should_convert_module
 
     return [name for name, module in model.named_modules()
-            if (type(module) is nn.Linear or isinstance(module, Conv1D)) and should_convert_module(name, list(skip or []) or None)]
+            if (type(module) is nn.Linear or isinstance(module, Conv1D))
+            and should_convert_module(name, list(skip or []) or None)]
 
 
 def bnb_skip_advice(model: nn.Module, paths: Iterable[str]) -> SkipAdvice | None:

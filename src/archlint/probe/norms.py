@@ -122,7 +122,8 @@ def _gate(trace: Trace, square: Op) -> tuple[str | None, bool | None]:
     for op in trace.ops:
         if op.name not in _GATE_ACTS or not op.tensors:
             continue
-        roots = trace.roots(op.tensors[0]) | ({(op.tensors[0].kind, op.tensors[0].name)} if op.tensors[0].kind == "input" else set())
+        roots = trace.roots(op.tensors[0]) | (
+            {(op.tensors[0].kind, op.tensors[0].name)} if op.tensors[0].kind == "input" else set())
         if not roots or not all(k == "input" and n != "0" for k, n in roots):
             continue
         before = any(u.index == op.index for u in trace.upstream(square.tensors[0]))

@@ -46,7 +46,8 @@ class RoleAnswer:
         return [f"{p.part or 'whole'}: {p.role.value} ({'; '.join(p.evidence)})" for p in self.parts]
 
     def to_dict(self) -> dict:
-        return {"block": self.block, "parts": [p.to_dict() for p in self.parts], **({"unread": self.unread} if self.unread else {})}
+        return {"block": self.block, "parts": [p.to_dict() for p in self.parts],
+                **({"unread": self.unread} if self.unread else {})}
 
 
 @dataclass

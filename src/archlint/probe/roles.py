@@ -30,13 +30,13 @@ scaled values, a top-k-selected sparse mask).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from .gates import ACTIVATIONS, PROJECTIONS, projection_ops
 from .trace import SPLIT_OPS, VIEW_OPS, Op, Operand, Trace
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     QUERY = "q"
     KEY = "k"
     VALUE = "v"
@@ -57,9 +57,12 @@ class Role(str, Enum):
 
 #: What a reader prints for a role.
 ROLE_WORDS = {
-    Role.QUERY: "the query", Role.KEY: "the key", Role.VALUE: "the value", Role.KEY_VALUE: "one tensor used as key and value",
-    Role.ROUTER: "router scores", Role.INDEXER: "indexer scores choosing the attended keys", Role.GLU_GATE: "the GLU gate", Role.GLU_UP: "the GLU up half",
-    Role.OUTPUT_GATE: "an output gate", Role.SSM_INPUT: "scan/convolution input", Role.LATENT: "a latent fed to another projection",
+    Role.QUERY: "the query", Role.KEY: "the key", Role.VALUE: "the value",
+    Role.KEY_VALUE: "one tensor used as key and value",
+    Role.ROUTER: "router scores", Role.INDEXER: "indexer scores choosing the attended keys",
+    Role.GLU_GATE: "the GLU gate", Role.GLU_UP: "the GLU up half",
+    Role.OUTPUT_GATE: "an output gate", Role.SSM_INPUT: "scan/convolution input",
+    Role.LATENT: "a latent fed to another projection",
     Role.OUTPUT: "the block output", Role.UNKNOWN: "an unread role",
 }
 
@@ -72,21 +75,23 @@ _MIXING = frozenset({"bmm", "matmul", "mm", "einsum", "_scaled_dot_product_effic
                      "_scaled_dot_product_flash_attention", "_scaled_dot_product_flash_attention_for_cpu",
                      "scaled_dot_product_attention", "sum", "mean"})
 #: ops between the attention-score product and the softmax (scale, mask, soft-cap, cast)
-_SCORE_PATH = VIEW_OPS | {"_to_copy", "add", "add_", "mul", "mul_", "div", "div_", "masked_fill", "masked_fill_", "where",
-                          "tanh", "sub", "expand", "_unsafe_view"}
+_SCORE_PATH = VIEW_OPS | {"_to_copy", "add", "add_", "mul", "mul_", "div", "div_", "masked_fill", "masked_fill_",
+                          "where", "tanh", "sub", "expand", "_unsafe_view"}
 
 
 @dataclass(frozen=True)
 class PartRole:
     """The role of one projection output (``part`` "" = used whole) and the ops that show it."""
 
-    projection: str  # the module path under the block ("self_attn.q_proj"), or a stacked parameter ("experts.gate_up_proj")
+    #: the module path under the block ("self_attn.q_proj"), or a stacked parameter ("experts.gate_up_proj")
+    projection: str
     part: str  # "" (whole), "0", "1" (outputs of one split), or "slice 0:256" (a slice op)
     role: Role
     evidence: tuple[str, ...]
 
     def to_dict(self) -> dict:
-        return {"projection": self.projection, "part": self.part, "role": self.role.value, "evidence": list(self.evidence)}
+        return {"projection": self.projection, "part": self.part, "role": self.role.value,
+                "evidence": list(self.evidence)}
 
 
 @dataclass(frozen=True)
@@ -123,7 +128,8 @@ class BlockRoles:
     attention: list[AttentionCore] = field(default_factory=list)
     routers: list[RouterRead] = field(default_factory=list)
     attention_changes: list[str] = field(default_factory=list)
-    output_gates: list[tuple[str, str, str]] = field(default_factory=list)  # (gate projection, activation, gated branch)
+    #: (gate projection, activation, gated branch)
+    output_gates: list[tuple[str, str, str]] = field(default_factory=list)
 
     def of(self, projection: str) -> list[PartRole]:
         return [p for p in self.parts if p.projection == projection]
@@ -133,7 +139,8 @@ class BlockRoles:
 
     def to_dict(self) -> dict:
         return {"parts": [p.to_dict() for p in self.parts],
-                "routers": [{"projection": r.projection, "selection": r.selection, "extras": list(r.extras)} for r in self.routers],
+                "routers": [{"projection": r.projection, "selection": r.selection, "extras": list(r.extras)}
+                            for r in self.routers],
                 "attention_changes": list(self.attention_changes),
                 "output_gates": [list(g) for g in self.output_gates]}
 
@@ -247,7 +254,8 @@ class _Reader:
         roles.output_gates = self._output_gates(roles, pending)
         return roles
 
-    def _role(self, op: int, name: str | None, reached: list[Op], glu: tuple[Role, str] | None) -> tuple[Role, tuple[str, ...]]:
+    def _role(self, op: int, name: str | None, reached: list[Op],
+              glu: tuple[Role, str] | None) -> tuple[Role, tuple[str, ...]]:
         indices = {o.index for o in reached} | {op}
         hits = []
         for core in self.cores:
@@ -263,7 +271,8 @@ class _Reader:
             if len(positions) == 1:
                 return Role(positions.pop()), evidence
             return Role.UNKNOWN, evidence + ("reaches several attention operands",)
-        selection = next((o for o in reached if o.name in SELECTIONS or (o.name == "max" and o.overload == "dim")), None)
+        selection = next((o for o in reached
+                          if o.name in SELECTIONS or (o.name == "max" and o.overload == "dim")), None)
         if selection is not None and not any(o.index in self.projections for o in reached if o.index < selection.index):
             masked = self._masks_attention(selection.index)
             across = self._across_positions(reached, selection.index)
@@ -276,7 +285,8 @@ class _Reader:
             return Role.ROUTER, (f"scored into {selection.name} (op {selection.index})",)
         scan = next((o for o in reached if o.name in SCANS or _causal_depthwise_conv(o)), None)
         if scan is not None:
-            return Role.SSM_INPUT, (f"{'causal depthwise convolution' if scan.name == 'convolution' else scan.name} (op {scan.index})",)
+            what = "causal depthwise convolution" if scan.name == "convolution" else scan.name
+            return Role.SSM_INPUT, (f"{what} (op {scan.index})",)
         if glu is not None:
             return glu[0], (glu[1],)
         gate = self._gates_other_branch(reached)
@@ -284,7 +294,8 @@ class _Reader:
             return Role.OUTPUT_GATE, (gate,)
         nxt = next((o for o in reached if o.index in self.projections), None)
         if nxt is not None:
-            return Role.LATENT, (f"feeds projection `{module_of(self.projections[nxt.index].weight)}` (op {nxt.index})",)
+            return Role.LATENT, (
+                f"feeds projection `{module_of(self.projections[nxt.index].weight)}` (op {nxt.index})",)
         if not reached or reached[-1].index == len(self.trace.ops) - 1 or not self.users(reached[-1].index):
             return Role.OUTPUT, ("reaches the block output",)
         return Role.UNKNOWN, ("consumed by " + ", ".join(dict.fromkeys(o.name for o in reached[:6])),)
@@ -295,7 +306,8 @@ class _Reader:
         for op in reached:
             if op.index >= selection:
                 break
-            if op.name in ("bmm", "matmul", "einsum", "mm") and op.index not in self.projections and len(op.tensors) >= 2:
+            if (op.name in ("bmm", "matmul", "einsum", "mm") and op.index not in self.projections
+                    and len(op.tensors) >= 2):
                 if all(self.trace.origin(t, through=VIEW_OPS | {"_to_copy", "index"}).kind not in ("param", "buffer")
                        for t in op.tensors[:2]):
                     return op.index
@@ -320,7 +332,7 @@ class _Reader:
         """``act(a) * b`` where a and b are parts of projections of the same input and the
         activated side reaches no selection (router weights times expert outputs is not a GLU)."""
         sources = {}
-        for _, label, op, name, reached in pending:
+        for _, _label, op, name, reached in pending:
             sources[(op, name)] = reached
         out = {}
         for mul in self.trace.ops:
@@ -365,7 +377,8 @@ class _Reader:
             carriers = [t for t in op.tensors if t.kind == "op"]
             if not carriers:
                 return None
-            current = carriers[0] if op.name not in ("mul", "mul_") or len(carriers) == 1 else self._non_activation(carriers)
+            current = (carriers[0] if op.name not in ("mul", "mul_") or len(carriers) == 1
+                       else self._non_activation(carriers))
         return None
 
     def _non_activation(self, carriers: list[Operand]) -> Operand:
@@ -473,7 +486,8 @@ class _Reader:
         extras += [f"uses {kind} `{name}`" for kind, name in used]  # named under the traced block
         if any(o.name == "sigmoid" for o in reached):
             extras.append("sigmoid scores")
-        if any(o.name in ("add", "add_") and len(o.tensors) == 2 and any(t.kind == "input" for t in o.tensors) for o in between):
+        if any(o.name in ("add", "add_") and len(o.tensors) == 2 and any(t.kind == "input" for t in o.tensors)
+               for o in between):
             extras.append("adds a bias passed in by the caller to its scores")
         topks = [o for o in reached if o.name == "topk"]
         if len(topks) > 1:
@@ -486,7 +500,8 @@ class _Reader:
                             and isinstance(o.scalars[0], float) and o.scalars[0] != 1.0 and len(o.tensors) == 1})
         if constants:
             extras.append("scales by " + ", ".join(f"{c:g}" for c in constants))
-        if any(o.name in ("uniform_", "rand", "randn", "normal_", "bernoulli_", "rand_like", "randn_like", "exponential_")
+        if any(o.name in ("uniform_", "rand", "randn", "normal_", "bernoulli_", "rand_like", "randn_like",
+                          "exponential_")
                for o in ops):
             extras.append("random jitter")
         if any(o.name in ("scatter", "scatter_", "masked_fill", "masked_fill_") for o in between):
@@ -498,7 +513,8 @@ class _Reader:
         token ids taken modulo a count: selection by hash. (op, what it looks up in)"""
         found = []
         for op in self.trace.ops:
-            if op.name == "index" and op.args and op.args[0].kind == "buffer" and not op.args[0].dtype.startswith(("float", "bfloat")):
+            if (op.name == "index" and op.args and op.args[0].kind == "buffer"
+                    and not op.args[0].dtype.startswith(("float", "bfloat"))):
                 keys = [t for t in op.args[1:] if t.is_tensor]
                 if any(k == "input" and n != "0" for t in keys for k, n in self.trace.roots(t) | _self_root(t)):
                     found.append((op, op.args[0].name))
@@ -516,7 +532,8 @@ class _Reader:
             for op in self.reach(lookup.index, None, stop_at_projections=True):
                 if op.name in ("gather", "index", "take_along_dim"):
                     for t in op.tensors:
-                        projection = next((self.projections[u.index] for u in self.trace.upstream(t) if u.index in self.projections), None)
+                        projection = next((self.projections[u.index] for u in self.trace.upstream(t)
+                                           if u.index in self.projections), None)
                         if projection is not None and not any(u.index == lookup.index for u in self.trace.upstream(t)):
                             scored = module_of(projection.weight)
                             break
@@ -543,7 +560,8 @@ class _Reader:
                     out.append(change)
             mask_src = self._score_mask_selection(core)
             if mask_src is not None:
-                out.append(f"the scores are masked by a top-k selection (op {mask_src}): sparse attention chosen by an indexer")
+                out.append(f"the scores are masked by a top-k selection (op {mask_src}): "
+                           "sparse attention chosen by an indexer")
         return list(dict.fromkeys(out))
 
     def _scaled(self, side: str, operand: Operand) -> str | None:
@@ -649,7 +667,8 @@ def _walk_back(trace: Trace, operand: Operand, through: frozenset, stop: frozens
             return op
         if op.name not in through:
             return None
-        carriers = [t for t in op.tensors if t.kind == "op" and trace.ops[t.op].name not in ("where", "tril", "triu", "ones")]
+        carriers = [t for t in op.tensors
+                    if t.kind == "op" and trace.ops[t.op].name not in ("where", "tril", "triu", "ones")]
         if not carriers:
             return None
         # the score path carries the largest tensor; masks and scales are smaller or constant

@@ -46,7 +46,8 @@ class ModifiedAttention(Rule):
     confidence = Confidence.MEDIUM
     tools = ("vllm", "gguf", "mlx", "flash-attention")
 
-    VALID = (Example("fixtures/zoo/roles.py:QGateAttentionModel", note="an output gate is GATE002's, not a changed core"),)
+    VALID = (Example("fixtures/zoo/roles.py:QGateAttentionModel",
+                     note="an output gate is GATE002's, not a changed core"),)
     INVALID = (
         Example("fixtures/zoo/roles.py:TemperatureAttentionModel", paths=("layers.0.self_attn", "layers.1.self_attn"),
                 fix="temperature"),

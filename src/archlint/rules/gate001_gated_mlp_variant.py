@@ -65,7 +65,8 @@ class GatedMlpVariant(Rule):
     def check(self, ctx):
         for group in ctx.graph.distinct(lambda i: _mlp_sized(ctx, i)):
             glu = ctx.probes.glu(group.representative.module)
-            if glu is None or not _gate_role(ctx, group.representative.path, glu) or _inner_glu(ctx, group.representative.module, glu):
+            if (glu is None or not _gate_role(ctx, group.representative.path, glu)
+                    or _inner_glu(ctx, group.representative.module, glu)):
                 continue
             info = group.representative
             yield self.finding(

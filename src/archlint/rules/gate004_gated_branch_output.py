@@ -75,7 +75,8 @@ class GatedBranchOutput(Rule):
                 module_class=ctx.graph.info(paths[0]).class_name,
                 fix=Fix("Use a MoE/MLP implementation that applies the gate; decide whether the gate projection is "
                         "adapted or quantized",
-                        f"gate projection: {projection}; scales: {target}; reached by: {', '.join(reached) or 'no common recipe'}"),
+                        f"gate projection: {projection}; scales: {target}; "
+                        f"reached by: {', '.join(reached) or 'no common recipe'}"),
                 details={"gate_projection": projection, "activation": activation, "branch": target,
                          "reached_by": reached},
             )

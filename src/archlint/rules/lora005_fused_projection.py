@@ -54,6 +54,7 @@ class FusedProjection(Rule):
     name = "fused-projection"
     severity = Severity.WARNING
     confidence = Confidence.MEDIUM  # a name or a size; probes (#3) confirm the split
+    severity_note = "info, at low confidence, when the block cannot be traced and only its name or size says fused"
     tools = ("peft", "vllm", "sglang")
 
     VALID = (Example("fixtures/zoo/towers.py:SingleTower"),)
@@ -78,7 +79,8 @@ class FusedProjection(Rule):
                     fused.append((group, claimed, Confidence.LOW, None, answer))
                 continue
             parts = [p for p in answer.parts if p.role in _STANDARD]
-            if len(answer.parts) < 2 or len({p.role for p in parts}) < 2 and Role.KEY_VALUE not in {p.role for p in parts}:
+            if (len(answer.parts) < 2
+                    or len({p.role for p in parts}) < 2 and Role.KEY_VALUE not in {p.role for p in parts}):
                 continue  # used whole, or cut into parts of which at most one is a split-recipe projection
             fused.append((group, _words(answer), Confidence.HIGH, len(answer.parts), answer))
         if not fused:
@@ -94,7 +96,8 @@ class FusedProjection(Rule):
             missing = [n for n in wanted if n not in siblings]
             if answer.read and not missing:
                 continue  # every split name it stands for exists beside it (q_proj + an output gate: GATE002)
-            unread = "" if answer.read else f" (claimed by its name or size; its parts could not be read: {answer.unread})"
+            unread = ("" if answer.read
+                      else f" (claimed by its name or size; its parts could not be read: {answer.unread})")
             yield self.finding(
                 group.paths,
                 f"`{group.representative.leaf_name}` computes {parts} in one matrix: "
@@ -110,11 +113,12 @@ class FusedProjection(Rule):
 
 
 #: Roles a split-projection recipe names a Linear after, and those names.
-_STANDARD = {Role.QUERY: ("q_proj",), Role.KEY: ("k_proj",), Role.VALUE: ("v_proj",), Role.KEY_VALUE: ("k_proj", "v_proj"),
-             Role.GLU_GATE: ("gate_proj",), Role.GLU_UP: ("up_proj",)}
+_STANDARD = {Role.QUERY: ("q_proj",), Role.KEY: ("k_proj",), Role.VALUE: ("v_proj",),
+             Role.KEY_VALUE: ("k_proj", "v_proj"), Role.GLU_GATE: ("gate_proj",), Role.GLU_UP: ("up_proj",)}
 _LETTERS = {Role.QUERY: "q", Role.KEY: "k", Role.VALUE: "v", Role.KEY_VALUE: "k and v (one tensor)",
-            Role.GLU_GATE: "gate", Role.GLU_UP: "up", Role.OUTPUT_GATE: "an output gate", Role.SSM_INPUT: "a scan input",
-            Role.ROUTER: "router scores", Role.INDEXER: "indexer scores", Role.LATENT: "a latent", Role.OUTPUT: "an output"}
+            Role.GLU_GATE: "gate", Role.GLU_UP: "up", Role.OUTPUT_GATE: "an output gate",
+            Role.SSM_INPUT: "a scan input", Role.ROUTER: "router scores", Role.INDEXER: "indexer scores",
+            Role.LATENT: "a latent", Role.OUTPUT: "an output"}
 
 
 def _words(answer) -> str:
