@@ -136,6 +136,7 @@ def _forward(model: nn.Module, paths: dict[int, str], *,
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     modes = [(m, m.training) for m in model.modules()]
+    state = _plain_tensor_state(model)
     model.train()
     try:
         # Inputs must be created on meta inside the mode, like the meta parameters
@@ -152,6 +153,29 @@ def _forward(model: nn.Module, paths: dict[int, str], *,
     finally:
         for module, training in modes:
             module.training = training
+        _restore_plain_tensor_state(model, state)
+
+
+def _plain_tensor_state(model: nn.Module) -> list[tuple[nn.Module, dict[str, torch.Tensor]]]:
+    """Each module's plain tensor attributes (not parameters or buffers).
+
+    A forward may cache tensors on its module as plain attributes (transformers' longrope
+    rotary embedding sets ``long_inv_freq`` in its first forward); made under the fake
+    mode, such a tensor belongs to a mode that ends with this forward, and a later fake
+    forward of the model or of a copy of it (the LoRA training step) would meet a fake
+    tensor of a dead mode (a segmentation fault in torch's fake-tensor conversion)."""
+    return [(m, {k: v for k, v in vars(m).items() if isinstance(v, torch.Tensor)}) for m in model.modules()]
+
+
+def _restore_plain_tensor_state(model: nn.Module, state) -> None:
+    """Undo what the fake forward did to plain tensor attributes: the user's model is left as it was."""
+    for module, before in state:
+        for name, value in list(vars(module).items()):
+            if isinstance(value, torch.Tensor) and before.get(name) is not value:
+                if name in before:
+                    setattr(module, name, before[name])
+                else:
+                    delattr(module, name)
 
 
 def _accepts(model: nn.Module, name: str) -> bool:
