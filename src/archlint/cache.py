@@ -159,11 +159,14 @@ def hub_snapshot(repo: str, revision: str | None, *, offline: bool) -> tuple[str
     """
     revision = revision or "main"
     if not offline and not _hub_offline() and not _COMMIT.match(revision):
-        try:
-            from huggingface_hub import hf_hub_download
+        # the same bounded, fault-handling request the build makes: an unreachable or failing
+        # Hub costs seconds, never huggingface_hub's own retries
+        from .errors import TargetError
+        from .hub import fetch_config
 
-            path = Path(hf_hub_download(repo, "config.json", revision=revision))
-        except Exception:  # noqa: BLE001 -- unreachable, gated, missing: the lint itself will say why
+        try:
+            path = Path(fetch_config(repo, repo, revision, offline=False, timeout=None))
+        except TargetError:  # unreachable, gated, missing: the lint itself will say why
             return None
         return (path.parent.name, path) if _COMMIT.match(path.parent.name) else None
     folder = hub_cache() / ("models--" + repo.replace("/", "--"))
