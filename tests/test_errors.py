@@ -21,7 +21,11 @@ GOOD_CONFIG = "fixtures/configs/meta-llama__Llama-3.1-8B"
 
 
 def run_archlint(*args: str) -> subprocess.CompletedProcess:
-    return run_cli(*args, env={"NO_COLOR": "1"})  # every JSON report is checked against schema/report.schema.json
+    # The width is pinned (pytest-xdist sets COLUMNS=80) and wide enough for the target, so
+    # the text report must print it unbroken; only a name wider than the width is folded.
+    columns = str(max(100, len(args[0]) + 2)) if args else "100"
+    # every JSON report is checked against schema/report.schema.json
+    return run_cli(*args, env={"NO_COLOR": "1", "COLUMNS": columns})
 
 
 def write(path: Path, text: str) -> Path:

@@ -119,17 +119,23 @@ def listed(path: str, out: str) -> bool:
     return re.search(rf"^\s+{re.escape(path)}\b.*ClampedLinear", out, re.M) is not None
 
 
+#: The report's width, pinned: the assertions read whole messages, which a narrower width
+#: (pytest-xdist sets COLUMNS=80) would wrap.
+REPORT_COLUMNS = "100"
+
+
 def pre_commit(repo: Path) -> subprocess.CompletedProcess:
     git(repo, "add", ".")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PRE_COMMIT_HOME": str(repo.parent / "pre-commit-home"), "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
+           "PRE_COMMIT_HOME": str(repo.parent / "pre-commit-home"), "HF_HUB_OFFLINE": "1", "NO_COLOR": "1",
+           "COLUMNS": REPORT_COLUMNS}
     return subprocess.run([sys.executable, "-m", "pre_commit", "run", "--all-files"],
                           cwd=repo, env=env, capture_output=True, text=True)
 
 
 def archlint_as_the_hook_runs_it(repo: Path) -> subprocess.CompletedProcess:
     """The hook's ``entry`` (``archlint``, no file names) in the repository, in this process."""
-    return run_cli(cwd=repo, env={"NO_COLOR": "1"})
+    return run_cli(cwd=repo, env={"NO_COLOR": "1", "COLUMNS": REPORT_COLUMNS})
 
 
 @pytest.mark.slow

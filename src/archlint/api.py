@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 import os
 import sys
 import time
@@ -103,8 +104,19 @@ def lint_many(
         report = _lint_many(targets, select, extend_select, ignore, trust_remote_code, offline, debug, config,
                             progress, plan, timeout, quantization, check_checkpoint, cache, stored)
     if cache is not None and stored is None:
-        cache.save_catalogue(rule_catalogue(), _rule_info(tuple(r.code for r in _all_rules())))
+        from .rules import plugin_problems
+
+        cache.save_catalogue(rule_catalogue(), _rule_info(tuple(r.code for r in _all_rules())), plugin_problems())
+    elif stored is not None and not _rules_discovered():
+        # every result came from the cache: say again what discovering the rules would have said
+        for problem in stored.plugin_problems:
+            logging.getLogger("archlint.plugins").warning("%s", problem)
     return report
+
+
+def _rules_discovered() -> bool:
+    rules = sys.modules.get("archlint.rules")
+    return rules is not None and rules.rules_discovered()
 
 
 def _lint_many(targets, select, extend_select, ignore, trust_remote_code, offline, debug, config, progress, plan,

@@ -78,9 +78,7 @@ def render(report: Report, options) -> str:
 
 def _target(out: _Out, result: TargetResult, options) -> None:
     if result.error:
-        out.line("", f"[bold red]✗[/] [bold]{escape(result.target)}[/]  not analysed "
-                     f"([red]{escape(result.error.kind)}[/]; the cause and what to do are on stderr)")
-        out.blank()
+        _not_analysed(out, result)
         return
     _header(out, result)
     shown = [f for f in result.findings if not options.quiet or (options.fail_on and f.severity >= options.fail_on)]
@@ -105,6 +103,26 @@ def _target(out: _Out, result: TargetResult, options) -> None:
             _markup_line(out, "  " + line)
     if not shown and not options.quiet:
         out.line("  ", "[green]no findings[/]")
+    out.blank()
+
+
+def _not_analysed(out: _Out, result: TargetResult) -> None:
+    """``✗ TARGET  not analysed (kind; ...)``: the target's name is never broken unless it alone
+    is wider than the width; when it does not fit beside the verdict, it has a line of its own."""
+    mark, name = "✗ ", result.target
+    verdict = (f"not analysed ([red]{escape(result.error.kind)}[/]; "
+               "the cause and what to do are on stderr)")
+    first_word = "  not"
+    if len(mark) + len(name) + len(first_word) <= out.width:
+        out.line("", Text.from_markup("[bold red]✗[/] ") + Text(name, style="bold")
+                 + Text.from_markup(f"  {verdict}"), rest="  ")
+    else:
+        room = out.width - len(mark)
+        pieces = [name[i:i + room] for i in range(0, len(name), room)] if len(name) > room else [name]
+        out.console.print(Text.from_markup("[bold red]✗[/] ") + Text(pieces[0], style="bold"))
+        for piece in pieces[1:]:
+            out.console.print(Text(" " * len(mark)) + Text(piece, style="bold"))
+        out.line("  ", verdict)
     out.blank()
 
 

@@ -16,7 +16,7 @@ from ..errors import UsageError
 from .base import Example, LintContext, Rule
 from .plugins import load_plugin_rules
 
-__all__ = ["Example", "LintContext", "Rule", "all_rules", "builtin_rules", "get_rule"]
+__all__ = ["Example", "LintContext", "Rule", "all_rules", "builtin_rules", "get_rule", "plugin_problems"]
 
 
 @cache
@@ -25,9 +25,24 @@ def all_rules() -> tuple[type[Rule], ...]:
 
     A broken plugin is logged and left out (see :mod:`.plugins`); it never raises here.
     """
+    return _discover()[0]
+
+
+def plugin_problems() -> tuple[str, ...]:
+    """Why each skipped plugin was skipped, as logged when the rules were discovered."""
+    return _discover()[1]
+
+
+def rules_discovered() -> bool:
+    """Whether this process has discovered the rules (and so logged any plugin problem)."""
+    return _discover.cache_info().currsize > 0
+
+
+@cache
+def _discover() -> tuple[tuple[type[Rule], ...], tuple[str, ...]]:
     builtin = builtin_rules()
-    plugins, _ = load_plugin_rules(builtin)
-    return tuple(sorted((*builtin, *plugins), key=lambda r: r.code))
+    plugins, problems = load_plugin_rules(builtin)
+    return tuple(sorted((*builtin, *plugins), key=lambda r: r.code)), tuple(str(p) for p in problems)
 
 
 @cache
