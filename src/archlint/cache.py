@@ -161,9 +161,11 @@ def hub_snapshot(repo: str, revision: str | None, *, offline: bool) -> tuple[str
     """
     revision = revision or "main"
     if not offline and not _hub_offline() and not _COMMIT.match(revision):
-        try:  # within the Hub deadline, no retries, the libraries' logs kept off stderr
+        # the same bounded, fault-handling request the build makes (and, inside
+        # hub.shared_answers, the same answer): never huggingface_hub's own retries
+        try:
             path = Path(fetch_config(repo, repo, revision, offline=False, timeout=None))
-        except TargetError:  # unreachable, gated, missing: the lint itself says why
+        except TargetError:  # unreachable, gated, missing: the lint itself will say why
             return None
         return (path.parent.name, path) if _COMMIT.match(path.parent.name) else None
     folder = hub_cache() / ("models--" + repo.replace("/", "--"))
@@ -266,6 +268,7 @@ def _plain(value: Any) -> Any:
 class StoredCatalogue:
     names: tuple[tuple[str, str], ...]  # (code, name) of every rule
     info: dict[str, Any]  # code -> archlint.report.RuleInfo
+    plugin_problems: tuple[str, ...] = ()  # why each broken plugin was skipped
 
 
 @dataclass
@@ -375,8 +378,9 @@ class ResultCache:
         return "catalogue-" + self.environment_digest
 
     def load_catalogue(self) -> StoredCatalogue | None:
-        """The rules' codes and names (for selection) and what renderers show of each rule,
-        as stored by the first lint under this environment; None when there is none."""
+        """The rules' codes and names (for selection), what renderers show of each rule and
+        why each broken plugin was skipped, as stored by the first lint under this
+        environment; None when there is none."""
         from .findings import Confidence, Severity
         from .report import RuleInfo
 
@@ -388,13 +392,16 @@ class ResultCache:
             info = {code: RuleInfo(**{**fields, "severity": Severity.parse(fields["severity"]),
                                       "confidence": Confidence(fields["confidence"]), "tools": tuple(fields["tools"])})
                     for code, fields in body["info"].items()}
+            problems = tuple(str(p) for p in body["plugin_problems"])
         except (KeyError, TypeError, ValueError):
             return None
-        return StoredCatalogue(names, info)
+        return StoredCatalogue(names, info, problems)
 
-    def save_catalogue(self, names: Iterable[tuple[str, str]], info: Mapping[str, Any]) -> None:
+    def save_catalogue(self, names: Iterable[tuple[str, str]], info: Mapping[str, Any],
+                       plugin_problems: Iterable[str] = ()) -> None:
         self.write(self._catalogue_name(), {
             "rules": [list(pair) for pair in names],
+            "plugin_problems": list(plugin_problems),
             "info": {code: {**asdict(i), "severity": str(i.severity), "confidence": str(i.confidence),
                             "tools": list(i.tools)} for code, i in info.items()},
         })

@@ -162,17 +162,9 @@ def _ask(target: str, repo: str, revision: str | None, timeout: float, *, deadli
     url = hf_hub_url(repo, "config.json", revision=revision)
     try:
         get_hf_file_metadata(url, timeout=timeout, retry_on_errors=False)
-    except hub_errors.GatedRepoError as e:
-        raise TargetError("gated", f"{target}: the repository is gated; accept its licence on the Hub "
-                                   "and set HF_TOKEN (or run `hf auth login`)") from e
-    except hub_errors.RevisionNotFoundError as e:
-        raise TargetError("revision-not-found", f"{target}: revision {revision!r} does not exist in {repo}") from e
-    except hub_errors.RepositoryNotFoundError as e:
-        raise TargetError("repo-not-found",
-                          f"{target}: no such repository on the Hub (or it is private: set HF_TOKEN)") from e
-    except hub_errors.RemoteEntryNotFoundError as e:
-        raise TargetError("no-config",
-                          f"{target}: the repository has no config.json; it is not a transformers model") from e
+    except (hub_errors.GatedRepoError, hub_errors.RevisionNotFoundError, hub_errors.RepositoryNotFoundError,
+            hub_errors.RemoteEntryNotFoundError) as e:
+        raise _refusal(target, repo, revision, e) from e
     except hub_errors.HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else "an error"
         return TargetError("hub-error", f"{target}: the Hub answered HTTP {status} for config.json; try again later")
@@ -196,23 +188,31 @@ def _download(target: str, repo: str, revision: str | None, problem: TargetError
                                etag_timeout=timeout)
     except (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled) as e:
         raise (problem or _offline(target)) from e
-    except hub_errors.GatedRepoError as e:
-        raise TargetError("gated", f"{target}: the repository is gated; accept its licence on the Hub "
-                                   "and set HF_TOKEN (or run `hf auth login`)") from e
-    except hub_errors.RevisionNotFoundError as e:
-        raise TargetError("revision-not-found", f"{target}: revision {revision!r} does not exist in {repo}") from e
-    except hub_errors.RepositoryNotFoundError as e:
-        raise TargetError("repo-not-found",
-                          f"{target}: no such repository on the Hub (or it is private: set HF_TOKEN)") from e
-    except (hub_errors.EntryNotFoundError, hub_errors.RemoteEntryNotFoundError) as e:
-        raise TargetError("no-config",
-                          f"{target}: the repository has no config.json; it is not a transformers model") from e
+    except (hub_errors.GatedRepoError, hub_errors.RevisionNotFoundError, hub_errors.RepositoryNotFoundError,
+            hub_errors.EntryNotFoundError, hub_errors.RemoteEntryNotFoundError) as e:
+        raise _refusal(target, repo, revision, e) from e
     except hub_errors.HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else "an error"
         raise TargetError("hub-error",
                           f"{target}: the Hub answered HTTP {status} for config.json; try again later") from e
     except Exception as e:  # httpx2's network errors, OSError from the cache
         raise TargetError("hub-error", f"{target}: could not fetch config.json: {one_line(e)}") from e
+
+
+def _refusal(target: str, repo: str, revision: str | None, error: Exception) -> TargetError:
+    """What no cached copy can fix: the repository is gated, or it, its revision or its
+    config.json does not exist."""
+    from huggingface_hub import errors as hub_errors
+
+    if isinstance(error, hub_errors.GatedRepoError):  # before RepositoryNotFoundError: a subclass of it
+        return TargetError("gated", f"{target}: the repository is gated; accept its licence on the Hub "
+                                    "and set HF_TOKEN (or run `hf auth login`)")
+    if isinstance(error, hub_errors.RevisionNotFoundError):
+        return TargetError("revision-not-found", f"{target}: revision {revision!r} does not exist in {repo}")
+    if isinstance(error, hub_errors.RepositoryNotFoundError):
+        return TargetError("repo-not-found",
+                           f"{target}: no such repository on the Hub (or it is private: set HF_TOKEN)")
+    return TargetError("no-config", f"{target}: the repository has no config.json; it is not a transformers model")
 
 
 def _offline(target: str) -> TargetError:
