@@ -117,11 +117,12 @@ def _not_analysed(out: _Out, result: TargetResult) -> None:
         out.line("", Text.from_markup("[bold red]✗[/] ") + Text(name, style="bold")
                  + Text.from_markup(f"  {verdict}"), rest="  ")
     else:
-        room = out.width - len(mark)
-        pieces = [name[i:i + room] for i in range(0, len(name), room)] if len(name) > room else [name]
-        out.console.print(Text.from_markup("[bold red]✗[/] ") + Text(pieces[0], style="bold"))
-        for piece in pieces[1:]:
-            out.console.print(Text(" " * len(mark)) + Text(piece, style="bold"))
+        if len(mark) + len(name) <= out.width:
+            out.console.print(Text.from_markup("[bold red]✗[/] ") + Text(name, style="bold"))
+        else:  # the mark alone, then the name from the first column, folded only if wider than the width
+            out.console.print(Text.from_markup("[bold red]✗[/]"))
+            for i in range(0, len(name), out.width):
+                out.console.print(Text(name[i:i + out.width], style="bold"))
         out.line("  ", verdict)
     out.blank()
 
