@@ -45,6 +45,11 @@ def config(name: str) -> str:
 def facts_cached(target: str):
     """The :class:`archlint.facts.Facts` of ``target`` (resolved, built and graphed once per
     session): the live model and graph a report no longer carries."""
+    return fresh_facts(target)
+
+
+def fresh_facts(target: str):
+    """A new :class:`archlint.facts.Facts` of ``target`` (for tests that run forwards on it)."""
     from archlint.build import build
     from archlint.facts import Facts
     from archlint.graph import ModuleGraph

@@ -3,11 +3,9 @@ the zoo, and the shrunk copy the forward runs on."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from packaging.version import Version
-from support import REPO, config, findings, lint_cached
+from support import config, findings, fresh_facts, lint_cached
 
 from archlint.findings import Confidence, Severity
 
@@ -16,19 +14,7 @@ LLAMA = config("meta-llama__Llama-3.1-8B")
 
 
 def _context(target: str):
-    from archlint.build import build
-    from archlint.graph import ModuleGraph
-    from archlint.resolve import resolve
-    from archlint.rules.base import LintContext
-
-    cwd = os.getcwd()
-    os.chdir(REPO)
-    try:
-        spec = resolve(target)
-    finally:
-        os.chdir(cwd)
-    built = build(spec)
-    return LintContext(graph=ModuleGraph(built.module), built=built, config=spec.config)
+    return fresh_facts(target)
 
 
 def _built_and_graph(target: str):
