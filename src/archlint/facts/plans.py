@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import one_line
-from ..lora.evaluate import SHRUNK_COPY, ModelIndex, PlanEvaluation, evaluate, peft_input, predict
+from ..lora.evaluate import ADAPTED_COPY, SHRUNK_COPY, ModelIndex, PlanEvaluation, evaluate, peft_input, predict
 from ..lora.oracle import Outcome
 from ..lora.plan import Plan
 from ..lora.recipes import common_recipes
@@ -90,8 +90,9 @@ class PlanFacts:
         if not outcome.ok or outcome.engine != Engine.PEFT:
             return None
         checker = self.facts.training_steps
+        adapted = self.outcomes.pop((ADAPTED_COPY, peft_input(plan)), None)  # PEFT's run on the shrunk copy
         with self.facts.timed("steps"):
-            return checker.check(plan.lora_kwargs())
+            return checker.check(plan.lora_kwargs(), adapted=adapted)
 
 
 def touched_paths(evaluation: PlanEvaluation) -> set[str]:

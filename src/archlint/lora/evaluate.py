@@ -160,6 +160,10 @@ def predict(model: nn.Module, plan: Plan, *, engine: Engine | None = None, outco
 #: Key of an ``outcomes`` dict holding a callable that returns the model's shrunk copy
 #: (:class:`archlint.shrink.ShrunkModel`, one layer per distinct block structure) or None.
 SHRUNK_COPY = "shrunk copy"
+#: ``outcomes[(ADAPTED_COPY, peft_input(plan))]``: ``(shrunk copy, PEFT's adapted copy of it)``
+#: from the run that answered for ``plan``, left for the plan's training step to take
+#: (:meth:`archlint.facts.plans.PlanFacts.step_of`) instead of injecting the same plan again.
+ADAPTED_COPY = "adapted shrunk copy"
 _INDEX_SEGMENT = re.compile(r"(^|\.)\d+(\.|$)")
 
 
@@ -187,9 +191,11 @@ def on_shrunk_copy(model: nn.Module, plan: Plan, outcomes: dict | None,
     small = reimplementation.run(shrunk.module, plan, default_targets=defaults)
     if not (whole.ok and small.ok):
         return None
-    ran = run_peft(shrunk.module, plan)
+    adapted: list = []
+    ran = run_peft(shrunk.module, plan, keep=adapted)
     if not ran.ok or (ran.modules, ran.parameters, ran.trainable) != (small.modules, small.parameters, small.trainable):
         return None
+    outcomes[(ADAPTED_COPY, peft_input(plan))] = (shrunk.module, adapted[0])
     return Outcome(True, modules=whole.modules, parameters=whole.parameters, trainable=whole.trainable,
                    rerouted=moe_reroutes(model, plan))
 
