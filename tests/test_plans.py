@@ -256,3 +256,31 @@ def test_without_peft_the_reimplementation_answers(monkeypatch):
     without = evaluate_module.predict(model, Plan.from_mapping({"target_modules": "all-linear"}))
     assert without.engine == "reimplementation"
     assert (set(without.modules), without.trainable) == (set(with_peft.modules), with_peft.trainable)
+
+
+# -- PEFT on the shrunk copy ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("regex, on_copy", [
+    (r"model\.layers\.\d+\.mlp\.(?:gate|up)_proj", True),  # any index: every layer alike
+    (r"model\.layers\.(?:0|1)\.mlp\.up_proj", False),  # names layers: the copy cannot stand for them
+    (r"model\.layers\.\d*[02468]\.self_attn\.q_proj", False),  # even layers only
+])
+def test_a_regex_goes_to_the_shrunk_copy_only_when_it_decides_alike_for_every_layer(regex, on_copy):
+    from support import fresh_facts
+
+    from archlint.lora.evaluate import SHRUNK_COPY, on_shrunk_copy
+    from archlint.lora.oracle import run_peft
+
+    facts = fresh_facts(config("meta-llama__Llama-3.1-8B"))
+    model = facts.built.module
+    plan = Plan.from_mapping({"target_modules": regex, "r": 8})
+    outcome = on_shrunk_copy(model, plan, {SHRUNK_COPY: lambda: facts.shrunk_model})
+    if not on_copy:
+        assert outcome is None
+        return
+    whole = run_peft(model, plan)
+    assert outcome is not None and whole.ok
+    assert (outcome.modules, outcome.parameters, outcome.trainable) == (whole.modules, whole.parameters,
+                                                                         whole.trainable)
+    assert len(outcome.modules) == 64

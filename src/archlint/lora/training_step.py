@@ -110,18 +110,26 @@ class StepChecker:
         self.seconds = 0.0
         self.unusable = ""  # why no forward can judge the adapters (the base model's own forward fails)
 
-    def check(self, lora_kwargs: Mapping[str, Any]) -> StepCheck:
-        """Inject ``LoraConfig(**lora_kwargs)``, run forward and backward; never raises."""
+    def check(self, lora_kwargs: Mapping[str, Any], *, adapted: tuple[nn.Module, nn.Module] | None = None) -> StepCheck:
+        """Inject ``LoraConfig(**lora_kwargs)``, run forward and backward; never raises.
+
+        ``adapted``: ``(model, PEFT model)`` from a ``get_peft_model`` run of these very
+        arguments on a fresh copy of ``model``, used instead of injecting again when
+        ``model`` is the module this checker steps on; the step takes it over (it turns its
+        tensors fake), so it is not to be used afterwards."""
         start = time.perf_counter()
         try:
             with _quiet(), _fake_tensor_log_off():
-                return self._check(dict(lora_kwargs))
+                return self._check(dict(lora_kwargs), adapted)
         finally:
             self.seconds += time.perf_counter() - start
 
-    def _check(self, kwargs: dict[str, Any]) -> StepCheck:
+    def _check(self, kwargs: dict[str, Any], given: tuple[nn.Module, nn.Module] | None = None) -> StepCheck:
         step_model = self.shrunk or self.full
-        adapted, error, raised_in = _inject(step_model.module, kwargs)
+        if given is not None and given[0] is step_model.module:
+            adapted, error, raised_in = given[1], None, ""
+        else:
+            adapted, error, raised_in = _inject(step_model.module, kwargs)
         if adapted is None and step_model is self.shrunk and _matched_nothing(error):
             step_model = self.full  # an entry that names a layer the copy does not keep
             adapted, error, raised_in = _inject(step_model.module, kwargs)
