@@ -256,7 +256,8 @@ def _own_model_classes(config) -> list[tuple[type, bool]]:
     for suffix, head in _OWN_CLASS_SUFFIXES:
         ordered += [(cls, head) for cls in sorted(found, key=lambda c: c.__name__) if cls.__name__.endswith(suffix)]
     # a sub-component class named for what it is (BltPatcher, DiaEncoder, SpeechT5HifiGan)
-    ordered += [(cls, False) for cls in sorted(found, key=lambda c: c.__name__) if all(cls is not c for c, _ in ordered)]
+    named = {cls for cls, _ in ordered}
+    ordered += [(cls, False) for cls in sorted(found, key=lambda c: c.__name__) if cls not in named]
     return ordered
 
 
