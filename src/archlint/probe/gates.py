@@ -13,7 +13,6 @@ fused-projection and attention-gate readers.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field
 
 from .trace import SPLIT_OPS, VIEW_OPS, Op, Operand, Trace
