@@ -43,4 +43,4 @@ def _from_config_meta(make, cls, spec):
     import torch
 
     with torch.device("meta"):
-        return make(cls, spec)
+        return make(cls, spec.config)

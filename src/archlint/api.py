@@ -344,7 +344,8 @@ def _lint_one(target: str, options: _Options, on_built: Callable | None = None) 
     result.model = ModelSummary(built.class_name, built.model_type, graph.parameter_count(), len(graph), built.head,
                                 built.class_reason or None)
     result.tree = collapsed_tree(graph)
-    facts = Facts(graph, built, config=spec.config or getattr(built.module, "config", None), plan=options.plan,
+    config = built.config or spec.config or getattr(built.module, "config", None)
+    facts = Facts(graph, built, config=config, plan=options.plan,
                   quantization_request=options.quantization,
                   checkpoint_source=checkpoint_source(spec, hub=options.check_checkpoint, offline=options.offline))
     result.quantization = facts.quantization  # asked for, or shipped in the config: reported even unselected
