@@ -1,0 +1,43 @@
+"""LoRA rules on the cases the census review found wrong: each reproduced on a zoo model,
+with PEFT as the judge where the finding claims what PEFT does."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+from support import lint_cached, meta_model
+
+from archlint.findings import Severity
+
+UNREACHED = "fixtures/zoo/towers.py:UnreachedWrapper"
+
+
+def _findings(target, code, plan=None):
+    result = lint_cached(target, (code,), json.dumps(plan, sort_keys=True) if plan else None).results[0]
+    assert result.error is None and not result.rule_errors, (result.error, result.rule_errors)
+    return [f for f in result.findings if f.code == code]
+
+
+def test_a_wrapper_no_recipe_reaches_is_info_and_says_so():
+    (finding,) = _findings(UNREACHED, "LORA001")
+    assert finding.paths == ("quantize",)
+    assert finding.severity is Severity.INFO
+    assert "no common recipe reaches it" in finding.message and "`quantize`" in finding.message
+    assert finding.details["breaks_recipes"] == []
+
+
+def test_a_plan_that_names_the_wrapper_makes_it_an_error_and_peft_agrees():
+    (finding,) = _findings(UNREACHED, "LORA001", {"target_modules": ["quantize"]})
+    assert finding.severity is Severity.ERROR and "your LoRA plan" in finding.message
+    from peft import LoraConfig, get_peft_model
+
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="not supported"):
+        warnings.simplefilter("ignore")
+        get_peft_model(meta_model(UNREACHED), LoraConfig(target_modules=["quantize"]))
+
+
+def test_a_wrapper_a_recipe_reaches_stays_an_error():
+    findings = _findings("fixtures/zoo/towers.py:WrappedVisionTower", "LORA001")
+    assert findings and all(f.severity is Severity.ERROR and "breaks the" in f.message for f in findings)
