@@ -65,6 +65,13 @@ def test_adapters_text_never_runs_are_not_required_to_learn():
     assert "no adapted module runs on text input" in step.note
 
 
+def test_every_output_of_a_headless_model_carries_the_loss():
+    """Without labels the loss is the sum of every floating output: an adapter on the pooler,
+    which only the pooled output depends on, gets its gradient."""
+    step = _zoo("PooledEncoder").check({"target_modules": ["proj", "pooler"], "r": 4})
+    assert step.ok and step.checked == STAGES, step
+
+
 def test_what_peft_refuses_fails_in_inject():
     step = _zoo("Trains").check({"target_modules": ["nothing_by_this_name"], "r": 4})
     assert step.stage == "inject" and step.checked == ()

@@ -259,7 +259,8 @@ def _forward(model: nn.Module, paths: dict[int, str], supplied: tuple[str, ...],
 
 
 def _loss(output) -> torch.Tensor | None:
-    """The model's own loss, or else the sum of its first floating output (headless models)."""
+    """The model's own loss, or else the sum of every floating output (headless models): a
+    head may train on any of them (a classifier on ``pooler_output``, not on the hidden states)."""
     loss = getattr(output, "loss", None)
     if isinstance(loss, torch.Tensor) and loss.is_floating_point():
         return loss
@@ -269,10 +270,8 @@ def _loss(output) -> torch.Tensor | None:
         values = list(output.values())
     else:
         values = list(output) if isinstance(output, (tuple, list)) else []
-    for value in values:
-        if isinstance(value, torch.Tensor) and value.is_floating_point():
-            return value.float().sum()
-    return None
+    floating = [v.float().sum() for v in values if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    return torch.stack(floating).sum() if floating else None
 
 
 def _backward(loss: torch.Tensor, parameters, paths: dict[int, str], mode):
