@@ -35,6 +35,11 @@ def training_steps(facts: Facts) -> StepChecker:
     checker = StepChecker(facts.built.module, shrunk, supplied=(base.missing,) if base.missing else ())
     if base.status == "failed":
         checker.unusable = f"the model's own training forward fails ({base.error}); forward and backward not checked"
+    elif base.status == "missing-input" and base.details.get("with_input") != "ok":
+        # supplied as zeros shaped like the token ids, the input still does not let the model run
+        # (pixel values need an image shape): every plan's forward would fail the same way
+        checker.unusable = (f"the model's own training forward fails with `{base.missing}` supplied as zeros "
+                            f"({base.details.get('with_input')}); forward and backward not checked")
     elif base.status == "not-applicable":
         checker.unusable = "the model takes no input_ids; forward and backward not checked"
     return checker
