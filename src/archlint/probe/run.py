@@ -129,15 +129,13 @@ def _run(module: nn.Module, input_dtype: torch.dtype | None = None, *, with_tens
                 x = torch.zeros(1, TOKENS, dtype=torch.long, device="meta")
             else:
                 x = torch.empty(1, TOKENS, dim, device="meta", dtype=dtype)
+            # rotary tables as (cos, sin), as one complex table (Llama-4), then with every optional argument
             for rotary, masked in (("pair", False), ("complex", False), ("pair", True)):
                 extra = {} if dim is None else _extra_arguments(module, x, with_tensors=with_tensors, rotary=rotary)
                 if rotary == "complex" and "position_embeddings" not in extra:
                     continue  # the same call as the first
-                if masked:  # a forward that slices its mask (a sparse-attention indexer folds top-k into it)
-                    if "attention_mask" not in extra or extra["attention_mask"] is not None:
-                        break
-                    extra["attention_mask"] = torch.zeros(x.shape[0], 1, x.shape[1], x.shape[1], device="meta",
-                                                          dtype=x.dtype)
+                if masked and not _complete_arguments(module, x, extra):
+                    break
                 recorder = Recorder({**_roles(module), x._cdata: Operand("input", "0"), **_argument_roles(extra)})
                 recorder.trace.input_dtype = str(dtype).removeprefix("torch.")
                 try:
@@ -146,7 +144,7 @@ def _run(module: nn.Module, input_dtype: torch.dtype | None = None, *, with_tens
                         _forward(module, x, extra)
                 except Exception as e:  # the wrong width, extra required arguments, data-dependent ops
                     errors.append(one_line(e))
-                    if "position_embeddings" not in extra and "attention_mask" not in extra:
+                    if "position_embeddings" not in extra and not masked and not _completable(module, extra):
                         break
                     continue
                 return Probe(recorder.trace, dim=dim)
@@ -215,6 +213,30 @@ def _extra_arguments(module: nn.Module, x: torch.Tensor, *, with_tensors: bool =
         elif p.default is inspect.Parameter.empty:
             out[p.name] = None
     return out
+
+
+def _completable(module: nn.Module, extra: dict) -> bool:
+    """Whether :func:`_complete_arguments` would add anything."""
+    return _complete_arguments(module, torch.empty(1, 1, 1, device="meta"), dict(extra))
+
+
+def _complete_arguments(module: nn.Module, x: torch.Tensor, extra: dict) -> bool:
+    """The arguments a forward may use although its signature lets them be None, filled in
+    ``extra``: a zero 4-D ``attention_mask`` (a sparse-attention indexer folds its top-k into
+    the mask it slices) and ``position_ids`` (attention temperature tuned by position).
+    False when there is nothing to add (the retry would be the same call)."""
+    try:
+        names = set(inspect.signature(module.forward).parameters)
+    except (TypeError, ValueError):
+        return False
+    added = False
+    if "attention_mask" in names and extra.get("attention_mask") is None:
+        extra["attention_mask"] = torch.zeros(x.shape[0], 1, x.shape[1], x.shape[1], device="meta", dtype=x.dtype)
+        added = True
+    if "position_ids" in names and extra.get("position_ids") is None:
+        extra["position_ids"] = torch.zeros(x.shape[0], x.shape[1], dtype=torch.long, device="meta")
+        added = True
+    return added
 
 
 def _is_protocol_experts(module: nn.Module) -> bool:
