@@ -70,6 +70,9 @@ def test_every_output_of_a_headless_model_carries_the_loss():
     which only the pooled output depends on, gets its gradient."""
     step = _zoo("PooledEncoder").check({"target_modules": ["proj", "pooler"], "r": 4})
     assert step.ok and step.checked == STAGES, step
+    # with a loss too: the next-sentence head trains under the objective whose labels it needs
+    step = _zoo("PretrainingHeads").check({"target_modules": ["proj", "pooler"], "r": 4})
+    assert step.ok and step.checked == STAGES, step
 
 
 def test_what_peft_refuses_fails_in_inject():

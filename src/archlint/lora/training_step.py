@@ -259,11 +259,10 @@ def _forward(model: nn.Module, paths: dict[int, str], supplied: tuple[str, ...],
 
 
 def _loss(output) -> torch.Tensor | None:
-    """The model's own loss, or else the sum of every floating output (headless models): a
-    head may train on any of them (a classifier on ``pooler_output``, not on the hidden states)."""
-    loss = getattr(output, "loss", None)
-    if isinstance(loss, torch.Tensor) and loss.is_floating_point():
-        return loss
+    """The sum of every floating output, the model's own loss among them: some objective may
+    train on any output (a classifier on a headless model's ``pooler_output``; the
+    next-sentence head of a pre-training class, whose loss needs labels a text collator does
+    not give), so an adapter is dead only when no output depends on it differentiably."""
     if isinstance(output, torch.Tensor):
         values = [output]
     elif isinstance(output, Mapping):
