@@ -31,6 +31,9 @@ def test_a_wrapper_no_recipe_reaches_is_info_and_says_so():
 def test_a_plan_that_names_the_wrapper_makes_it_an_error_and_peft_agrees():
     (finding,) = _findings(UNREACHED, "LORA001", {"target_modules": ["quantize"]})
     assert finding.severity is Severity.ERROR and "your LoRA plan" in finding.message
+    result = lint_cached(UNREACHED, ("LORA001",), json.dumps({"target_modules": ["quantize"]})).results[0]
+    (plan,) = result.plans
+    assert plan.verdict == "error" and plan.error["stage"] == "inject" and plan.error["module"] == "quantize"
     from peft import LoraConfig, get_peft_model
 
     with warnings.catch_warnings(), pytest.raises(ValueError, match="not supported"):

@@ -75,6 +75,12 @@ def test_every_output_of_a_headless_model_carries_the_loss():
     assert step.ok and step.checked == STAGES, step
 
 
+def test_a_refused_target_is_named_at_inject():
+    step = _zoo("Trains").check({"target_modules": ["proj", "unsupported"], "r": 4})
+    assert (step.stage, step.module) == ("inject", "unsupported")
+    assert step.error.startswith("ValueError: Target module Sequential")
+
+
 def test_what_peft_refuses_fails_in_inject():
     step = _zoo("Trains").check({"target_modules": ["nothing_by_this_name"], "r": 4})
     assert step.stage == "inject" and step.checked == ()

@@ -197,14 +197,14 @@ class StepChecker:
 def _inject(model: nn.Module, kwargs: dict[str, Any]) -> tuple[nn.Module | None, str | None, str]:
     from peft import LoraConfig, get_peft_model
 
-    from .oracle import fresh_copy
+    from .oracle import fresh_copy, refused_module
 
     copy = fresh_copy(model)
     paths = {id(m): p for p, m in copy.named_modules()}
     try:
         return get_peft_model(copy, LoraConfig(**kwargs), low_cpu_mem_usage=True), None, ""
     except Exception as e:  # PEFT's refusal is the answer, not archlint's failure
-        return None, one_line(e), _raising_module(e, paths)
+        return None, one_line(e), refused_module(e, copy) or _raising_module(e, paths)
 
 
 def _matched_nothing(error: str | None) -> bool:
