@@ -124,6 +124,16 @@ def test_gemma4_text_step_reaches_the_language_model_adapters():
     assert step.ok and step.checked == STAGES, step
 
 
+def test_the_shrunk_copy_keeps_the_build_dtype_so_bf16_expert_kernels_run():
+    """nemo_speechlm keeps an audio tower in float32 and runs its Nemotron-H experts through
+    grouped_mm, which takes bfloat16 only: a copy built in its first parameter's dtype failed
+    every plan's forward in the experts, where the model itself runs."""
+    checker = _checker("nemo_speechlm")
+    step = checker.check({"target_modules": ["q_proj", "v_proj"]})
+    assert step.ok and step.checked == STAGES, step
+    assert step.model.startswith("shrunk copy")
+
+
 def test_llama4_moe_layers_survive_the_shrink():
     """`moe_layers` lists every layer by number; the shrunk copy keeps its MoE blocks."""
     checker = _checker("llama4_text")

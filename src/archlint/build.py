@@ -231,14 +231,17 @@ def _from_config(cls: type, spec: ModelSpec) -> nn.Module:
     config = spec.config
     if _takes_text_config(cls, config):
         config = config.get_text_config()
+    if hasattr(cls, "_from_config"):
+        return cls._from_config(config, dtype=config_dtype(config))
+    return cls(config)  # remote code that is not a PreTrainedModel
+
+
+def config_dtype(config) -> torch.dtype:
+    """The dtype a model is built in: the config's ``dtype``, else bfloat16."""
     dtype = getattr(config, "dtype", None)
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None)
-    if not isinstance(dtype, torch.dtype):
-        dtype = torch.bfloat16
-    if hasattr(cls, "_from_config"):
-        return cls._from_config(config, dtype=dtype)
-    return cls(config)  # remote code that is not a PreTrainedModel
+    return dtype if isinstance(dtype, torch.dtype) else torch.bfloat16
 
 
 def _call_factory(spec: ModelSpec) -> nn.Module:
