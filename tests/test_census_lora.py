@@ -44,3 +44,11 @@ def test_a_plan_that_names_the_wrapper_makes_it_an_error_and_peft_agrees():
 def test_a_wrapper_a_recipe_reaches_stays_an_error():
     findings = _findings("fixtures/zoo/towers.py:WrappedVisionTower", "LORA001")
     assert findings and all(f.severity is Severity.ERROR and "breaks the" in f.message for f in findings)
+
+
+def test_a_colliding_name_no_recipe_lists_is_info():
+    target = "fixtures/zoo/towers.py:QuantizerInEachTower"
+    (finding,) = [f for f in _findings(target, "LORA004") if f.details["name"] == "quantize"]
+    assert finding.severity is Severity.INFO and "if a target names it" in finding.message
+    recipes = [f for f in _findings(target, "LORA004") if f.details["name"] != "quantize"]
+    assert recipes and all(f.severity is Severity.INFO for f in recipes)  # plain Linears in both towers
