@@ -52,3 +52,12 @@ def test_a_colliding_name_no_recipe_lists_is_info():
     assert finding.severity is Severity.INFO and "if a target names it" in finding.message
     recipes = [f for f in _findings(target, "LORA004") if f.details["name"] != "quantize"]
     assert recipes and all(f.severity is Severity.INFO for f in recipes)  # plain Linears in both towers
+
+
+def test_a_custom_embedding_no_recipe_adapts_is_info():
+    target = "fixtures/zoo/subclasses.py:OffsetPositionsModel"
+    (finding,) = _findings(target, "LORA003")
+    assert finding.paths == ("embed_positions",) and finding.severity is Severity.INFO
+    assert "no common recipe adapts it" in finding.message
+    (planned,) = _findings(target, "LORA003", {"target_modules": ["embed_positions", "up_proj"]})
+    assert planned.severity is Severity.WARNING and "a LoRA delta bypasses it" in planned.message
