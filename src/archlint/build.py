@@ -167,9 +167,14 @@ def _own_model_classes(config) -> list[tuple[type, bool]]:
         return []
     found = [cls for cls in vars(module).values()
              if isinstance(cls, type) and issubclass(cls, PreTrainedModel) and _config_class(cls) is type(config)]
+    # the shared base (`ColQwen2PreTrainedModel`) holds no layers: a class another one derives from is no model
+    found = [cls for cls in found if not any(other is not cls and issubclass(other, cls) for other in found)]
     ordered = []
     for suffix, head in _OWN_CLASS_SUFFIXES:
         ordered += [(cls, head) for cls in sorted(found, key=lambda c: c.__name__) if cls.__name__.endswith(suffix)]
+    # then the other heads (`ColQwen2ForRetrieval`, `DepthAnythingForDepthEstimation`)
+    ordered += [(cls, True) for cls in sorted(found, key=lambda c: c.__name__)
+                if "For" in cls.__name__ and all(cls is not c for c, _ in ordered)]
     return ordered
 
 
