@@ -183,6 +183,19 @@ def test_deepseek_v3_names_the_plain_linears_peft_re_routes_away_from():
     assert {f"{p}.weight" for p in skipped["gate_proj"]} <= params
 
 
+def test_a_router_linear_peft_adapts_through_its_weight_is_not_called_unadapted():
+    # afmoe's router holds an nn.Linear `gate`; PEFT's MoE conversion moves `gate` from
+    # target_modules to the target parameter `gate.weight`, which wraps that very Linear
+    result = _lint("afmoe")
+    entries = {f.details["entry"] for f in result.findings if f.code == "LORA008" and "rerouted_to" in f.details}
+    assert "gate" not in entries
+    assert {"gate_proj", "up_proj", "down_proj"} <= entries  # the dense and shared-expert Linears it does skip
+    all_linear = next(p for p in result.plans if p.source == "recipe:all-linear")
+    assert all_linear.verdict == "ok"
+    _, params, _ = _peft("afmoe", True, r=8, target_modules="all-linear")
+    assert "model.layers.1.mlp.router.gate.weight" in params
+
+
 def test_mixtral_peft_default_recipe_is_predicted_to_raise_with_the_reason():
     result = _lint(MIXTRAL)
     default = next(p for p in result.plans if p.source == "recipe:peft-default")
