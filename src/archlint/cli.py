@@ -192,7 +192,7 @@ def lint_command(opts: SimpleNamespace) -> None:
             click.echo(f"archlint: debug: {result.target}: {times}", err=True)
     color, width = stdout_style(no_color=opts.no_color, to_terminal=opts.output is None and sys.stdout.isatty())
     options = RenderOptions(color=color and opts.output is None, width=width, tree=opts.tree, quiet=opts.quiet,
-                            fail_on=fail_level)
+                            fail_on=fail_level, errors_on_stderr=opts.output is None)
     text = render(report, opts.fmt, options)
     try:
         if opts.output:
