@@ -15,8 +15,15 @@ GEMMA4 = config("google__gemma-4-E2B-it")
 def test_rules_lists_every_rule():
     out = run_cli("rules")
     assert out.returncode == 0
+    lines = out.stdout.splitlines()
+    start, end = lines[0].index("severity"), lines[0].index("origin")
+    severity_column = " ".join(" ".join(line[start:end].split()) for line in lines[1:])  # wrapped cells rejoined
+    noted = [rule for rule in all_rules() if rule.severity_note]
+    assert noted  # some rules report below or above their default severity
     for rule in all_rules():
         assert rule.code in out.stdout and rule.name in out.stdout
+    for rule in noted:  # as README's table says it
+        assert f"{rule.severity} ({' '.join(rule.severity_note.split())})" in severity_column, rule.code
 
 
 def test_explain_prints_the_docstring_sections():

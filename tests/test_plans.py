@@ -297,3 +297,31 @@ def test_a_regex_goes_to_the_shrunk_copy_only_when_it_decides_alike_for_every_la
     assert (outcome.modules, outcome.parameters, outcome.trainable) == (whole.modules, whole.parameters,
                                                                          whole.trainable)
     assert len(outcome.modules) == 64
+
+
+def _broken_recipe(message: str):
+    from archlint.report import Engine, PlanSummary, Verdict
+
+    return PlanSummary("recipe:qkvo", "q,k,v,o", Verdict.ERROR, Engine.PEFT, "PEFT on the meta model", None, 8,
+                       error={"type": "ValueError", "message": message, "stage": "inject", "module": None})
+
+
+def test_broken_recipe_shows_what_peft_says_the_user_can_do():
+    """PEFT's whole message when it fits (what it supports, not only what failed); a long
+    message keeps its sentences, its long lists cut to their first items."""
+    from archlint.render.plans import ERROR_CHARS, short_error
+
+    unsupported = ("Target module Wrapped(\n  (linear): Linear(in_features=8, out_features=8, bias=False)\n) is "
+                   "not supported. Currently, only the following modules are supported: `torch.nn.Linear`, "
+                   "`torch.nn.Embedding`, `torch.nn.Conv1d`.")
+    assert short_error(_broken_recipe(unsupported)) == (
+        "ValueError: Target module Wrapped(…) is not supported. Currently, only the following modules are "
+        "supported: `torch.nn.Linear`, `torch.nn.Embedding`, `torch.nn.Conv1d`.")
+    names = ", ".join(f"'model.layers.{i}.attn'" for i in range(40))
+    not_found = (f"Target modules {{{names}}} not found in the base model. Please check the target modules and "
+                 "try again.")
+    shown = short_error(_broken_recipe(not_found))
+    assert len(shown) <= ERROR_CHARS
+    assert shown == ("ValueError: Target modules {'model.layers.0.attn', 'model.layers.1.attn', "
+                     "'model.layers.2.attn', … 37 more} not found in the base model. Please check the target "
+                     "modules and try again.")
