@@ -289,7 +289,7 @@ class _Reader:
             return Role.SSM_INPUT, (f"{what} (op {scan.index})",)
         if glu is not None:
             return glu[0], (glu[1],)
-        gate = self._gates_other_branch(reached)
+        gate = self._gates_other_branch(op, name, reached)
         if gate is not None:
             return Role.OUTPUT_GATE, (gate,)
         nxt = next((o for o in reached if o.index in self.projections), None)
@@ -417,21 +417,30 @@ class _Reader:
             return origin
         return None
 
-    def _gates_other_branch(self, reached: list[Op]) -> str | None:
-        """sigmoid/tanh/silu of this part, multiplied into a value this part does not feed."""
+    def _gates_other_branch(self, part: int, name: str | None, reached: list[Op]) -> str | None:
+        """sigmoid/tanh/silu of this part, multiplied into a value this part does not feed.
+
+        A value computed from the part itself (x * sigmoid(1.702 x), 0.5 x (1 + tanh(...)))
+        makes the product an activation function of the part, not a gate on another branch."""
         act = next((o for o in reached if o.name in _GATE_ACTIVATIONS), None)
         if act is None:
             return None
+        from_part = {o.index for o in reached}
         for op in reached:
             if op.index <= act.index or op.name not in ("mul", "mul_") or len(op.tensors) != 2:
                 continue
-            mine = {act.index} | {o.index for o in self.reach(act.index, None)}
-            other = [t for t in op.tensors if not (t.kind == "op" and (t.op in mine or t.op == act.index))]
+            other = [t for t in op.tensors if not self._from_part(t, part, name, from_part)]
             if len(other) != 1:
                 continue
             branch = self._branch_name(other[0])
             return f"{act.name}(·) multiplied into {branch} (op {op.index})"
         return None
+
+    @staticmethod
+    def _from_part(operand: Operand, part: int, name: str | None, from_part: set[int]) -> bool:
+        if operand.kind != "op":
+            return False
+        return operand.op in from_part or (operand.op == part and (name is None or operand.name == name))
 
     def _branch_name(self, operand: Operand) -> str:
         upstream = self.trace.upstream(operand)
