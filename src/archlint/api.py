@@ -185,7 +185,7 @@ def _lint_or_load(where: str, options: _Options, cache: ResultCache) -> TargetRe
     key = cache.target_key(
         where, identity=options.identity, codes=options.codes, severity=options.config.severity,
         ignores=options.config.ignores_for(options.identity), plan=options.plan, offline=options.offline,
-        options={name: getattr(options, name) for name in RESULT_OPTIONS},
+        options={name: getattr(options, name) for name in RESULT_OPTIONS}, hub_timeout=options.timeout,
     )
     if key is not None:
         stored = cache.load(key)
