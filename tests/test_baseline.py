@@ -58,10 +58,11 @@ def test_baseline_round_trip_through_the_command_line(tmp_path):
     assert report["results"][0]["findings"] == []
     assert report["baseline"] == {"file": "baseline.json", "matched": 1, "stale": []}
 
-    # q_proj becomes plain and head becomes a wrapper: one new finding, one stale entry
+    # q_proj becomes plain and head becomes a wrapper: one new finding, one stale entry (the new
+    # finding is info -- no common recipe names `head` -- so it fails the run at --fail-on info)
     (tmp_path / "net.py").write_text(MODEL.replace('"q_proj": Clamped()', '"q_proj": nn.Linear(4, 4)')
                                      .replace("self.head = nn.Linear(4, 4)", "self.head = Clamped()"))
-    changed = cli(tmp_path, "--baseline", "baseline.json")
+    changed = cli(tmp_path, "--baseline", "baseline.json", "--fail-on", "info")
     assert changed.returncode == 1
     assert "LORA001" in changed.stdout and re.search(r"^\s+head\b.*Clamped", changed.stdout, re.M)
     assert "layers.*.q_proj" not in changed.stdout
