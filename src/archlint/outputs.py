@@ -19,6 +19,7 @@ from pathlib import Path
 from .errors import UsageError
 from .render import FORMATS, RenderOptions, render
 from .render.github import step_summary
+from .render.text import error_cause
 from .report import Report
 
 FILE_WIDTH = 100
@@ -52,15 +53,6 @@ def stdout_style(*, no_color: bool, to_terminal: bool, env: Mapping[str, str] = 
 def error_line(result) -> str:
     """The one stderr line of a target that failed: the target once, then the cause and what to do."""
     return f"archlint: error: {result.target}: {error_cause(result)}"
-
-
-def error_cause(result) -> str:
-    """A failed target's cause and what to do, without the target's name in front."""
-    message = result.error.message
-    for name in (result.target, getattr(result.error, "target", None)):
-        if name and message.startswith(f"{name}: "):
-            return message[len(name) + 2:]
-    return message
 
 
 def write_reports(report: Report, specs: Sequence[ReportSpec], options: RenderOptions) -> None:
