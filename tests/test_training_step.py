@@ -73,6 +73,8 @@ def test_every_output_of_a_headless_model_carries_the_loss():
     # with a loss too: the next-sentence head trains under the objective whose labels it needs
     step = _zoo("PretrainingHeads").check({"target_modules": ["proj", "pooler"], "r": 4})
     assert step.ok and step.checked == STAGES, step
+    step = _zoo("NestedPooledEncoder").check({"target_modules": ["proj", "pooler"], "r": 4})
+    assert step.ok and step.checked == STAGES, step
 
 
 def test_a_refused_target_is_named_at_inject():

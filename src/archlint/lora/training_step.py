@@ -263,14 +263,20 @@ def _loss(output) -> torch.Tensor | None:
     train on any output (a classifier on a headless model's ``pooler_output``; the
     next-sentence head of a pre-training class, whose loss needs labels a text collator does
     not give), so an adapter is dead only when no output depends on it differentiably."""
-    if isinstance(output, torch.Tensor):
-        values = [output]
-    elif isinstance(output, Mapping):
-        values = list(output.values())
-    else:
-        values = list(output) if isinstance(output, (tuple, list)) else []
-    floating = [v.float().sum() for v in values if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    floating = [v.float().sum() for v in _tensors(output) if v.is_floating_point()]
     return torch.stack(floating).sum() if floating else None
+
+
+def _tensors(output, depth: int = 0) -> Iterator[torch.Tensor]:
+    """Every tensor of a model output, nested outputs included (FLAVA's ``text_output``)."""
+    if isinstance(output, torch.Tensor):
+        yield output
+    elif depth < 4 and isinstance(output, Mapping):
+        for value in output.values():
+            yield from _tensors(value, depth + 1)
+    elif depth < 4 and isinstance(output, (tuple, list)):
+        for value in output:
+            yield from _tensors(value, depth + 1)
 
 
 def _backward(loss: torch.Tensor, parameters, paths: dict[int, str], mode):
