@@ -172,9 +172,11 @@ def _own_model_classes(config) -> list[tuple[type, bool]]:
     ordered = []
     for suffix, head in _OWN_CLASS_SUFFIXES:
         ordered += [(cls, head) for cls in sorted(found, key=lambda c: c.__name__) if cls.__name__.endswith(suffix)]
-    # then the other heads (`ColQwen2ForRetrieval`, `DepthAnythingForDepthEstimation`)
+    # then the other heads (`ColQwen2ForRetrieval`, `DepthAnythingForDepthEstimation`), then backbones
     ordered += [(cls, True) for cls in sorted(found, key=lambda c: c.__name__)
                 if "For" in cls.__name__ and all(cls is not c for c, _ in ordered)]
+    ordered += [(cls, False) for cls in sorted(found, key=lambda c: c.__name__)
+                if cls.__name__.endswith("Backbone") and all(cls is not c for c, _ in ordered)]
     return ordered
 
 
