@@ -129,6 +129,9 @@ def test_gemma4_verified_fix_adapts_exactly_the_language_model_projections():
     # the same regex as a plan: archlint's trainable count is PEFT's
     (plan,) = _lint(GEMMA4_E2B, {"target_modules": regex}).plans
     assert plan.verdict == "ok" and plan.trainable == trainable and set(plan.modules) == expected
+    # the fix trains: its printed verification ran one step, and so did the plan's
+    assert "one fake training step ran clean (inject, forward, backward)" in comment
+    assert tuple(plan.checked) == ("inject", "forward", "backward")
 
 
 # -- MoE experts: what PEFT 0.21.2 really does ----------------------------------------
