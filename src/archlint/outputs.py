@@ -51,16 +51,7 @@ def stdout_style(*, no_color: bool, to_terminal: bool, env: Mapping[str, str] = 
 
 def error_line(result) -> str:
     """The one stderr line of a target that failed: the target once, then the cause and what to do."""
-    return f"archlint: error: {result.target}: {error_cause(result)}"
-
-
-def error_cause(result) -> str:
-    """A failed target's cause and what to do, without the target's name in front."""
-    message = result.error.message
-    for name in (result.target, getattr(result.error, "target", None)):
-        if name and message.startswith(f"{name}: "):
-            return message[len(name) + 2:]
-    return message
+    return f"archlint: error: {result.target}: {result.error_cause}"
 
 
 def write_reports(report: Report, specs: Sequence[ReportSpec], options: RenderOptions) -> None:

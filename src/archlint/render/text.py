@@ -127,9 +127,7 @@ def _not_analysed(out: _Out, result: TargetResult, *, cause_here: bool = False) 
                 out.console.print(Text(name[i:i + out.width], style="bold"))
         out.line("  ", verdict)
     if cause_here:
-        from ..outputs import error_cause
-
-        out.line("  ", escape(error_cause(result)))
+        out.line("  ", escape(result.error_cause))
     out.blank()
 
 
