@@ -183,6 +183,19 @@ def test_deepseek_v3_names_the_plain_linears_peft_re_routes_away_from():
     assert {f"{p}.weight" for p in skipped["gate_proj"]} <= params
 
 
+def test_a_router_linear_peft_adapts_through_its_weight_is_not_called_unadapted():
+    # afmoe's router holds an nn.Linear `gate`; PEFT's MoE conversion moves `gate` from
+    # target_modules to the target parameter `gate.weight`, which wraps that very Linear
+    result = _lint("afmoe")
+    entries = {f.details["entry"] for f in result.findings if f.code == "LORA008" and "rerouted_to" in f.details}
+    assert "gate" not in entries
+    assert {"gate_proj", "up_proj", "down_proj"} <= entries  # the dense and shared-expert Linears it does skip
+    all_linear = next(p for p in result.plans if p.source == "recipe:all-linear")
+    assert all_linear.verdict == "ok"
+    _, params, _ = _peft("afmoe", True, r=8, target_modules="all-linear")
+    assert "model.layers.1.mlp.router.gate.weight" in params
+
+
 def test_mixtral_peft_default_recipe_is_predicted_to_raise_with_the_reason():
     result = _lint(MIXTRAL)
     default = next(p for p in result.plans if p.source == "recipe:peft-default")
@@ -284,3 +297,31 @@ def test_a_regex_goes_to_the_shrunk_copy_only_when_it_decides_alike_for_every_la
     assert (outcome.modules, outcome.parameters, outcome.trainable) == (whole.modules, whole.parameters,
                                                                          whole.trainable)
     assert len(outcome.modules) == 64
+
+
+def _broken_recipe(message: str):
+    from archlint.report import Engine, PlanSummary, Verdict
+
+    return PlanSummary("recipe:qkvo", "q,k,v,o", Verdict.ERROR, Engine.PEFT, "PEFT on the meta model", None, 8,
+                       error={"type": "ValueError", "message": message, "stage": "inject", "module": None})
+
+
+def test_broken_recipe_shows_what_peft_says_the_user_can_do():
+    """PEFT's whole message when it fits (what it supports, not only what failed); a long
+    message keeps its sentences, its long lists cut to their first items."""
+    from archlint.render.plans import ERROR_CHARS, short_error
+
+    unsupported = ("Target module Wrapped(\n  (linear): Linear(in_features=8, out_features=8, bias=False)\n) is "
+                   "not supported. Currently, only the following modules are supported: `torch.nn.Linear`, "
+                   "`torch.nn.Embedding`, `torch.nn.Conv1d`.")
+    assert short_error(_broken_recipe(unsupported)) == (
+        "ValueError: Target module Wrapped(…) is not supported. Currently, only the following modules are "
+        "supported: `torch.nn.Linear`, `torch.nn.Embedding`, `torch.nn.Conv1d`.")
+    names = ", ".join(f"'model.layers.{i}.attn'" for i in range(40))
+    not_found = (f"Target modules {{{names}}} not found in the base model. Please check the target modules and "
+                 "try again.")
+    shown = short_error(_broken_recipe(not_found))
+    assert len(shown) <= ERROR_CHARS
+    assert shown == ("ValueError: Target modules {'model.layers.0.attn', 'model.layers.1.attn', "
+                     "'model.layers.2.attn', … 37 more} not found in the base model. Please check the target "
+                     "modules and try again.")

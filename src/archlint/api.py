@@ -185,7 +185,7 @@ def _lint_or_load(where: str, options: _Options, cache: ResultCache) -> TargetRe
     key = cache.target_key(
         where, identity=options.identity, codes=options.codes, severity=options.config.severity,
         ignores=options.config.ignores_for(options.identity), plan=options.plan, offline=options.offline,
-        options={name: getattr(options, name) for name in RESULT_OPTIONS},
+        options={name: getattr(options, name) for name in RESULT_OPTIONS}, hub_timeout=options.timeout,
     )
     if key is not None:
         stored = cache.load(key)
@@ -344,7 +344,8 @@ def _lint_one(target: str, options: _Options, on_built: Callable | None = None) 
     result.model = ModelSummary(built.class_name, built.model_type, graph.parameter_count(), len(graph), built.head,
                                 built.class_reason or None)
     result.tree = collapsed_tree(graph)
-    facts = Facts(graph, built, config=spec.config or getattr(built.module, "config", None), plan=options.plan,
+    config = built.config or spec.config or getattr(built.module, "config", None)
+    facts = Facts(graph, built, config=config, plan=options.plan,
                   quantization_request=options.quantization,
                   checkpoint_source=checkpoint_source(spec, hub=options.check_checkpoint, offline=options.offline))
     result.quantization = facts.quantization  # asked for, or shipped in the config: reported even unselected

@@ -61,6 +61,11 @@ class PlanFacts:
         blocks = self.facts.graph.blocks
         return {b for b in (blocks.block_of(p) for p in scope) if b is not None}
 
+    def reaching(self, paths: Iterable[str]) -> list[PlanEvaluation]:
+        """The evaluations (the user's plan, or the common recipes) that reach any of ``paths``."""
+        paths = set(paths)
+        return [e for e in self.evaluations if paths & touched_paths(e)]
+
     @property
     def dead_entry(self) -> bool:
         """Whether an entry of the user's plan reaches nothing."""

@@ -93,7 +93,7 @@ class PlanEvaluation:
         """What failed, at which stage and in which module: PEFT's exception at inject, or
         the training step's."""
         if not self.outcome.ok:
-            return {**self.outcome.error, "stage": "inject", "module": None}
+            return {**self.outcome.error, "stage": "inject", "module": self.outcome.error_module}
         return self.step.error_dict() if self.step is not None else None
 
 

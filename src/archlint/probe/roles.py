@@ -432,8 +432,29 @@ class _Reader:
             other = [t for t in op.tensors if not self._from_part(t, part, name, from_part)]
             if len(other) != 1:
                 continue
+            if self._glu_partner(part, other[0]):
+                return None  # act(a(x)) * b(x): a GLU (GATE001's), not a gate on a branch
             branch = self._branch_name(other[0])
             return f"{act.name}(·) multiplied into {branch} (op {op.index})"
+        return None
+
+    def _glu_partner(self, part: int, operand: Operand) -> bool:
+        """``operand`` is, up to views and casts, the output of another projection that reads
+        the same input as the projection ``part`` comes from."""
+        other = self.trace.origin(operand, through=VIEW_OPS | {"_to_copy"})
+        if other.kind != "op" or other.op not in self.projections:
+            return False
+        mine = part if part in self.projections else next(
+            (u.index for t in self.trace.ops[part].tensors[:1] for u in self.trace.upstream(t)
+             if u.index in self.projections), None)
+        return mine is not None and mine != other.op and self._data_input(mine) == self._data_input(other.op)
+
+    def _data_input(self, index: int):
+        """What a projection op projects: its one operand that is not a weight or bias."""
+        for t in self.trace.ops[index].tensors:
+            origin = self.trace.origin(t, through=VIEW_OPS | {"_to_copy"})
+            if origin.kind != "param":
+                return (origin.kind, origin.op if origin.kind == "op" else origin.name)
         return None
 
     @staticmethod

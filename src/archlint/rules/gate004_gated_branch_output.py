@@ -16,7 +16,10 @@ class GatedBranchOutput(Rule):
         Records each block's forward (the parts of every repeated layer) on meta tensors
         once and reads the roles of its projections from the data flow: a projection of
         the block's input that passes through `sigmoid`/`tanh`/`silu` and is multiplied
-        into the output of another projection branch is an output gate. The finding
+        into the output of another projection branch is an output gate. An activation
+        written out as a product of its own input (CLIP's `x·σ(1.702x)`, the tanh form of
+        GELU) is no gate, nor is `act(a(x)) · b(x)` with `b` another projection of the
+        same input (a GLU, GATE001's). The finding
         names the gate projection, its activation and the branch it scales. Gates on an
         attention output are GATE002's.
 
@@ -45,7 +48,9 @@ class GatedBranchOutput(Rule):
     confidence = Confidence.MEDIUM
     tools = ("vllm", "gguf", "sglang", "peft", "bitsandbytes")
 
-    VALID = (Example("fixtures/zoo/roles.py:SigmoidRouterMoeModel", note="routed experts only, no gated branch"),)
+    VALID = (Example("fixtures/zoo/roles.py:SigmoidRouterMoeModel", note="routed experts only, no gated branch"),
+             Example("fixtures/zoo/roles.py:VisionGluModel",
+                     note="silu(gate(x)) * up(x): a GLU, both projections of the same input"))
     INVALID = (
         Example("fixtures/zoo/roles.py:SharedExpertGateModel",
                 paths=("layers.0.mlp.shared_expert_gate", "layers.1.mlp.shared_expert_gate"),
