@@ -18,6 +18,8 @@ lint (:mod:`archlint.facts.training`). A step is remembered per set of modules i
 plans that adapt the same modules of the copy (the seven standard names and ``all-linear``
 on Llama) share one step, and a plan adapting a subset of the modules of a plan whose step
 ran clean is clean without a run of its own (``StepChecker._implied`` says why).
+When PEFT already answered a plan on the shrunk copy, its adapted copy is stepped
+instead of injecting the same plan again.
 A plan that matches nothing on the copy (an entry naming a layer the copy does not keep)
 is stepped on the model itself.
 
