@@ -4,6 +4,7 @@ the class that takes the whole config, as transformers' own Auto classes would."
 from __future__ import annotations
 
 import pytest
+from torch import nn
 
 from archlint.build import build
 from archlint.resolve import resolve
@@ -44,3 +45,13 @@ def _from_config_meta(make, cls, spec):
 
     with torch.device("meta"):
         return make(cls, spec.config)
+
+
+@pytest.mark.parametrize(("model_type", "class_name"), [("colqwen2", "ColQwen2ForRetrieval"),
+                                                        ("pp_lcnet", "PPLCNetForImageClassification")])
+def test_a_type_in_no_auto_table_builds_its_head_not_the_empty_shared_base(model_type, class_name):
+    """The modeling module's `…PreTrainedModel` base takes the config too but holds no layer:
+    every LoRA recipe was "refused" on an empty model."""
+    built = build(resolve(model_type))
+    assert built.class_name == class_name
+    assert any(isinstance(m, nn.Linear) for m in built.module.modules())

@@ -183,6 +183,19 @@ def test_deepseek_v3_names_the_plain_linears_peft_re_routes_away_from():
     assert {f"{p}.weight" for p in skipped["gate_proj"]} <= params
 
 
+def test_a_router_linear_peft_adapts_through_its_weight_is_not_called_unadapted():
+    # afmoe's router holds an nn.Linear `gate`; PEFT's MoE conversion moves `gate` from
+    # target_modules to the target parameter `gate.weight`, which wraps that very Linear
+    result = _lint("afmoe")
+    entries = {f.details["entry"] for f in result.findings if f.code == "LORA008" and "rerouted_to" in f.details}
+    assert "gate" not in entries
+    assert {"gate_proj", "up_proj", "down_proj"} <= entries  # the dense and shared-expert Linears it does skip
+    all_linear = next(p for p in result.plans if p.source == "recipe:all-linear")
+    assert all_linear.verdict == "ok"
+    _, params, _ = _peft("afmoe", True, r=8, target_modules="all-linear")
+    assert "model.layers.1.mlp.router.gate.weight" in params
+
+
 def test_mixtral_peft_default_recipe_is_predicted_to_raise_with_the_reason():
     result = _lint(MIXTRAL)
     default = next(p for p in result.plans if p.source == "recipe:peft-default")
@@ -256,3 +269,59 @@ def test_without_peft_the_reimplementation_answers(monkeypatch):
     without = evaluate_module.predict(model, Plan.from_mapping({"target_modules": "all-linear"}))
     assert without.engine == "reimplementation"
     assert (set(without.modules), without.trainable) == (set(with_peft.modules), with_peft.trainable)
+
+
+# -- PEFT on the shrunk copy ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("regex, on_copy", [
+    (r"model\.layers\.\d+\.mlp\.(?:gate|up)_proj", True),  # any index: every layer alike
+    (r"model\.layers\.(?:0|1)\.mlp\.up_proj", False),  # names layers: the copy cannot stand for them
+    (r"model\.layers\.\d*[02468]\.self_attn\.q_proj", False),  # even layers only
+])
+def test_a_regex_goes_to_the_shrunk_copy_only_when_it_decides_alike_for_every_layer(regex, on_copy):
+    from support import fresh_facts
+
+    from archlint.lora.evaluate import SHRUNK_COPY, on_shrunk_copy
+    from archlint.lora.oracle import run_peft
+
+    facts = fresh_facts(config("meta-llama__Llama-3.1-8B"))
+    model = facts.built.module
+    plan = Plan.from_mapping({"target_modules": regex, "r": 8})
+    outcome = on_shrunk_copy(model, plan, {SHRUNK_COPY: lambda: facts.shrunk_model})
+    if not on_copy:
+        assert outcome is None
+        return
+    whole = run_peft(model, plan)
+    assert outcome is not None and whole.ok
+    assert (outcome.modules, outcome.parameters, outcome.trainable) == (whole.modules, whole.parameters,
+                                                                         whole.trainable)
+    assert len(outcome.modules) == 64
+
+
+def _broken_recipe(message: str):
+    from archlint.report import Engine, PlanSummary, Verdict
+
+    return PlanSummary("recipe:qkvo", "q,k,v,o", Verdict.ERROR, Engine.PEFT, "PEFT on the meta model", None, 8,
+                       error={"type": "ValueError", "message": message, "stage": "inject", "module": None})
+
+
+def test_broken_recipe_shows_what_peft_says_the_user_can_do():
+    """PEFT's whole message when it fits (what it supports, not only what failed); a long
+    message keeps its sentences, its long lists cut to their first items."""
+    from archlint.render.plans import ERROR_CHARS, short_error
+
+    unsupported = ("Target module Wrapped(\n  (linear): Linear(in_features=8, out_features=8, bias=False)\n) is "
+                   "not supported. Currently, only the following modules are supported: `torch.nn.Linear`, "
+                   "`torch.nn.Embedding`, `torch.nn.Conv1d`.")
+    assert short_error(_broken_recipe(unsupported)) == (
+        "ValueError: Target module Wrapped(…) is not supported. Currently, only the following modules are "
+        "supported: `torch.nn.Linear`, `torch.nn.Embedding`, `torch.nn.Conv1d`.")
+    names = ", ".join(f"'model.layers.{i}.attn'" for i in range(40))
+    not_found = (f"Target modules {{{names}}} not found in the base model. Please check the target modules and "
+                 "try again.")
+    shown = short_error(_broken_recipe(not_found))
+    assert len(shown) <= ERROR_CHARS
+    assert shown == ("ValueError: Target modules {'model.layers.0.attn', 'model.layers.1.attn', "
+                     "'model.layers.2.attn', … 37 more} not found in the base model. Please check the target "
+                     "modules and try again.")

@@ -38,7 +38,13 @@ def test_gemma4_lora001_is_exactly_the_232_clippable_linears_in_the_towers():
     assert flagged == wrappers
     assert all(p.startswith(("model.vision_tower.", "model.audio_tower.")) for p in flagged)
     assert not any("language_model" in p for p in flagged)
-    assert {f.severity for f in findings(GEMMA4_E2B, "LORA001")} == {Severity.ERROR}
+    # an error where a common recipe's names reach the wrapper (PEFT raises); info where only a
+    # target naming it (the audio tower's `ffw_layer_1`, `linear_start`, `post`) would
+    recipe_names = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    for f in findings(GEMMA4_E2B, "LORA001"):
+        named = {p.rsplit(".", 1)[-1] for p in f.paths}
+        assert f.severity is (Severity.ERROR if named <= recipe_names else Severity.INFO), f.pattern
+    assert {f.severity for f in findings(GEMMA4_E2B, "LORA001")} == {Severity.ERROR, Severity.INFO}
 
 
 def test_gemma4_lora004_names_the_qkvo_collisions():

@@ -170,6 +170,16 @@ def test_attention_changes_read_from_the_operands():
     assert _role_map(zoo.QGateAttentionModel).block_roles("layers.0.self_attn").attention_changes == []
 
 
+def test_an_attention_that_slices_its_mask_and_has_no_head_dim_is_traced():
+    """Rotary tables over qk_rope_head_dim and a zero 4-D mask let the forward run, so its
+    index projections are read as an indexer, never guessed routers by their width."""
+    rm = _role_map(zoo.MaskFoldingSparseAttentionModel)
+    assert _roles(rm, "layers.0.self_attn.index_q") == {Role.INDEXER}
+    assert _roles(rm, "layers.0.self_attn.index_k") == {Role.INDEXER}
+    assert rm.is_router("layers.0.self_attn.index_q") is False
+    assert [p.role for p in rm.of("layers.0.self_attn.qkv_proj").parts] == [Role.QUERY, Role.KEY, Role.VALUE]
+
+
 def test_indexer_traced_alone_is_no_router():
     rm = _role_map(zoo.IndexerMoeModel)
     assert _roles(rm, "layers.0.indexer.wk") == {Role.INDEXER}

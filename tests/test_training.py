@@ -64,6 +64,20 @@ def test_gemma4_as_it_was_before_the_fix_requires_mm_token_type_ids(monkeypatch)
     assert finding.details["with_input"] == "ok"
 
 
+def test_an_input_the_model_needs_in_inference_too_is_info_and_steps_are_not_judged():
+    """An image-text model run on text alone: the forward needs `pixel_values` in eval mode as
+    well, so it is what the model runs on, not a trap of training; zeros shaped like the
+    token ids are no image, so no LoRA step can judge the adapters by that forward."""
+    target = "fixtures/zoo/training.py:NeedsImages"
+    (finding,) = findings(target, "TRAIN001")
+    assert finding.severity == Severity.INFO and finding.details["input"] == "pixel_values"
+    assert "in inference as well" in finding.message
+    assert finding.details["inference"].startswith("ValueError: You have to specify pixel_values")
+    assert finding.details["with_input"] != "ok"  # zeros shaped like input_ids are no image
+    step = _context(target).training_steps.check({"target_modules": ["head"], "r": 4})
+    assert step.ok and step.checked == ("inject",) and "forward and backward not checked" in step.note
+
+
 def test_an_error_naming_an_input_that_does_not_help_is_not_a_missing_input():
     (finding,) = findings("fixtures/zoo/training.py:NamesButNeedsNot", "TRAIN001")
     assert (finding.severity, finding.confidence) == (Severity.INFO, Confidence.LOW)

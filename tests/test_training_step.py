@@ -65,6 +65,22 @@ def test_adapters_text_never_runs_are_not_required_to_learn():
     assert "no adapted module runs on text input" in step.note
 
 
+def test_every_output_of_a_headless_model_carries_the_loss():
+    """Without labels the loss is the sum of every floating output: an adapter on the pooler,
+    which only the pooled output depends on, gets its gradient."""
+    step = _zoo("PooledEncoder").check({"target_modules": ["proj", "pooler"], "r": 4})
+    assert step.ok and step.checked == STAGES, step
+    # with a loss too: the next-sentence head trains under the objective whose labels it needs
+    step = _zoo("PretrainingHeads").check({"target_modules": ["proj", "pooler"], "r": 4})
+    assert step.ok and step.checked == STAGES, step
+
+
+def test_a_refused_target_is_named_at_inject():
+    step = _zoo("Trains").check({"target_modules": ["proj", "unsupported"], "r": 4})
+    assert (step.stage, step.module) == ("inject", "unsupported")
+    assert step.error.startswith("ValueError: Target module Sequential")
+
+
 def test_what_peft_refuses_fails_in_inject():
     step = _zoo("Trains").check({"target_modules": ["nothing_by_this_name"], "r": 4})
     assert step.stage == "inject" and step.checked == ()
@@ -106,6 +122,16 @@ def test_gemma4_text_step_reaches_the_language_model_adapters():
              r"|model\.language_model\.layers\.\d+\.self_attn\.(?:k_proj|o_proj|q_proj|v_proj)")
     step = _checker(config("google__gemma-4-E2B-it")).check({"target_modules": regex})
     assert step.ok and step.checked == STAGES, step
+
+
+def test_the_shrunk_copy_keeps_the_build_dtype_so_bf16_expert_kernels_run():
+    """nemo_speechlm keeps an audio tower in float32 and runs its Nemotron-H experts through
+    grouped_mm, which takes bfloat16 only: a copy built in its first parameter's dtype failed
+    every plan's forward in the experts, where the model itself runs."""
+    checker = _checker("nemo_speechlm")
+    step = checker.check({"target_modules": ["q_proj", "v_proj"]})
+    assert step.ok and step.checked == STAGES, step
+    assert step.model.startswith("shrunk copy")
 
 
 def test_llama4_moe_layers_survive_the_shrink():

@@ -252,10 +252,15 @@ def _own_model_classes(config) -> list[tuple[type, bool]]:
         return []
     found = [cls for cls in vars(module).values()
              if isinstance(cls, type) and issubclass(cls, PreTrainedModel) and _config_class(cls) is type(config)]
+    # the shared base (`ColQwen2PreTrainedModel`) holds no layers: a class another one derives from is no model
+    found = [cls for cls in found if not any(other is not cls and issubclass(other, cls) for other in found)]
     ordered = []
     for suffix, head in _OWN_CLASS_SUFFIXES:
         ordered += [(cls, head) for cls in sorted(found, key=lambda c: c.__name__) if cls.__name__.endswith(suffix)]
-    # a sub-component class named for what it is (BltPatcher, DiaEncoder, SpeechT5HifiGan)
+    # then the other heads (`ColQwen2ForRetrieval`, `DepthAnythingForDepthEstimation`)
+    ordered += [(cls, True) for cls in sorted(found, key=lambda c: c.__name__)
+                if "For" in cls.__name__ and all(cls is not c for c, _ in ordered)]
+    # then a sub-component class named for what it is (BltPatcher, DiaEncoder, SpeechT5HifiGan)
     named = {cls for cls, _ in ordered}
     ordered += [(cls, False) for cls in sorted(found, key=lambda c: c.__name__) if cls not in named]
     return ordered
@@ -318,14 +323,17 @@ def _takes_text_config(cls: type, config) -> bool:
 def _from_config(cls: type, config) -> nn.Module:
     if _takes_text_config(cls, config):
         config = config.get_text_config()
+    if hasattr(cls, "_from_config"):
+        return cls._from_config(config, dtype=config_dtype(config))
+    return cls(config)  # remote code that is not a PreTrainedModel
+
+
+def config_dtype(config) -> torch.dtype:
+    """The dtype a model is built in: the config's ``dtype``, else bfloat16."""
     dtype = getattr(config, "dtype", None)
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None)
-    if not isinstance(dtype, torch.dtype):
-        dtype = torch.bfloat16
-    if hasattr(cls, "_from_config"):
-        return cls._from_config(config, dtype=dtype)
-    return cls(config)  # remote code that is not a PreTrainedModel
+    return dtype if isinstance(dtype, torch.dtype) else torch.bfloat16
 
 
 def _call_factory(spec: ModelSpec) -> nn.Module:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .build import BuiltModel, assert_no_storage
+from .build import BuiltModel, assert_no_storage, config_dtype
 from .graph import ModuleGraph
 
 
@@ -172,6 +172,12 @@ def _is_index(value, count: int) -> bool:
 
 
 def _dtype(root: nn.Module) -> torch.dtype:
+    """The dtype the model was built in (its config's, as :mod:`.build` reads it), not its first
+    parameter's: a tower kept in float32 must not turn the whole copy to float32 (bf16-only
+    expert kernels would then fail on the copy alone)."""
+    config = getattr(root, "config", None)
+    if config is not None:
+        return config_dtype(config)
     return next((p.dtype for p in root.parameters() if p.is_floating_point()), torch.bfloat16)
 
 

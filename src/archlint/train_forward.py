@@ -105,9 +105,13 @@ def run(model: nn.Module, *, label: str, path_map=None) -> ForwardOutcome:
     for name in _named_missing_inputs(model, error):
         again, _ = _forward(model, paths, supplied=(name,))
         if again is None or _message(again) != _message(error):
+            # An input the forward needs in inference as well is what the model is for (pixel
+            # values of an image-text model), not a trap of training: the eval-mode forward says.
+            inference, _ = _forward(model, paths, training=False)
             return ForwardOutcome(ForwardStatus.MISSING_INPUT, label, 0.0, missing=name, error=text,
                                   raised_in=raised_in,
-                                  details={"with_input": "ok" if again is None else one_line(again)})
+                                  details={"with_input": "ok" if again is None else one_line(again),
+                                           "inference": "ok" if inference is None else one_line(inference)})
     return ForwardOutcome(ForwardStatus.FAILED, label, 0.0, error=text, raised_in=raised_in)
 
 
@@ -130,14 +134,15 @@ def _same(path: str) -> str:
 
 
 def _forward(model: nn.Module, paths: dict[int, str], *,
-             supplied: tuple[str, ...] = ()) -> tuple[Exception | None, str]:
-    """One fake forward in training mode (plus all-zero ``supplied`` inputs); the
-    exception, if any, and the path of the innermost module whose forward raised it."""
+             supplied: tuple[str, ...] = (), training: bool = True) -> tuple[Exception | None, str]:
+    """One fake forward in training mode (or eval mode: ``training=False``), plus all-zero
+    ``supplied`` inputs; the exception, if any, and the path of the innermost module whose
+    forward raised it."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     modes = [(m, m.training) for m in model.modules()]
     state = _plain_tensor_state(model)
-    model.train()
+    model.train(training)
     try:
         # Inputs must be created on meta inside the mode, like the meta parameters
         # (as the model's own are); allow_non_fake_inputs admits the parameters.

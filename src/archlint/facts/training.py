@@ -31,10 +31,18 @@ def training_steps(facts: Facts) -> StepChecker:
     forward cannot run, the steps say that forward and backward were not checked."""
     base = facts.training_forward
     copy = facts.shrunk_model
-    shrunk = StepModel(copy.module, copy.description, copy.original_path) if copy is not None else None
+    # the steps run where the model's own forward ran: a copy whose forward failed where the model's
+    # did not (an expert kernel that takes only the dtype the copy lost) would blame every plan
+    faithful = copy is not None and (base.status != "ok" or base.model == copy.description)
+    shrunk = StepModel(copy.module, copy.description, copy.original_path) if faithful else None
     checker = StepChecker(facts.built.module, shrunk, supplied=(base.missing,) if base.missing else ())
     if base.status == "failed":
         checker.unusable = f"the model's own training forward fails ({base.error}); forward and backward not checked"
+    elif base.status == "missing-input" and base.details.get("with_input") != "ok":
+        # supplied as zeros shaped like the token ids, the input still does not let the model run
+        # (pixel values need an image shape): every plan's forward would fail the same way
+        checker.unusable = (f"the model's own training forward fails with `{base.missing}` supplied as zeros "
+                            f"({base.details.get('with_input')}); forward and backward not checked")
     elif base.status == "not-applicable":
         checker.unusable = "the model takes no input_ids; forward and backward not checked"
     return checker

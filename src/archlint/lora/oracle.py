@@ -34,6 +34,7 @@ class Outcome:
     ok: bool
     error_type: str | None = None
     error_message: str | None = None
+    error_module: str | None = None  # the module PEFT was wrapping when it raised, if one
     modules: tuple[str, ...] = ()  # wrapped module paths, in module order
     parameters: tuple[str, ...] = ()  # wrapped parameter paths (target_parameters)
     trainable: int = 0  # get_nb_trainable_parameters()[0]
@@ -178,8 +179,10 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def run_peft(model: nn.Module, plan: Plan, *, fresh: Callable[[nn.Module], nn.Module] = fresh_copy) -> Outcome:
-    """``get_peft_model(fresh(model), LoraConfig(**plan))`` and what came out of it."""
+def run_peft(model: nn.Module, plan: Plan, *, fresh: Callable[[nn.Module], nn.Module] = fresh_copy,
+             keep: list | None = None) -> Outcome:
+    """``get_peft_model(fresh(model), LoraConfig(**plan))`` and what came out of it; the
+    adapted model is appended to ``keep`` (when given and PEFT injected the plan)."""
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(**plan.lora_kwargs())
@@ -191,9 +194,12 @@ def run_peft(model: nn.Module, plan: Plan, *, fresh: Callable[[nn.Module], nn.Mo
             try:
                 peft_model = get_peft_model(target, config, low_cpu_mem_usage=True)
             except Exception as e:  # PEFT's verdict: the exception is the answer, not a failure of archlint
-                return Outcome(False, type(e).__name__, str(e), rerouted=rerouted)
+                return Outcome(False, type(e).__name__, str(e), rerouted=rerouted,
+                               error_module=refused_module(e, target) or None)
         tuner = peft_model.base_model
         trainable, _ = peft_model.get_nb_trainable_parameters()
+        if keep is not None:
+            keep.append(peft_model)
     return Outcome(
         True,
         modules=tuple(tuner.targeted_module_names),
@@ -201,6 +207,19 @@ def run_peft(model: nn.Module, plan: Plan, *, fresh: Callable[[nn.Module], nn.Mo
         trainable=int(trainable),
         rerouted=rerouted,
     )
+
+
+def refused_module(error: BaseException, model: nn.Module) -> str:
+    """The path in ``model`` of the module PEFT was wrapping when it raised (its ``target``:
+    a container that is not a layer type, "Target module … is not supported"); "" when none."""
+    paths = {id(m): p for p, m in model.named_modules()}
+    tb, found = error.__traceback__, ""
+    while tb is not None:
+        target = tb.tb_frame.f_locals.get("target")
+        if isinstance(target, nn.Module) and id(target) in paths:
+            found = paths[id(target)]
+        tb = tb.tb_next
+    return found
 
 
 def moe_reroutes(model: nn.Module, plan: Plan) -> dict[str, str]:

@@ -232,7 +232,7 @@ def _inject(model: nn.Module, config: _Config, rerouted: dict[str, str], default
     if not modules and not parameters:
         _raise_no_match(config, excluded, unmatched)
     trainable += _modules_to_save_size(model, config)
-    # a module may hold its sizes as 0-d tensors (Inkling's multimodal layers): the report is data
+    # int(): a model may hold its sizes as 0-d tensors (a width its config computed with torch)
     return Outcome(True, modules=tuple(modules), parameters=tuple(parameters), trainable=int(trainable),
                    rerouted=rerouted, engine=Engine.REIMPLEMENTATION)
 

@@ -110,18 +110,26 @@ class StepChecker:
         self.seconds = 0.0
         self.unusable = ""  # why no forward can judge the adapters (the base model's own forward fails)
 
-    def check(self, lora_kwargs: Mapping[str, Any]) -> StepCheck:
-        """Inject ``LoraConfig(**lora_kwargs)``, run forward and backward; never raises."""
+    def check(self, lora_kwargs: Mapping[str, Any], *, adapted: tuple[nn.Module, nn.Module] | None = None) -> StepCheck:
+        """Inject ``LoraConfig(**lora_kwargs)``, run forward and backward; never raises.
+
+        ``adapted``: ``(model, PEFT model)`` from a ``get_peft_model`` run of these very
+        arguments on a fresh copy of ``model``, used instead of injecting again when
+        ``model`` is the module this checker steps on; the step takes it over (it turns its
+        tensors fake), so it is not to be used afterwards."""
         start = time.perf_counter()
         try:
             with _quiet(), _fake_tensor_log_off():
-                return self._check(dict(lora_kwargs))
+                return self._check(dict(lora_kwargs), adapted)
         finally:
             self.seconds += time.perf_counter() - start
 
-    def _check(self, kwargs: dict[str, Any]) -> StepCheck:
+    def _check(self, kwargs: dict[str, Any], given: tuple[nn.Module, nn.Module] | None = None) -> StepCheck:
         step_model = self.shrunk or self.full
-        adapted, error, raised_in = _inject(step_model.module, kwargs)
+        if given is not None and given[0] is step_model.module:
+            adapted, error, raised_in = given[1], None, ""
+        else:
+            adapted, error, raised_in = _inject(step_model.module, kwargs)
         if adapted is None and step_model is self.shrunk and _matched_nothing(error):
             step_model = self.full  # an entry that names a layer the copy does not keep
             adapted, error, raised_in = _inject(step_model.module, kwargs)
@@ -197,14 +205,14 @@ class StepChecker:
 def _inject(model: nn.Module, kwargs: dict[str, Any]) -> tuple[nn.Module | None, str | None, str]:
     from peft import LoraConfig, get_peft_model
 
-    from .oracle import fresh_copy
+    from .oracle import fresh_copy, refused_module
 
     copy = fresh_copy(model)
     paths = {id(m): p for p, m in copy.named_modules()}
     try:
         return get_peft_model(copy, LoraConfig(**kwargs), low_cpu_mem_usage=True), None, ""
     except Exception as e:  # PEFT's refusal is the answer, not archlint's failure
-        return None, one_line(e), _raising_module(e, paths)
+        return None, one_line(e), refused_module(e, copy) or _raising_module(e, paths)
 
 
 def _matched_nothing(error: str | None) -> bool:
@@ -259,20 +267,18 @@ def _forward(model: nn.Module, paths: dict[int, str], supplied: tuple[str, ...],
 
 
 def _loss(output) -> torch.Tensor | None:
-    """The model's own loss, or else the sum of its first floating output (headless models)."""
-    loss = getattr(output, "loss", None)
-    if isinstance(loss, torch.Tensor) and loss.is_floating_point():
-        return loss
+    """The sum of every floating output, the model's own loss among them: some objective may
+    train on any output (a classifier on a headless model's ``pooler_output``; the
+    next-sentence head of a pre-training class, whose loss needs labels a text collator does
+    not give), so an adapter is dead only when no output depends on it differentiably."""
     if isinstance(output, torch.Tensor):
         values = [output]
     elif isinstance(output, Mapping):
         values = list(output.values())
     else:
         values = list(output) if isinstance(output, (tuple, list)) else []
-    for value in values:
-        if isinstance(value, torch.Tensor) and value.is_floating_point():
-            return value.float().sum()
-    return None
+    floating = [v.float().sum() for v in values if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    return torch.stack(floating).sum() if floating else None
 
 
 def _backward(loss: torch.Tensor, parameters, paths: dict[int, str], mode):

@@ -129,8 +129,13 @@ def _run(module: nn.Module, input_dtype: torch.dtype | None = None, *, with_tens
                 x = torch.zeros(1, TOKENS, dtype=torch.long, device="meta")
             else:
                 x = torch.empty(1, TOKENS, dim, device="meta", dtype=dtype)
-            for rotary in ("pair", "complex"):
+            # rotary tables as (cos, sin), as one complex table (Llama-4), then with every optional argument
+            for rotary, masked in (("pair", False), ("complex", False), ("pair", True)):
                 extra = {} if dim is None else _extra_arguments(module, x, with_tensors=with_tensors, rotary=rotary)
+                if rotary == "complex" and "position_embeddings" not in extra:
+                    continue  # the same call as the first
+                if masked and not _complete_arguments(module, x, extra):
+                    break
                 recorder = Recorder({**_roles(module), x._cdata: Operand("input", "0"), **_argument_roles(extra)})
                 recorder.trace.input_dtype = str(dtype).removeprefix("torch.")
                 try:
@@ -139,7 +144,7 @@ def _run(module: nn.Module, input_dtype: torch.dtype | None = None, *, with_tens
                         _forward(module, x, extra)
                 except Exception as e:  # the wrong width, extra required arguments, data-dependent ops
                     errors.append(one_line(e))
-                    if "position_embeddings" not in extra:
+                    if "position_embeddings" not in extra and not masked and not _completable(module, extra):
                         break
                     continue
                 return Probe(recorder.trace, dim=dim)
@@ -187,7 +192,10 @@ def _extra_arguments(module: nn.Module, x: torch.Tensor, *, with_tensors: bool =
     except (TypeError, ValueError):
         return {}
     out = {}
+    rope = getattr(module, "qk_rope_head_dim", None)
+    # MLA attention may keep only its rotary width (``qk_rope_head_dim``), no ``head_dim``
     head_dim = getattr(module, "head_dim", None)
+    head_dim = head_dim if isinstance(head_dim, int) else rope
     for position, p in enumerate(parameters):
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
@@ -196,7 +204,6 @@ def _extra_arguments(module: nn.Module, x: torch.Tensor, *, with_tensors: bool =
         elif p.name == "input_ids":
             out[p.name] = torch.zeros(x.shape[0], x.shape[1], dtype=torch.long, device="meta")
         elif p.name == "position_embeddings" and isinstance(head_dim, int):
-            rope = getattr(module, "qk_rope_head_dim", None)
             width = rope if isinstance(rope, int) and rope > 0 else head_dim
             if rotary == "complex":
                 out[p.name] = torch.empty(x.shape[0], x.shape[1], width // 2, device="meta", dtype=torch.complex64)
@@ -206,6 +213,30 @@ def _extra_arguments(module: nn.Module, x: torch.Tensor, *, with_tensors: bool =
         elif p.default is inspect.Parameter.empty:
             out[p.name] = None
     return out
+
+
+def _completable(module: nn.Module, extra: dict) -> bool:
+    """Whether :func:`_complete_arguments` would add anything."""
+    return _complete_arguments(module, torch.empty(1, 1, 1, device="meta"), dict(extra))
+
+
+def _complete_arguments(module: nn.Module, x: torch.Tensor, extra: dict) -> bool:
+    """The arguments a forward may use although its signature lets them be None, filled in
+    ``extra``: a zero 4-D ``attention_mask`` (a sparse-attention indexer folds its top-k into
+    the mask it slices) and ``position_ids`` (attention temperature tuned by position).
+    False when there is nothing to add (the retry would be the same call)."""
+    try:
+        names = set(inspect.signature(module.forward).parameters)
+    except (TypeError, ValueError):
+        return False
+    added = False
+    if "attention_mask" in names and extra.get("attention_mask") is None:
+        extra["attention_mask"] = torch.zeros(x.shape[0], 1, x.shape[1], x.shape[1], device="meta", dtype=x.dtype)
+        added = True
+    if "position_ids" in names and extra.get("position_ids") is None:
+        extra["position_ids"] = torch.zeros(x.shape[0], x.shape[1], dtype=torch.long, device="meta")
+        added = True
+    return added
 
 
 def _is_protocol_experts(module: nn.Module) -> bool:

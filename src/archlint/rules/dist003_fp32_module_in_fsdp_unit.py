@@ -91,7 +91,7 @@ class Fp32ModuleInFsdpUnit(Rule):
                     f"# FP32_MODULES: the {len(owners)} paths of this finding; "
                     f"then shard {', '.join(unit_classes)} as usual"),
             details={"units": sorted(mixed), "fp32_parameters": sorted(n for names in mixed.values() for n in names),
-                     "dtype_plan": {k: str(v) for k, v in plan.items()}},
+                     "dtype_plan": {k: str(v) for k, v in sorted(plan.items())}},
         )
 
 

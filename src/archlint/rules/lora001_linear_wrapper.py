@@ -49,6 +49,7 @@ class LinearWrapper(Rule):
     code = "LORA001"
     name = "linear-wrapper"
     severity = Severity.ERROR
+    severity_note = "info when neither the plan nor a common recipe reaches it: only a target naming it raises"
     tools = ("peft", "trl", "export")
 
     VALID = (
@@ -81,12 +82,17 @@ class LinearWrapper(Rule):
                 continue  # with a plan, only the wrappers it reaches
             info = group.representative
             inner = inner_linear_name(info)
+            severity = None
             if ctx.plan is not None:  # speak of the user's plan, not of recipes they did not choose
                 recipes = []
                 breaks = f"; your LoRA plan ({ctx.plan.source}) reaches it, so get_peft_model raises"
             else:
                 recipes = broken_recipes(group.paths, ctx.built.model_type)
                 breaks = f"; breaks the {', '.join(recipes)} recipe{'s' if len(recipes) > 1 else ''}" if recipes else ""
+                if not recipes:  # nothing the user runs reaches it: true, but only a name that targets it raises
+                    severity = Severity.INFO
+                    breaks = (f"; no common recipe reaches it, get_peft_model raises only if a target "
+                              f"names `{info.leaf_name}`")
             result = ctx.probes.probe(info.module)
             extras = ctx.probes.read(info.module, extra_ops)
             adds = f" and adds {summarise(extras)}" if extras else " and adds nothing" if extras == [] else ""
@@ -94,6 +100,7 @@ class LinearWrapper(Rule):
                 group.paths,
                 f"{info.class_name} is not a PEFT layer type; it wraps the nn.Linear `.{inner}`{adds}{breaks}",
                 module_class=info.class_name,
+                severity=severity,
                 fix=fix,
                 details={"inner": inner, "breaks_recipes": recipes, "buffers": sorted(info.buffers),
                          "extra_ops": extras, "unwrap_safe": extras == [],

@@ -52,6 +52,7 @@ class LinearSubclassForward(Rule):
     code = "LORA003"
     name = "linear-subclass-forward"
     severity = Severity.WARNING
+    severity_note = "info when no evaluated plan or common recipe adapts the module and 4-bit quantization keeps it"
     confidence = Confidence.MEDIUM  # read from the probed forward
     tools = ("peft", "bitsandbytes")
 
@@ -86,10 +87,14 @@ class LinearSubclassForward(Rule):
                 what = f"it overrides forward (not probed: {result.error or 'unreadable trace'})"
             advice = bnb_skip_advice(ctx.built.module, group.paths)
             swap = "; bitsandbytes' 4-bit swap drops it" if advice is not None else ""
+            reached = ctx.plans.reaching(group.paths)
+            bypass = ("a LoRA delta bypasses it" if reached or not ctx.plans.evaluations
+                      else "a LoRA delta would bypass it, but no common recipe adapts it")
             yield self.finding(
                 group.paths,
-                f"{info.class_name} subclasses {base} but {what}; a LoRA delta bypasses it{swap}",
+                f"{info.class_name} subclasses {base} but {what}; {bypass}{swap}",
                 module_class=info.class_name,
+                severity=None if reached or not ctx.plans.evaluations or advice is not None else Severity.INFO,
                 confidence=confidence,
                 fix=_fix(ctx, group.paths, advice),
                 details={"base": base, "extra_ops": extras},

@@ -43,7 +43,8 @@ class TargetNameCollision(Rule):
     code = "LORA004"
     name = "target-name-collision"
     severity = Severity.ERROR
-    severity_note = "warning when PEFT raises only if the wrappers are targeted; info when all are adaptable"
+    severity_note = ("warning when a plan reaches a name PEFT cannot wrap that no common recipe lists; info when "
+                     "all are adaptable, or when without a plan no common recipe lists the name")
     tools = ("peft", "vllm", "sglang")
 
     VALID = (Example("fixtures/zoo/towers.py:SingleTower"),)
@@ -77,8 +78,10 @@ class TargetNameCollision(Rule):
             unsupported = sorted({i.class_name for i in infos if not is_lora_layer(i.module)})
             if unsupported and name in names_in_recipes:
                 severity, effect = Severity.ERROR, f"PEFT raises on {', '.join(unsupported)}"
-            elif unsupported:
+            elif unsupported and scope is not None:  # the user's plan names it
                 severity, effect = Severity.WARNING, f"PEFT raises on {', '.join(unsupported)} if targeted"
+            elif unsupported:  # no common recipe names it: only a target naming it raises
+                severity, effect = Severity.INFO, f"PEFT raises on {', '.join(unsupported)} if a target names it"
             else:
                 severity, effect = Severity.INFO, "a bare-name target adapts every tower listed"
             yield self._finding(name, infos, severity, effect, fix)

@@ -115,7 +115,9 @@ class PartialLayerCoverage(Rule):
         found = {}
         for evaluation in ctx.plans.evaluations:
             outcome = evaluation.outcome
-            wrapped = set(outcome.modules)
+            # a Linear whose own weight PEFT wraps as a target parameter (the router `gate` re-routed to
+            # `gate.weight`) is adapted too, through a ParamWrapper
+            wrapped = set(outcome.modules) | {p.rsplit(".", 1)[0] for p in outcome.parameters}
             for name, param in sorted(outcome.rerouted.items()):
                 leaf = name.rsplit(".", 1)[-1]
                 skipped = tuple(i.path for i in ctx.graph if i.leaf_name == leaf and is_linear_like(i.module)

@@ -41,7 +41,8 @@ class RequiredTrainingInput(Rule):
     code = "TRAIN001"
     name = "required-training-input"
     severity = Severity.ERROR
-    severity_note = "info when the fake training forward could not run (nothing was checked)"
+    severity_note = ("info when the fake training forward could not run (nothing was checked), or when the "
+                     "forward needs the input in inference as well (an image-text model's pixel values)")
     confidence = Confidence.MEDIUM  # established by running the forward, not by structure
     tools = ("trl", "transformers")
 
@@ -59,7 +60,19 @@ class RequiredTrainingInput(Rule):
                    "seconds": round(outcome.seconds, 3)}
         path = outcome.raised_in if outcome.raised_in in ctx.graph.nx else ""
         module = ctx.graph.info(path).class_name
-        if outcome.status is ForwardStatus.MISSING_INPUT:
+        if outcome.status is ForwardStatus.MISSING_INPUT and outcome.details.get("inference", "ok") != "ok":
+            # the eval-mode forward raises too: the input is what the model runs on, not a training trap
+            name = outcome.missing
+            yield self.finding(
+                [path],
+                f"{module}.forward needs `{name}` in inference as well, so the model does not run on text "
+                f"alone (a text-only collator cannot train it): {outcome.error}",
+                module_class=module,
+                severity=Severity.INFO,
+                details={**details, "input": name, "error": outcome.error, "with_input": outcome.details["with_input"],
+                         "inference": outcome.details["inference"]},
+            )
+        elif outcome.status is ForwardStatus.MISSING_INPUT:
             name = outcome.missing
             yield self.finding(
                 [path],
