@@ -13,7 +13,10 @@ Then, in fresh processes that each build the meta model first, it measures the p
                (the library's own header reader, for comparison);
 * ``headers``: reading the 160 headers (``archlint.checkpoint.read_local``);
 * ``check``:   reading them and running transformers' loader on meta tensors
-               (``archlint.checkpoint.agreement``), what ``archlint`` does for a folder.
+               (``archlint.checkpoint.agreement``), what ``archlint`` does for a folder:
+               the keys reach the loader in batches of whole loading groups;
+* ``check_1``: the same with every key handed to the loader in one call (for comparison;
+               its verdict must be the same).
 
     python benchmarks/checkpoint_headers.py [--config DIR] [--shards 160] [--dir PATH]
 """
@@ -33,6 +36,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DTYPE_BYTES = {"BF16": 2, "F16": 2, "F32": 4}
+STAGES = ("hf_hub", "headers", "check", "check_1")
 
 
 def write_checkpoint(config_dir: str, folder: Path, shards: int) -> dict:
@@ -89,6 +93,10 @@ def measure(stage: str, folder: str) -> dict:
         headers = read_local(folder)
         out = {"tensors": len(headers.tensors), "header_bytes": headers.header_bytes}
     else:
+        if stage == "check_1":
+            import importlib
+
+            importlib.import_module("archlint.checkpoint.agreement").BATCH_KEYS = sys.maxsize
         result = agreement(model, CheckpointSource("local", folder))
         out = {"tensors": result.tensors, "header_bytes": result.header_bytes, "missing": len(result.missing),
                "unexpected": len(result.unexpected), "mismatched": len(result.mismatched),
@@ -112,7 +120,7 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "fixtures" / "configs" / "Qwen__Qwen3-30B-A3B"))
     parser.add_argument("--shards", type=int, default=160)
     parser.add_argument("--dir", help="where to write the sparse checkpoint (default: a temporary directory)")
-    parser.add_argument("--measure", choices=("hf_hub", "headers", "check"), help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=STAGES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(args.measure, args.dir)))
@@ -124,7 +132,7 @@ def main() -> None:
         print(f"checkpoint: {Path(args.config).name}, {totals['tensors']:,} tensors in {totals['shards']} shards, "
               f"{totals['total_size'] / 1e9:.1f} GB of tensors (sparse: {on_disk / 1e6:.1f} MB on disk)")
         rows = []
-        for stage in ("hf_hub", "headers", "check"):
+        for stage in STAGES:
             env = {**os.environ, "PYTHONWARNINGS": "ignore"}
             proc = subprocess.run([sys.executable, __file__, "--measure", stage, "--dir", str(folder)],
                                   capture_output=True, text=True, check=True, env=env)
@@ -133,10 +141,10 @@ def main() -> None:
         for r in rows:
             print(f"{r['stage']:<8} {r['seconds']:>8} {r['hwm_built_mb']:>18} MB {r['hwm_mb']:>18} MB "
                   f"{r['hwm_mb'] - r['hwm_built_mb']:>5.1f} MB")
-        check = rows[-1]
-        print(f"check: {check['tensors']:,} tensors, {check['header_bytes'] / 1e6:.1f} MB of headers read; "
-              f"loader verdict: {check['missing']} missing, {check['unexpected']} unexpected, "
-              f"{check['mismatched']} mismatched{'; ' + check['unavailable'] if check['unavailable'] else ''}")
+        for check in rows[2:]:
+            print(f"{check['stage']}: {check['tensors']:,} tensors, {check['header_bytes'] / 1e6:.1f} MB of headers "
+                  f"read; loader verdict: {check['missing']} missing, {check['unexpected']} unexpected, "
+                  f"{check['mismatched']} mismatched{'; ' + check['unavailable'] if check['unavailable'] else ''}")
     finally:
         if not args.dir:
             shutil.rmtree(folder, ignore_errors=True)

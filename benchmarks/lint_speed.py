@@ -8,11 +8,16 @@
   with ``python -X importtime`` evidence of what it imported;
 * **several targets**: the three models in one process vs one process each;
 * **depth**: a Llama of the 8B width at 8 and at 128 layers (repeated blocks are analysed
-  once, so the cost should be nearly flat).
+  once, so the cost should be nearly flat);
+* **block traces + training-step checks** on Gemma-4 E2B: their CPU seconds inside uncached
+  ``--debug`` runs (phases ``probe`` and ``steps``) against the rest of the same run's CPU
+  time, i.e. what they add to the lint without them (the goal: at most 50%).
 
 Every run is a fresh subprocess with ``HF_HUB_OFFLINE=1``; runs are interleaved (floor,
-lint, floor, lint, ...) so machine noise hits all alike; medians are reported. One extra
-``--debug`` run per model gives archlint's own stage split.
+lint, floor, lint, ...) so machine noise hits all alike; medians are reported. Extra
+``--debug`` runs per model give archlint's own stage split, in CPU seconds of the process
+(:data:`DEBUG_DRIVER` points archlint's phase clock at ``time.process_time``), which a
+busy machine disturbs far less than wall time.
 
     python benchmarks/lint_speed.py [--runs 3]
 """
@@ -40,7 +45,8 @@ MODELS = ("google__gemma-4-E2B-it", "meta-llama__Llama-3.1-8B", "deepseek-ai__De
 DEPTH_BASE = "meta-llama__Llama-3.1-8B"
 DEPTHS = (8, 128)
 #: The phases of --debug; each is its own time (a fact a rule reads is charged to the fact's phase).
-STAGES = ("resolve", "build", "graph", "structure", "rules", "probe", "forward", "plans", "verify", "steps")
+STAGES = ("resolve", "build", "graph", "structure", "quantization", "rules", "probe", "forward", "plans", "verify",
+          "steps")
 _DEBUG_LINE = re.compile(r"^archlint: debug: (?P<target>.*): (?P<times>\w+ [\d.]+s(?:, \w+ [\d.]+s)*)$")
 _HEAVY = re.compile(r"\|\s+(torch|transformers|peft)(\.|$)")
 
@@ -57,6 +63,23 @@ with torch.device("meta"), meta_device_safe_creation_ops():
     model = cls._from_config(config, dtype=torch.bfloat16)
 assert next(model.parameters()).device.type == "meta"
 """
+
+
+#: ``archlint ARGS`` with the clock of its --debug phase timings reading the process's CPU
+#: time instead of the wall clock (benchmark only; archlint itself reports wall time).
+DEBUG_DRIVER = """\
+import sys, time, types
+import archlint.api, archlint.build, archlint.facts.base
+from archlint.cli import main
+
+for module in (archlint.api, archlint.build, archlint.facts.base):
+    module.time = types.SimpleNamespace(perf_counter=time.process_time)
+sys.argv = ["archlint", *sys.argv[1:]]
+main()
+"""
+#: The model of the traces+steps measurement, and the phases that are those two checks.
+TRACED_MODEL = "google__gemma-4-E2B-it"
+TRACES_AND_STEPS = ("probe", "steps")
 
 
 def archlint_command() -> list[str]:
@@ -113,12 +136,15 @@ def floor(config_dir: Path, cache: Path) -> Sample:
     return wall
 
 
-def debug_timings(target: str, cache: Path) -> dict[str, float]:
-    """archlint's own per-stage seconds from one uncached ``--debug`` run."""
-    _, _, err, code = run([*archlint_command(), target, "--format", "json", "--debug", "--no-cache"], cache)
+def debug_timings(target: str, cache: Path) -> tuple[dict[str, float], Sample]:
+    """archlint's own per-stage CPU seconds from one uncached ``--debug`` run, and that
+    run's wall and CPU time."""
+    sample, _, err, code = run([sys.executable, "-c", DEBUG_DRIVER, target, "--format", "json", "--debug",
+                                "--no-cache"], cache)
     for line in err.splitlines():
         if m := _DEBUG_LINE.match(line.strip()):
-            return {k: float(v.rstrip("s")) for k, v in (part.split(" ") for part in m["times"].split(", "))}
+            times = {k: float(v.rstrip("s")) for k, v in (part.split(" ") for part in m["times"].split(", "))}
+            return times, sample
     sys.exit(f"no 'archlint: debug:' line for {target} (exit {code}):\n{err}")
 
 
@@ -202,7 +228,8 @@ def report(runs: int, work: Path) -> None:
     for model in MODELS:
         f, c, h = med(floors[model]), med(colds[model]), med(hits[model])
         print(f"{model:<26} {f.wall:>10.2f} {f.cpu:>6.2f} {c.wall:>14.2f} {c.cpu:>6.2f} "
-              f"{c.wall / f.wall:>12.2f} {c.cpu / f.cpu:>6.2f} {h.wall:>14.3f} {h.cpu:>6.3f}")
+              f"{c.wall / f.wall:>12.2f} {c.cpu / f.cpu:>6.2f} {h.wall:>14.3f} {h.cpu:>6.3f}"
+              f"{'  NOT served from the cache' if h.cpu > f.cpu / 2 else ''}")
 
     print()
     heavy = heavy_imports(str(configs[MODELS[1]]), warm)
@@ -218,24 +245,40 @@ def report(runs: int, work: Path) -> None:
 
     print()
     shallow, tall = (med(deep[n]) for n in DEPTHS)
-    stages = {n: debug_timings(str(folder), empty) for n, folder in depth.items()}
-    inside = {n: sum(v for k, v in t.items() if k in ("resolve", "build", "graph", "rules")) for n, t in stages.items()}
+    stages = {n: debug_timings(str(folder), empty)[0] for n, folder in depth.items()}
+    inside = {n: sum(v for k, v in t.items() if k in STAGES) for n, t in stages.items()}
     print(f"depth, Llama-3.1-8B width: {DEPTHS[0]} layers {shallow.wall:.2f} s wall / {shallow.cpu:.2f} s cpu, "
           f"{DEPTHS[1]} layers {tall.wall:.2f} s wall / {tall.cpu:.2f} s cpu: "
           f"{tall.wall / shallow.wall:.2f}x wall, {tall.cpu / shallow.cpu:.2f}x cpu")
-    print(f"  archlint's own time (resolve+build+graph+rules, --debug): {inside[DEPTHS[0]]:.2f} s vs "
+    print(f"  archlint's own phases (all --debug phases, cpu): {inside[DEPTHS[0]]:.2f} s vs "
           f"{inside[DEPTHS[1]]:.2f} s: {inside[DEPTHS[1]] / inside[DEPTHS[0]]:.2f}x")
 
+    debug_runs = {m: [debug_timings(str(configs[m]), empty) for _ in range(runs if m == TRACED_MODEL else 1)]
+                  for m in MODELS}
     print()
-    print("archlint --debug stage timings (one extra uncached run per model, seconds)")
-    header = f"{'model':<28}" + "".join(f"{s:>9}" for s in STAGES)
+    traced = debug_runs[TRACED_MODEL]
+    checks = statistics.median(sum(t.get(s, 0.0) for s in TRACES_AND_STEPS) for t, _ in traced)
+    lint_cpu = statistics.median(sample.cpu for _, sample in traced)
+    forward = statistics.median(t.get("forward", 0.0) for t, _ in traced)
+    print(f"block traces + training-step checks, {TRACED_MODEL} ({len(traced)} uncached --debug run(s), "
+          f"cpu seconds of the same process):")
+    print(f"  traces (probe) {statistics.median(t.get('probe', 0.0) for t, _ in traced):.2f} s + "
+          f"training steps {statistics.median(t.get('steps', 0.0) for t, _ in traced):.2f} s = {checks:.2f} s "
+          f"of a {lint_cpu:.2f} s lint: they add {checks / (lint_cpu - checks):.0%} to the lint without them "
+          f"(goal: at most 50%)")
+    print(f"  counting the shrunk copy and TRAIN001's own forward too (phase forward, {forward:.2f} s): "
+          f"{(checks + forward) / (lint_cpu - checks - forward):.0%}")
+
+    print()
+    print("archlint --debug stage timings (uncached runs, cpu seconds of each phase, median)")
+    header = f"{'model':<28}" + "".join(f"{s:>{max(9, len(s) + 1)}}" for s in STAGES)
     print(header)
     print("-" * len(header))
     for model in MODELS:
-        times = debug_timings(str(configs[model]), empty)
-        print(f"{model:<28}" + "".join(f"{times.get(s, float('nan')):>9.3f}" for s in STAGES))
+        times = {s: statistics.median(t.get(s, float("nan")) for t, _ in debug_runs[model]) for s in STAGES}
+        print(f"{model:<28}" + "".join(f"{times[s]:>{max(9, len(s) + 1)}.3f}" for s in STAGES))
     for layers in DEPTHS:
-        row = "".join(f"{stages[layers].get(s, float('nan')):>9.3f}" for s in STAGES)
+        row = "".join(f"{stages[layers].get(s, float('nan')):>{max(9, len(s) + 1)}.3f}" for s in STAGES)
         print(f"{f'llama-8b-width {layers} layers':<28}" + row)
 
 

@@ -50,6 +50,17 @@ def _private_result_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
 
 
+# -- the same report width however the suite is started ------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_columns(monkeypatch):
+    """No ``COLUMNS`` from the shell or the test runner (pytest-xdist's workers get
+    ``COLUMNS=80``; a serial run gets the shell's or none): a report printed to a pipe is
+    100 wide in every run, and a test that needs another width sets it."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
 # -- a fake Hugging Face Hub ----------------------------------------------------------
 
 _HF_ENV_TO_CLEAR = (

@@ -44,7 +44,7 @@ def _from_config_meta(make, cls, spec):
     import torch
 
     with torch.device("meta"):
-        return make(cls, spec)
+        return make(cls, spec.config)
 
 
 @pytest.mark.parametrize(("model_type", "class_name"), [("colqwen2", "ColQwen2ForRetrieval"),

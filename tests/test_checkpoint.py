@@ -64,6 +64,39 @@ def test_legacy_per_expert_qwen3_moe_is_fused_by_the_loader_and_quiet():
     assert result.findings == []
 
 
+def _without_one_expert(tmp_path):
+    """The per-expert Qwen3-MoE with one expert of one layer dropped: the loader stacks one
+    expert fewer, so the fused parameters get a shape the model does not have."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "moe-one-expert-short"
+    shutil.copytree(CHECKPOINTS / "tiny-qwen3-moe-legacy", folder)
+    tensors = load_file(folder / "model.safetensors")
+    for part in ("gate_proj", "up_proj", "down_proj"):
+        del tensors[f"model.layers.1.mlp.experts.2.{part}.weight"]
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
+def test_loader_fed_in_batches_reports_what_from_pretrained_reports(tmp_path):
+    """Keys reach the loader in batches that never split what it gathers into one parameter:
+    with every group a batch of its own, the report is still from_pretrained's."""
+    from archlint.build import build
+    from archlint.checkpoint.agreement import loading_info
+    from archlint.resolve import resolve
+
+    short = _without_one_expert(tmp_path)
+    for folder in (CHECKPOINTS / "tiny-llama-broken", CHECKPOINTS / "tiny-qwen3-moe-legacy", short):
+        truth = _loading_info(folder)
+        model = build(resolve(str(folder))).module
+        for batch_keys in (1, 7, 10_000):
+            info = loading_info(model, read_local(folder), batch_keys=batch_keys)
+            assert info.missing_keys == truth["missing_keys"], (folder.name, batch_keys)
+            assert info.unexpected_keys == truth["unexpected_keys"], (folder.name, batch_keys)
+            assert info.mismatched_keys == truth["mismatched_keys"], (folder.name, batch_keys)
+    assert _loading_info(short)["mismatched_keys"]  # the dropped expert shows
+
+
 def test_stored_dtype_other_than_the_config_is_ckpt003():
     result = lint(str(CHECKPOINTS / "tiny-llama-bf16"), select=["CKPT"]).results[0]
     assert [f.code for f in result.findings] == ["CKPT003"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from support import config, run_cli
 
 from archlint.rules import all_rules
@@ -12,11 +13,32 @@ LLAMA = config("meta-llama__Llama-3.1-8B")
 GEMMA4 = config("google__gemma-4-E2B-it")
 
 
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory):
+    """``run_cli`` with one result cache for this module's tests, as a user's repeated runs
+    share one: the first run of a target under a rule selection lints it, the runs after it
+    that change only the output options (format, --fail-on, --quiet, --tree, several targets)
+    read its stored result. Where a test compares two lints, one side passes ``--no-cache``."""
+    cache = str(tmp_path_factory.mktemp("cli_result_cache"))
+
+    def run(*args: str):
+        return run_cli(*args, env={"XDG_CACHE_HOME": cache})
+
+    return run
+
+
 def test_rules_lists_every_rule():
     out = run_cli("rules")
     assert out.returncode == 0
+    lines = out.stdout.splitlines()
+    start, end = lines[0].index("severity"), lines[0].index("origin")
+    severity_column = " ".join(" ".join(line[start:end].split()) for line in lines[1:])  # wrapped cells rejoined
+    noted = [rule for rule in all_rules() if rule.severity_note]
+    assert noted  # some rules report below or above their default severity
     for rule in all_rules():
         assert rule.code in out.stdout and rule.name in out.stdout
+    for rule in noted:  # as README's table says it
+        assert f"{rule.severity} ({' '.join(rule.severity_note.split())})" in severity_column, rule.code
 
 
 def test_explain_prints_the_docstring_sections():
@@ -28,11 +50,11 @@ def test_explain_prints_the_docstring_sections():
     assert run_cli("explain", "NOPE999").returncode == 2
 
 
-def test_exit_codes_follow_fail_on():
-    assert run_cli(LLAMA).returncode == 0
-    assert run_cli(GEMMA4, "--format", "json").returncode == 1
-    assert run_cli(GEMMA4, "--fail-on", "never", "--format", "json").returncode == 0
-    assert run_cli(LLAMA, "--fail-on", "info", "--format", "json").returncode == 1  # NORM001 is info
+def test_exit_codes_follow_fail_on(cli):
+    assert cli(LLAMA).returncode == 0
+    assert cli(GEMMA4, "--format", "json").returncode == 1
+    assert cli(GEMMA4, "--fail-on", "never", "--format", "json").returncode == 0
+    assert cli(LLAMA, "--fail-on", "info", "--format", "json").returncode == 1  # NORM001 is info
 
 
 def test_unknown_selector_is_a_usage_error():
@@ -48,8 +70,9 @@ def test_select_and_ignore_by_code_and_prefix():
     assert "NORM001" not in report["rules"]
 
 
-def test_json_is_byte_identical_across_runs_and_has_the_contract_shape():
-    first, second = run_cli(GEMMA4, "--format", "json"), run_cli(GEMMA4, "--format", "json")
+def test_json_is_byte_identical_across_runs_and_has_the_contract_shape(cli):
+    # a lint (or its stored result) and a fresh lint that neither reads nor writes the cache
+    first, second = cli(GEMMA4, "--format", "json"), cli(GEMMA4, "--format", "json", "--no-cache")
     assert first.stdout == second.stdout
     report = json.loads(first.stdout)
     assert report["schema_version"] == 1 and report["archlint_version"]
@@ -66,17 +89,17 @@ def test_json_is_byte_identical_across_runs_and_has_the_contract_shape():
     assert report["summary"]["by_code"]["LORA001"] == sum(f["code"] == "LORA001" for f in result["findings"])
 
 
-def test_several_targets_make_one_report(tmp_path):
-    out = run_cli(LLAMA, GEMMA4, "--format", "json", "--output", str(tmp_path / "r.json"))
+def test_several_targets_make_one_report(tmp_path, cli):
+    out = cli(LLAMA, GEMMA4, "--format", "json", "--output", str(tmp_path / "r.json"))
     assert out.returncode == 1 and out.stdout == ""
     report = json.loads((tmp_path / "r.json").read_text())
     assert [r["target"] for r in report["results"]] == [LLAMA, GEMMA4]
 
 
-def test_config_json_path_and_folder_agree():
-    a = json.loads(run_cli(GEMMA4, "--format", "json").stdout)["results"][0]["findings"]
-    b = json.loads(run_cli(GEMMA4 + "/config.json", "--format", "json").stdout)["results"][0]["findings"]
-    assert a == b
+def test_config_json_path_and_folder_agree(cli):
+    a = json.loads(cli(GEMMA4, "--format", "json").stdout)["results"][0]["findings"]
+    b = json.loads(cli(GEMMA4 + "/config.json", "--format", "json", "--no-cache").stdout)["results"][0]["findings"]
+    assert a and a == b
 
 
 def test_model_type_fills_optional_towers():
@@ -95,20 +118,20 @@ def test_factory_targets_file_and_module_forms():
     assert json.loads(by_module.stdout)["results"][0]["findings"] == report["results"][0]["findings"]
 
 
-def test_text_output_groups_and_collapses():
-    out = run_cli(GEMMA4, "--no-color")
+def test_text_output_groups_and_collapses(cli):
+    out = cli(GEMMA4, "--no-color")
     assert "LORA001 linear-wrapper 17 findings at 232 modules" in out.stdout
     assert "model.vision_tower.encoder.layers.*.self_attn.q_proj ×16" in out.stdout
     assert "fix:" in out.stdout
     assert "\x1b[" not in out.stdout
 
 
-def test_tree_marks_findings_on_collapsed_layers():
-    out = run_cli(GEMMA4, "--tree", "--select", "LORA001")
+def test_tree_marks_findings_on_collapsed_layers(cli):
+    out = cli(GEMMA4, "--tree")
     assert "◀ LORA001" in out.stdout
     assert "×16" in out.stdout  # vision layers collapsed
 
 
-def test_quiet_prints_only_findings_at_or_above_fail_on():
-    out = run_cli(LLAMA, "--quiet")
+def test_quiet_prints_only_findings_at_or_above_fail_on(cli):
+    out = cli(LLAMA, "--quiet")
     assert out.returncode == 0 and "NORM001" not in out.stdout

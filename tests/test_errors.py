@@ -202,6 +202,22 @@ def test_output_file_still_written_when_a_target_fails(tmp_path):
     assert json.loads(out.read_text())["results"][0]["error"]["kind"] == "not-found"
 
 
+def test_text_report_file_carries_the_failed_targets_cause(tmp_path):
+    """Written to a file, the text report says why a target failed, as JSON does; on a
+    terminal the report points to stderr, which says it once."""
+    out, report = tmp_path / "report.txt", tmp_path / "also.txt"
+    proc = run_archlint("./no/such/dir", "--output", str(out), "--report", f"text:{report}")
+
+    assert proc.returncode == 3
+    assert_one_error_line(proc.stderr, "./no/such/dir")
+    cause = proc.stderr.strip().removeprefix("archlint: error: ./no/such/dir: ")
+    for text in (out.read_text(), report.read_text()):
+        assert "./no/such/dir" in text and "not-found" in text
+        assert cause in " ".join(text.split())
+    on_terminal = run_archlint("./no/such/dir")
+    assert "on stderr" in on_terminal.stdout and cause not in " ".join(on_terminal.stdout.split())
+
+
 def test_debug_shows_the_traceback(tmp_path):
     target, _ = factory_raises(tmp_path)
     proc = run_archlint(target, "--debug")

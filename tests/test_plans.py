@@ -272,3 +272,72 @@ def test_without_peft_the_reimplementation_answers(monkeypatch):
     without = evaluate_module.predict(model, Plan.from_mapping({"target_modules": "all-linear"}))
     assert without.engine == "reimplementation"
     assert (set(without.modules), without.trainable) == (set(with_peft.modules), with_peft.trainable)
+
+
+# -- PEFT on the shrunk copy ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("regex, on_copy", [
+    (r"model\.layers\.\d+\.mlp\.(?:gate|up)_proj", True),  # any index: every layer alike
+    (r"model\.layers\.(?:0|1)\.mlp\.up_proj", False),  # names layers: the copy cannot stand for them
+    (r"model\.layers\.\d*[02468]\.self_attn\.q_proj", False),  # even layers only
+])
+def test_a_regex_goes_to_the_shrunk_copy_only_when_it_decides_alike_for_every_layer(regex, on_copy):
+    from support import fresh_facts
+
+    from archlint.lora.evaluate import SHRUNK_COPY, on_shrunk_copy
+    from archlint.lora.oracle import run_peft
+
+    facts = fresh_facts(config("meta-llama__Llama-3.1-8B"))
+    model = facts.built.module
+    plan = Plan.from_mapping({"target_modules": regex, "r": 8})
+    outcome = on_shrunk_copy(model, plan, {SHRUNK_COPY: lambda: facts.shrunk_model})
+    if not on_copy:
+        assert outcome is None
+        return
+    whole = run_peft(model, plan)
+    assert outcome is not None and whole.ok
+    assert (outcome.modules, outcome.parameters, outcome.trainable) == (whole.modules, whole.parameters,
+                                                                         whole.trainable)
+    assert len(outcome.modules) == 64
+
+
+def _broken_recipe(message: str):
+    from archlint.report import Engine, PlanSummary, Verdict
+
+    return PlanSummary("recipe:qkvo", "q,k,v,o", Verdict.ERROR, Engine.PEFT, "PEFT on the meta model", None, 8,
+                       error={"type": "ValueError", "message": message, "stage": "inject", "module": None})
+
+
+def test_broken_recipe_shows_what_peft_says_the_user_can_do():
+    """PEFT's whole message when it fits (what it supports, not only what failed); a long
+    message keeps its sentences, its long lists cut to their first items."""
+    from archlint.render.plans import ERROR_CHARS, short_error
+
+    unsupported = ("Target module Wrapped(\n  (linear): Linear(in_features=8, out_features=8, bias=False)\n) is "
+                   "not supported. Currently, only the following modules are supported: `torch.nn.Linear`, "
+                   "`torch.nn.Embedding`, `torch.nn.Conv1d`.")
+    assert short_error(_broken_recipe(unsupported)) == (
+        "ValueError: Target module Wrapped(…) is not supported. Currently, only the following modules are "
+        "supported: `torch.nn.Linear`, `torch.nn.Embedding`, `torch.nn.Conv1d`.")
+    names = ", ".join(f"'model.layers.{i}.attn'" for i in range(40))
+    not_found = (f"Target modules {{{names}}} not found in the base model. Please check the target modules and "
+                 "try again.")
+    shown = short_error(_broken_recipe(not_found))
+    assert len(shown) <= ERROR_CHARS
+    assert shown == ("ValueError: Target modules {'model.layers.0.attn', 'model.layers.1.attn', "
+                     "'model.layers.2.attn', … 37 more} not found in the base model. Please check the target "
+                     "modules and try again.")
+
+
+def test_parsing_a_plan_keeps_library_logs_off_stderr():
+    """A plan parsed through the Python API imports PEFT (its LoraConfig fields), which imports
+    bitsandbytes, which logs missing optional CPU kernels on some machines: none of it may
+    reach stderr. A fresh interpreter, since the import happens once per process."""
+    import subprocess
+    import sys
+
+    code = "from archlint import Plan; Plan.from_mapping({'target_modules': ['q_proj'], 'r': 8})"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""

@@ -79,3 +79,20 @@ def test_gate003_reads_phimoe_sparsemixer_and_ignores_a_unit_scale():
     assert "random jitter" in phimoe.details["extras"]
     # DeepSeek-V2-Lite routes greedily (softmax + top-k) and scales by routed_scaling_factor = 1.0: plain
     assert findings(config("deepseek-ai__DeepSeek-V2-Lite"), "GATE003") == []
+
+
+def test_stacked_experts_in_transformers_own_layout_are_info():
+    """Qwen3-MoE's experts: SiLU on the first half of one stacked gate_up_proj, the layout
+    transformers stores every fused MoE in -- info, not a warning on every MoE."""
+    f = _at(QWEN3_MOE, "GATE001", "model.layers.0.mlp.experts")
+    d = f.details
+    assert (d["activation"], d["fused"], d["layout"], d["clamps"]) == ("silu", True, "halves", [])
+    assert f.severity == Severity.INFO
+    assert "the layout transformers stores every fused MoE in" in f.message
+
+
+def test_a_one_sided_clamp_is_printed_as_the_bound_it_has():
+    f = _at(GPT_OSS, "GATE001", "model.layers.0.mlp.experts")
+    assert "gate clamped to at most 7 (no lower bound)" in f.message
+    assert "up clamped to [-7, 7]" in f.message
+    assert "-inf" not in f.message

@@ -111,3 +111,14 @@ def test_weightless_zoo_norm_computes_in_the_input_dtype():
 
 def test_llama_has_no_warning_or_error():
     assert [f.code for f in findings(LLAMA) if f.severity >= Severity.WARNING] == []
+
+
+def test_weightless_norm_that_casts_back_follows_the_llama_convention():
+    """Upcast, normalise, cast back, no weight (FalconMamba's b/c/dt norms): NORM001 reads the
+    Llama convention (info); the missing weight is NORM002's warning, said once."""
+    target = f"{ZOO}:UpcastWeightlessNormModel"
+    f = _finding_at(target, "NORM001", "layers.0.norm")
+    assert (f.details["compute_dtype"], f.details["has_weight"], f.severity) == ("float32", False, Severity.INFO)
+    assert f.details["liger"]["casting_mode"] == "llama" and f.details["liger"]["elementwise_affine"] is False
+    assert _finding_at(target, "NORM002", "layers.0.norm").severity == Severity.WARNING
+    _check_numerically(target, "layers.0.norm", f.details)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import signal
 import subprocess
 import sys
@@ -19,12 +20,15 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 from support import REPO, check_outputs
 
 from archlint import lint
 from archlint.cli import main
 from archlint.deadline import Deadline, DeadlineExceeded
+from archlint.lora import reimplementation
+from archlint.lora.plan import Plan
 
 GOOD = "fixtures/zoo/bare.py:BareProjectionModel"  # a tiny model: linted in well under a second
 LLAMA = REPO / "fixtures" / "configs" / "meta-llama__Llama-3.1-8B" / "config.json"
@@ -367,3 +371,43 @@ def test_every_error_kind_is_catalogued_and_documented():
     assert raised == set(KINDS), raised ^ set(KINDS)
     documented = set(re.findall(r"^\| `([a-z-]+)` \|", (REPO / "docs" / "errors.md").read_text(), re.M))
     assert documented == set(KINDS), documented ^ set(KINDS)
+
+
+def test_module_sizes_held_as_tensors_still_give_a_json_report(tmp_path):
+    """A model whose config computes a width as a 0-d tensor (transformers' inkling_mm_model
+    default does) builds Linears whose ``in_features`` is a tensor: every number in the
+    report stays a plain int."""
+    path = write(tmp_path / "tensor_sizes.py", """
+        import torch
+        from torch import nn
+
+        class Block(nn.Module):
+            def __init__(self):
+                super().__init__()
+                width = torch.tensor(8, device="cpu")
+                self.q_proj = nn.Linear(8, 8)
+                self.q_proj.in_features = width
+                self.q_proj.out_features = width
+
+            def forward(self, x):
+                return self.q_proj(x)
+
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layers = nn.ModuleList(Block() for _ in range(2))
+
+            def forward(self, x):
+                for layer in self.layers:
+                    x = layer(x)
+                return x
+    """)
+    report = lint(f"{path}:Model")
+    result = report.results[0]
+    assert result.error is None
+    assert all(type(p.trainable) is int for p in result.plans)
+    json.dumps(report.to_dict())
+    with torch.device("meta"):
+        model = runpy.run_path(str(path))["Model"]()
+    outcome = reimplementation.run(model, Plan.from_mapping({"target_modules": ["q_proj"], "r": 8}))
+    assert type(outcome.trainable) is int and outcome.trainable == 2 * 8 * (8 + 8)

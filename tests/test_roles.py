@@ -90,6 +90,13 @@ def test_shared_expert_sigmoid_gate():
         ("shared_expert_gate", "sigmoid", "the output of `shared_expert.down_proj`")]
 
 
+@pytest.mark.parametrize("cls", [zoo.QuickGeluModel, zoo.TanhGeluModel])
+def test_a_projection_that_scales_itself_is_an_activation_not_an_output_gate(cls):
+    rm = _role_map(cls)
+    assert Role.OUTPUT_GATE not in _roles(rm, "layers.0.mlp.fc1")
+    assert rm.block_roles("layers.0.mlp").output_gates == []
+
+
 def test_hash_router():
     rm = _role_map(zoo.HashRouterModel)
     assert _roles(rm, "layers.0.mlp.gate") == {Role.ROUTER}

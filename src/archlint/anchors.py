@@ -62,8 +62,11 @@ def class_anchors(graph, findings: Iterable) -> dict[str, Anchor]:
     for finding in findings:
         if finding.module_class in out or not finding.paths or finding.paths[0] not in graph.nx:
             continue
-        found = _definition(graph.info(finding.paths[0]).cls)
-        if found and not _installed(found.file) and graph.info(finding.paths[0]).class_name == finding.module_class:
+        cls = graph.info(finding.paths[0]).cls
+        if _library_class(cls) or graph.info(finding.paths[0]).class_name != finding.module_class:
+            continue  # finding a class statement parses its whole file: not for library code, never shown
+        found = _definition(cls)
+        if found and not _installed(found.file):
             out[finding.module_class] = found
     return out
 
@@ -75,6 +78,15 @@ def _installed(file: str) -> bool:
         return True
     stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
     return Path(file).resolve().is_relative_to(stdlib)
+
+
+def _library_class(obj) -> bool:
+    """Whether ``obj`` is defined in library code (:func:`_installed`), read from its file name alone."""
+    try:
+        file = inspect.getsourcefile(obj)
+    except TypeError:  # built-ins
+        return False
+    return bool(file) and _installed(file)
 
 
 @functools.cache

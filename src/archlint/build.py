@@ -16,6 +16,7 @@ beyond a small bound (DESIGN decision 3).
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from dataclasses import dataclass
 
@@ -56,6 +57,7 @@ class BuiltModel:
     seconds: float
     real_bytes: int
     class_reason: str = ""  # why this class: the config's architectures, the type's usual class, the factory
+    config: object = None  # the config the module was built from, when it is not the resolved one
 
 
 def build(spec: ModelSpec) -> BuiltModel:
@@ -66,9 +68,9 @@ def build(spec: ModelSpec) -> BuiltModel:
         head = True
         model_type = getattr(getattr(module, "config", None), "model_type", None)
         reason = "what the factory returns"
+        config = None
     else:
-        cls, head, reason = model_class_and_reason(spec)
-        module, strategy = _with_fallback(spec, lambda: _from_config(cls, spec))
+        module, strategy, head, reason, config = _build_from_config(spec)
         model_type = spec.config.model_type
     real = assert_no_storage(module, spec.target)
     return BuiltModel(
@@ -80,7 +82,86 @@ def build(spec: ModelSpec) -> BuiltModel:
         seconds=time.perf_counter() - start,
         real_bytes=real,
         class_reason=reason,
+        config=None if config is spec.config else config,
     )
+
+
+def _build_from_config(spec: ModelSpec):
+    """The module, its strategy, head, class reason and the config it was built from.
+
+    A bare model type's default config is transformers' own: when it fails with the chosen
+    class, the other classes of the type and the config without archlint's filled-in
+    sub-configs are tried (the reason says what failed first); when every one fails,
+    transformers itself cannot build that default config, and the error says so (kind
+    ``bad-config``) rather than blaming the build."""
+    cls, head, reason = model_class_and_reason(spec)
+    try:
+        module, strategy = _with_fallback(spec, lambda: _from_config(cls, spec.config))
+        return module, strategy, head, reason, spec.config
+    except TargetError as first:
+        if spec.kind != "model_type" or first.kind != "build-failed":
+            raise
+        failure = first
+    for other_cls, other_head, config, why in _default_config_alternatives(spec, cls):
+        try:
+            module, strategy = _with_fallback(spec, lambda c=other_cls, g=config: _from_config(c, g))
+        except TargetError as e:
+            if e.kind == "missing-package":
+                raise
+            continue
+        cause = failure.message.split("failed: ", 1)[-1]
+        return module, strategy, other_head, f"{cls.__name__} raises {cause}; {why}", config
+    from transformers import __version__
+
+    cause = failure.message.split("failed: ", 1)[-1]
+    raise TargetError(
+        "bad-config",
+        f"{spec.target}: transformers {__version__} cannot build its own default config of this type "
+        f"({cls.__name__}, and every other class of the type, raise {cause}); lint a published "
+        "config.json of this type instead") from failure
+
+
+def _default_config_alternatives(spec: ModelSpec, tried: type):
+    """Other ways transformers builds a bare model type: every class of the type on the config
+    archlint filled, then on transformers' unfilled default config (as ``AutoConfig.for_model``
+    returns it), each as (class, head, config, why)."""
+    from transformers import AutoConfig
+
+    try:
+        plain = AutoConfig.for_model(spec.config.model_type)
+    except Exception:  # the type's default config itself fails: no alternative
+        plain = None
+    configs = [(spec.config, "")]
+    if plain is not None and plain.to_dict() != spec.config.to_dict():
+        configs.append((plain, " from the default config as transformers returns it (optional towers left out)"))
+    for config, where in configs:
+        for cls, head, auto_name in _type_classes(config):
+            if cls is tried and config is spec.config:
+                continue
+            yield cls, head, config, f"built {auto_name}'s class {cls.__name__} instead{where}"
+
+
+def _type_classes(config) -> list[tuple[type, bool, str]]:
+    """Every importable class the Auto tables map ``config``'s class to, in archlint's order."""
+    import transformers
+
+    found = []
+    for auto_name in (*_AUTO_CLASS_ORDER, "AutoModel"):
+        mapping = getattr(transformers, auto_name)._model_mapping
+        if type(config) not in mapping:
+            continue
+        try:
+            cls = _first_class(mapping[type(config)])
+        except Exception:  # a class needing a missing package: the first attempt named it
+            continue
+        found.append((cls, auto_name != "AutoModel", auto_name))
+    return found
+
+
+def _first_class(mapped):
+    """An Auto table entry: one class, or a tuple of classes (``funnel``: full and base) whose
+    first is the one ``from_config`` builds when the config names no architecture."""
+    return mapped[0] if isinstance(mapped, (tuple, list)) else mapped
 
 
 def model_class(spec: ModelSpec) -> tuple[type, bool]:
@@ -116,15 +197,16 @@ def model_class_and_reason(spec: ModelSpec) -> tuple[type, bool, str]:
         return (transformers.AutoModelForImageTextToText._model_mapping[type(config)], True,
                 f"{why}; a multimodal type's image-text-to-text class (AutoModelForImageTextToText), "
                 "towers included")
-    candidates, unimportable = [], []
+    candidates, unimportable, unimportable_errors = [], [], []
     for auto_name in (*_AUTO_CLASS_ORDER, "AutoModel"):
         mapping = getattr(transformers, auto_name)._model_mapping
         if type(config) not in mapping:
             continue
         try:
-            candidates.append((mapping[type(config)], auto_name))
+            candidates.append((_first_class(mapping[type(config)]), auto_name))
         except Exception as e:  # a class needing a missing package, or named but absent
             unimportable.append(_one_line(e))
+            unimportable_errors.append(e)
     # A composite config (Llama4Config, Qwen3_5Config, MusicgenConfig) is mapped to a causal-LM
     # class that takes only a sub-config; the class that takes the whole config builds every
     # tower. Only when none does is the text class built, from the text sub-config.
@@ -142,6 +224,9 @@ def model_class_and_reason(spec: ModelSpec) -> tuple[type, bool, str]:
         cls, head = own[0]
         return cls, head, (f"{why}; a sub-component config in no Auto table: "
                            "the class its modeling module builds from it")
+    missing = next((m for m in map(missing_package, unimportable_errors) if m), None)
+    if missing:
+        raise TargetError("missing-package", f"{spec.target}: {missing}")
     if unimportable:
         raise TargetError("build-failed", f"{spec.target}: the model class cannot be imported: {unimportable[0]}")
     raise TargetError("no-model-class", f"{spec.target}: transformers has no model class for {type(config).__name__}")
@@ -172,11 +257,12 @@ def _own_model_classes(config) -> list[tuple[type, bool]]:
     ordered = []
     for suffix, head in _OWN_CLASS_SUFFIXES:
         ordered += [(cls, head) for cls in sorted(found, key=lambda c: c.__name__) if cls.__name__.endswith(suffix)]
-    # then the other heads (`ColQwen2ForRetrieval`, `DepthAnythingForDepthEstimation`), then backbones
+    # then the other heads (`ColQwen2ForRetrieval`, `DepthAnythingForDepthEstimation`)
     ordered += [(cls, True) for cls in sorted(found, key=lambda c: c.__name__)
                 if "For" in cls.__name__ and all(cls is not c for c, _ in ordered)]
-    ordered += [(cls, False) for cls in sorted(found, key=lambda c: c.__name__)
-                if cls.__name__.endswith("Backbone") and all(cls is not c for c, _ in ordered)]
+    # then a sub-component class named for what it is (BltPatcher, DiaEncoder, SpeechT5HifiGan)
+    named = {cls for cls, _ in ordered}
+    ordered += [(cls, False) for cls in sorted(found, key=lambda c: c.__name__) if cls not in named]
     return ordered
 
 
@@ -234,8 +320,7 @@ def _takes_text_config(cls: type, config) -> bool:
     return text_config_class is not None and _config_class(cls) is text_config_class
 
 
-def _from_config(cls: type, spec: ModelSpec) -> nn.Module:
-    config = spec.config
+def _from_config(cls: type, config) -> nn.Module:
     if _takes_text_config(cls, config):
         config = config.get_text_config()
     if hasattr(cls, "_from_config"):
@@ -273,6 +358,9 @@ def _with_fallback(spec: ModelSpec, make) -> tuple[nn.Module, str]:
     except TargetError:
         raise
     except Exception as first:
+        missing = missing_package(first)
+        if missing:
+            raise TargetError("missing-package", f"{spec.target}: {missing}") from first
         if not _is_meta_unsafe(first):
             raise TargetError("build-failed",
                               f"{spec.target}: building the model failed: {_one_line(first)}") from first
@@ -283,6 +371,25 @@ def _with_fallback(spec: ModelSpec, make) -> tuple[nn.Module, str]:
         raise
     except Exception as e:
         raise TargetError("build-failed", f"{spec.target}: building the model on meta failed: {_one_line(e)}") from e
+
+
+_REQUIRES = re.compile(r"(\w+) requires the (.+?) library,? but it was not found")
+_PIP = re.compile(r"`pip install ([^`]+)`")
+
+
+def missing_package(error: BaseException) -> str:
+    """One line naming the optional package transformers' placeholder class asked for
+    (``TimmBackbone requires the timm library but it was not found``), with transformers'
+    own install command when its message has one; "" for any other error."""
+    if not isinstance(error, ImportError):
+        return ""
+    match = _REQUIRES.search(str(error))
+    if not match:
+        return ""
+    cls, package = match.groups()
+    pip = _PIP.search(str(error))
+    how = f"`pip install {pip.group(1)}`" if pip else "see transformers' installation notes for it"
+    return f"{cls} needs the optional package {package}, which is not installed ({how}, then run again)"
 
 
 def _is_meta_unsafe(error: BaseException) -> bool:

@@ -113,10 +113,11 @@ def file_digest(path: str | os.PathLike) -> str | None:
         return None
 
 
-def target_source(where: str, *, trust_remote_code: bool,
-                  offline: bool) -> tuple[str, dict[str, Any], dict[str, str]] | None:
+def target_source(where: str, *, trust_remote_code: bool, offline: bool,
+                  hub_timeout: float | None = None) -> tuple[str, dict[str, Any], dict[str, str]] | None:
     """``(kind, pointer, files)`` for a target before it is built, or None when it cannot be
-    cached (a path that does not exist, a Hub id not in the local cache)."""
+    cached (a path that does not exist, a Hub id not in the local cache). ``hub_timeout`` is
+    the target's time limit, which bounds the Hub's answer here as it does in the lint."""
     from .resolve import local_config_file, target_kind
 
     kind = target_kind(where)
@@ -129,7 +130,7 @@ def target_source(where: str, *, trust_remote_code: bool,
         return kind, {"path": str(path)}, _digests(files)
     if kind == "hub":
         repo, _, revision = where.partition("@")
-        found = hub_snapshot(repo, revision or None, offline=offline)
+        found = hub_snapshot(repo, revision or None, offline=offline, timeout=hub_timeout)
         if found is None:
             return None
         commit, config = found
@@ -153,7 +154,8 @@ def _digests(files: Iterable[Path]) -> dict[str, str]:
     return out
 
 
-def hub_snapshot(repo: str, revision: str | None, *, offline: bool) -> tuple[str, Path] | None:
+def hub_snapshot(repo: str, revision: str | None, *, offline: bool,
+                 timeout: float | None = None) -> tuple[str, Path] | None:
     """``(commit, config.json path)`` of ``repo@revision`` in the local Hugging Face cache.
 
     Online, a branch or tag may have moved: it is asked for again (which refreshes the local
@@ -164,7 +166,7 @@ def hub_snapshot(repo: str, revision: str | None, *, offline: bool) -> tuple[str
         # the same bounded, fault-handling request the build makes (and, inside
         # hub.shared_answers, the same answer): never huggingface_hub's own retries
         try:
-            path = Path(fetch_config(repo, repo, revision, offline=False, timeout=None))
+            path = Path(fetch_config(repo, repo, revision, offline=False, timeout=timeout))
         except TargetError:  # unreachable, gated, missing: the lint itself will say why
             return None
         return (path.parent.name, path) if _COMMIT.match(path.parent.name) else None
@@ -294,9 +296,12 @@ class ResultCache:
         return self._environment
 
     def target_key(self, where: str, *, identity: str, codes: Iterable[str], severity: Mapping[str, Any],
-                   ignores: Iterable[Any], plan: Any, options: Mapping[str, Any], offline: bool) -> TargetKey | None:
-        """The key of ``where``'s result under these settings, or None when it is not cacheable."""
-        source = target_source(where, trust_remote_code=bool(options.get("trust_remote_code")), offline=offline)
+                   ignores: Iterable[Any], plan: Any, options: Mapping[str, Any], offline: bool,
+                   hub_timeout: float | None = None) -> TargetKey | None:
+        """The key of ``where``'s result under these settings, or None when it is not cacheable
+        (``hub_timeout``: the target's time limit, for a Hub id's look-up)."""
+        source = target_source(where, trust_remote_code=bool(options.get("trust_remote_code")), offline=offline,
+                               hub_timeout=hub_timeout)
         if source is None:
             return None
         kind, pointer, depends = source

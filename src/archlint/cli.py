@@ -192,7 +192,7 @@ def lint_command(opts: SimpleNamespace) -> None:
             click.echo(f"archlint: debug: {result.target}: {times}", err=True)
     color, width = stdout_style(no_color=opts.no_color, to_terminal=opts.output is None and sys.stdout.isatty())
     options = RenderOptions(color=color and opts.output is None, width=width, tree=opts.tree, quiet=opts.quiet,
-                            fail_on=fail_level)
+                            fail_on=fail_level, errors_on_stderr=opts.output is None)
     text = render(report, opts.fmt, options)
     try:
         if opts.output:
@@ -225,8 +225,9 @@ def _quiet_library_logs() -> None:
 
 @main.command("rules")
 def list_rules():
-    """List every rule: code, name, default severity, summary."""
+    """List every rule: code, name, default severity (and when a finding departs from it), summary."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from .rules import all_rules
@@ -234,8 +235,10 @@ def list_rules():
     table = Table(box=None, pad_edge=False)
     for column in ("code", "name", "severity", "origin", "what it flags"):
         table.add_column(column)
+    table.columns[2].max_width = 36  # a note departing from the default wraps under it
     for rule in all_rules():
-        table.add_row(rule.code, rule.name, str(rule.severity), rule.origin, rule.summary())
+        severity = str(rule.severity) + (f" ({rule.severity_note})" if rule.severity_note else "")
+        table.add_row(rule.code, rule.name, escape(severity), rule.origin, escape(rule.summary()))
     Console(width=160).print(table)
 
 

@@ -29,6 +29,7 @@ KINDS: dict[str, str] = {
     "factory-failed": "the factory raised",
     "factory-not-module": "the factory returned something other than an nn.Module",
     "no-model-class": "transformers has no model class for this config",
+    "missing-package": "the model class needs an optional package that is not installed (timm, PIL, natten, ...)",
     "build-failed": "building the model on the meta device failed",
     "allocated": "the build allocated real tensor memory beyond archlint's bound",
     "timeout": "the target ran past its time limit (--timeout, `timeout` in [tool.archlint])",

@@ -51,17 +51,12 @@ def stdout_style(*, no_color: bool, to_terminal: bool, env: Mapping[str, str] = 
 
 def error_line(result) -> str:
     """The one stderr line of a target that failed: the target once, then the cause and what to do."""
-    message = result.error.message
-    for name in (result.target, getattr(result.error, "target", None)):
-        if name and message.startswith(f"{name}: "):
-            message = message[len(name) + 2:]
-            break
-    return f"archlint: error: {result.target}: {message}"
+    return f"archlint: error: {result.target}: {result.error_cause}"
 
 
 def write_reports(report: Report, specs: Sequence[ReportSpec], options: RenderOptions) -> None:
     """Render ``report`` once per spec into its file (plain text: no colour, fixed width)."""
-    plain = dataclasses.replace(options, color=False, width=FILE_WIDTH)
+    plain = dataclasses.replace(options, color=False, width=FILE_WIDTH, errors_on_stderr=False)
     for spec in specs:
         write_text(spec.path, render(report, spec.fmt, plain), f"--report {spec.fmt}:{spec.path}", create_parents=True)
 

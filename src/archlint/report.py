@@ -192,6 +192,15 @@ class TargetResult:
         return data
 
     @property
+    def error_cause(self) -> str:
+        """A failed target's cause and what to do, without the target's name in front."""
+        message = self.error.message
+        for name in (self.target, getattr(self.error, "target", None)):
+            if name and message.startswith(f"{name}: "):
+                return message[len(name) + 2:]
+        return message
+
+    @property
     def cacheable(self) -> bool:
         return self.error is None and self.quantization is None and self.checkpoint is None
 

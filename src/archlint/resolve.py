@@ -300,8 +300,12 @@ def _resolve_model_type(target: str) -> ModelSpec:
     try:
         config = fill_sub_configs(AutoConfig.for_model(target))
     except Exception as e:
-        raise TargetError("bad-config",
-                          f"{target}: transformers cannot build its default config: {_one_line(e)}") from e
+        from transformers import __version__
+
+        cause = _one_line(e)
+        cause = cause if len(cause) <= 300 else cause[:297] + "..."
+        raise TargetError("bad-config", f"{target}: transformers {__version__} cannot build its own default config "
+                                        f"of this type: {cause}") from e
     return ModelSpec(target, "model_type", config=config)
 
 

@@ -144,20 +144,27 @@ def compare(model: nn.Module, headers: Headers, result: CheckpointAgreement | No
     return result
 
 
-def loading_info(model: nn.Module, headers: Headers):
-    """transformers' ``LoadStateDictInfo`` for loading ``headers`` into a copy of ``model``."""
+#: Checkpoint keys handed to the loader at once. The loader holds a sort key, a deferred
+#: load and a target entry for every key it is given, so a checkpoint of tens of thousands
+#: of per-expert tensors is fed in batches of whole loading groups (see :func:`_batches`).
+BATCH_KEYS = 1024
+
+
+def loading_info(model: nn.Module, headers: Headers, *, batch_keys: int | None = None):
+    """transformers' ``LoadStateDictInfo`` for loading ``headers`` into a copy of ``model``.
+
+    The keys go to ``_load_pretrained_model`` in batches, each batch a union of the groups
+    the loader collects into one parameter (:func:`_batches`), so every conversion sees all
+    its inputs at once. Each call starts from every model key missing and loads its batch
+    into the same copy; the batches' reports combine into the one a single call would give
+    (missing: in no batch loaded; unexpected, mismatched, errors: from any batch), which
+    ``_finalize_model_loading`` then completes (tied weights, ignored keys)."""
     from transformers.conversion_mapping import get_model_conversion_mapping
     from transformers.modeling_utils import LoadStateDictConfig
 
     from ..quantize.oracle import captured_logs
 
     copy = _fresh_copy(model)
-    state_dict = {}
-    for name, t in headers.tensors.items():
-        dtype = SAFETENSORS_DTYPES.get(t.dtype)
-        if dtype is None:
-            raise CheckpointUnreadable(f"{t.file}: unknown safetensors dtype {t.dtype!r} for {name}")
-        state_dict[name] = torch.empty(t.shape, dtype=dtype, device="meta")
     dtype = _load_dtype(copy)
     config = LoadStateDictConfig(
         pretrained_model_name_or_path=headers.source,
@@ -168,10 +175,66 @@ def loading_info(model: nn.Module, headers: Headers):
         weight_mapping=get_model_conversion_mapping(copy, None, None),
     )
     cls = type(copy)
+    info = None
     with captured_logs(), _no_progress_bar():
-        info, _ = cls._load_pretrained_model(copy, state_dict, None, config)
+        for names in _batches(copy, headers, config.weight_mapping, batch_keys or BATCH_KEYS):
+            state_dict = {name: _meta_tensor(name, headers.tensors[name]) for name in names}
+            batch_info, _ = cls._load_pretrained_model(copy, state_dict, None, config)
+            del state_dict
+            info = batch_info if info is None else _combine(info, batch_info)
         info = cls._finalize_model_loading(copy, config, info)
     return info
+
+
+def _batches(model: nn.Module, headers: Headers, weight_mapping, size: int) -> Iterator[list[str]]:
+    """The checkpoint's keys in batches of about ``size``, never splitting a loading group.
+
+    A group is the keys the loader gathers into one parameter (the per-expert tensors it
+    stacks, the parts it concatenates): keys the loader's own ``rename_source_key`` sends
+    to the same model key, decided as ``convert_and_load_state_dict_in_model`` decides it
+    (renamings and converters first; the bare key, prefix adjusted, when that names no
+    parameter but the key itself does). Always yields at least one (possibly empty) batch,
+    so an empty checkpoint still reports every parameter missing."""
+    from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+
+    renamings = [m for m in weight_mapping or [] if isinstance(m, WeightRenaming)]
+    converters = [m for m in weight_mapping or [] if isinstance(m, WeightConverter)]
+    expected = model.state_dict()
+    prefix = model.base_model_prefix
+    groups: dict[str, list[str]] = {}
+    for key in headers.tensors:
+        target, _ = rename_source_key(key, renamings, converters, prefix, expected)
+        if target not in expected and key in expected:
+            target, _ = rename_source_key(key, [], [], base_model_prefix=prefix, meta_state_dict=expected)
+        groups.setdefault(target, []).append(key)
+    del expected
+    batch: list[str] = []
+    yielded = False
+    for keys in groups.values():
+        if batch and len(batch) + len(keys) > size:
+            yield batch
+            yielded, batch = True, []
+        batch.extend(keys)
+    if batch or not yielded:
+        yield batch
+
+
+def _combine(total, batch):
+    """One loading report from two batches' reports on the same model."""
+    total.missing_keys &= batch.missing_keys
+    total.unexpected_keys |= batch.unexpected_keys
+    total.mismatched_keys |= batch.mismatched_keys
+    total.skipped_pp_keys |= batch.skipped_pp_keys
+    total.conversion_errors.update(batch.conversion_errors)
+    total.error_msgs.extend(batch.error_msgs)
+    return total
+
+
+def _meta_tensor(name: str, header) -> torch.Tensor:
+    dtype = SAFETENSORS_DTYPES.get(header.dtype)
+    if dtype is None:
+        raise CheckpointUnreadable(f"{header.file}: unknown safetensors dtype {header.dtype!r} for {name}")
+    return torch.empty(header.shape, dtype=dtype, device="meta")
 
 
 @contextmanager

@@ -36,7 +36,12 @@ class TensorHeader:
 
 @dataclass
 class Headers:
-    """Every tensor a checkpoint stores, from its headers only."""
+    """Every tensor a checkpoint stores, from its headers only.
+
+    Tensors of one file with the same dtype and shape (the experts of a MoE, the layers of
+    a stack) share one :class:`TensorHeader`, so a checkpoint of tens of thousands of
+    tensors costs little more than its names; the parsed JSON of a file is dropped once
+    added."""
 
     source: str  # the folder or "org/name@revision"
     tensors: dict[str, TensorHeader] = field(default_factory=dict)
@@ -45,10 +50,15 @@ class Headers:
 
     def add_file(self, filename: str, header: dict) -> None:
         self.files.append(filename)
+        shared: dict[tuple[str, tuple[int, ...]], TensorHeader] = {}
         for name, info in header.items():
             if name == "__metadata__" or not isinstance(info, dict):
                 continue
-            self.tensors[name] = TensorHeader(str(info["dtype"]), tuple(int(d) for d in info["shape"]), filename)
+            key = (str(info["dtype"]), tuple(int(d) for d in info["shape"]))
+            record = shared.get(key)
+            if record is None:
+                record = shared[key] = TensorHeader(*key, filename)
+            self.tensors[name] = record
 
 
 def has_local_checkpoint(folder: Path) -> bool:
@@ -64,6 +74,7 @@ def read_local(folder: str | Path) -> Headers:
         header, size = read_local_header(folder / filename)
         headers.add_file(filename, header)
         headers.header_bytes += size
+        del header  # one file's JSON at a time
     return headers
 
 
@@ -123,7 +134,9 @@ def read_hub(repo_id: str, revision: str | None = None, *, token: str | bool | N
         else:
             raise CheckpointUnreadable(f"{repo_id}: no {SINGLE_FILE} or {INDEX_FILE} on the Hub")
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(files)))) as pool:
-            parsed = list(pool.map(lambda f: (f, *_hub_header(api, repo_id, f, revision)), files))
+            for filename, header, size in pool.map(lambda f: (f, *_hub_header(api, repo_id, f, revision)), files):
+                headers.add_file(filename, header)
+                headers.header_bytes += size
     except CheckpointUnreadable:
         raise
     except HfHubHTTPError as e:
@@ -131,9 +144,6 @@ def read_hub(repo_id: str, revision: str | None = None, *, token: str | bool | N
     except Exception as e:  # the HTTP client's own errors (connection, timeout), a malformed index
         raise CheckpointUnreadable(f"{repo_id}: reading safetensors headers failed: "
                                    f"{type(e).__name__}: {_first_line(e)}") from e
-    for filename, header, size in parsed:
-        headers.add_file(filename, header)
-        headers.header_bytes += size
     return headers
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import one_line
-from ..lora.evaluate import SHRUNK_COPY, ModelIndex, PlanEvaluation, evaluate, peft_input, predict
+from ..lora.evaluate import ADAPTED_COPY, SHRUNK_COPY, ModelIndex, PlanEvaluation, evaluate, peft_input, predict
 from ..lora.oracle import Outcome
 from ..lora.plan import Plan
 from ..lora.recipes import common_recipes
@@ -95,8 +95,9 @@ class PlanFacts:
         if not outcome.ok or outcome.engine != Engine.PEFT:
             return None
         checker = self.facts.training_steps
+        adapted = self.outcomes.pop((ADAPTED_COPY, peft_input(plan)), None)  # PEFT's run on the shrunk copy
         with self.facts.timed("steps"):
-            return checker.check(plan.lora_kwargs())
+            return checker.check(plan.lora_kwargs(), adapted=adapted)
 
 
 def touched_paths(evaluation: PlanEvaluation) -> set[str]:
@@ -119,8 +120,21 @@ def plans(facts: Facts) -> PlanFacts:
     wanted = [facts.plan] if facts.plan is not None else common_recipes(facts.built.model_type)
     try:
         evaluations = [evaluate(facts.built.module, p, index=found.index, outcomes=found.outcomes) for p in wanted]
-        found.evaluations = [dataclasses.replace(e, step=found.step_of(e.plan, e.outcome)) for e in evaluations]
+        steps = {i: found.step_of(evaluations[i].plan, evaluations[i].outcome) for i in _widest_first(evaluations)}
+        found.evaluations = [dataclasses.replace(e, step=steps[i]) for i, e in enumerate(evaluations)]
     except Exception as e:
         found.error = one_line(e)
         found.exception = e
     return found
+
+
+def _widest_first(evaluations: list[PlanEvaluation]) -> list[int]:
+    """The order to step the evaluations in: the plan that wraps the most first. A plan that
+    adapts a subset of what a clean step adapted is clean without a step of its own
+    (:meth:`archlint.lora.training_step.StepChecker.check`), so stepping ``all-linear`` before
+    the recipes it contains spares their steps; the outcomes do not depend on the order."""
+    def width(i: int) -> int:
+        outcome = evaluations[i].outcome
+        return len(outcome.modules) + len(outcome.parameters)
+
+    return sorted(range(len(evaluations)), key=lambda i: (-width(i), i))

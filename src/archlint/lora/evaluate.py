@@ -160,6 +160,10 @@ def predict(model: nn.Module, plan: Plan, *, engine: Engine | None = None, outco
 #: Key of an ``outcomes`` dict holding a callable that returns the model's shrunk copy
 #: (:class:`archlint.shrink.ShrunkModel`, one layer per distinct block structure) or None.
 SHRUNK_COPY = "shrunk copy"
+#: ``outcomes[(ADAPTED_COPY, peft_input(plan))]``: ``(shrunk copy, PEFT's adapted copy of it)``
+#: from the run that answered for ``plan``, left for the plan's training step to take
+#: (:meth:`archlint.facts.plans.PlanFacts.step_of`) instead of injecting the same plan again.
+ADAPTED_COPY = "adapted shrunk copy"
 _INDEX_SEGMENT = re.compile(r"(^|\.)\d+(\.|$)")
 
 
@@ -177,7 +181,7 @@ def on_shrunk_copy(model: nn.Module, plan: Plan, outcomes: dict | None,
     difference, falls back to the whole model: the cost of a PEFT run then grows with depth
     again, the answer never changes."""
     make = outcomes.get(SHRUNK_COPY) if outcomes is not None else None
-    if make is None or not _names_no_layer(plan, model):
+    if make is None or not _names_no_layer(plan, model, lambda regex: _regex_ignores_layers(regex, model, make())):
         return None
     shrunk = make()
     if shrunk is None:
@@ -187,18 +191,21 @@ def on_shrunk_copy(model: nn.Module, plan: Plan, outcomes: dict | None,
     small = reimplementation.run(shrunk.module, plan, default_targets=defaults)
     if not (whole.ok and small.ok):
         return None
-    ran = run_peft(shrunk.module, plan)
+    adapted: list = []
+    ran = run_peft(shrunk.module, plan, keep=adapted)
     if not ran.ok or (ran.modules, ran.parameters, ran.trainable) != (small.modules, small.parameters, small.trainable):
         return None
+    outcomes[(ADAPTED_COPY, peft_input(plan))] = (shrunk.module, adapted[0])
     return Outcome(True, modules=whole.modules, parameters=whole.parameters, trainable=whole.trainable,
                    rerouted=moe_reroutes(model, plan))
 
 
-def _names_no_layer(plan: Plan, model: nn.Module) -> bool:
+def _names_no_layer(plan: Plan, model: nn.Module, regex_ok=lambda regex: False) -> bool:
     """True when nothing in ``plan`` can tell one layer of a structure from another: names
     without a numeric segment (PEFT's defaults by the names they stand for on this model),
-    ``all-linear`` (every linear layer, whose classes the shrunk copy all keeps), no other
-    regex, no ``layers_to_transform``, no per-module patterns."""
+    ``all-linear`` (every linear layer, whose classes the shrunk copy all keeps), a regex
+    only where ``regex_ok`` says it decides alike for every layer, no ``layers_to_transform``,
+    no per-module patterns."""
     kwargs = plan.lora_kwargs()
     if kwargs.get("layers_to_transform") is not None or kwargs.get("layers_pattern") is not None:
         return False
@@ -210,9 +217,36 @@ def _names_no_layer(plan: Plan, model: nn.Module) -> bool:
         value = kwargs.pop(key, None)
         if value is None:
             continue
+        if isinstance(value, str) and key in ("target_modules", "exclude_modules") and regex_ok(value):
+            continue
         if isinstance(value, str) or any(_INDEX_SEGMENT.search(str(name)) for name in value):
             return False  # a regex can name indices
     return all(v is None or isinstance(v, (bool, int, float, str)) for v in kwargs.values())
+
+
+def _regex_ignores_layers(regex: str, model: nn.Module, shrunk) -> bool:
+    """Whether PEFT's full match of ``regex`` (a string ``target_modules``/``exclude_modules``)
+    decides the same on the shrunk copy as on the model, checked path by path rather than
+    read from the pattern: on the model, every path with the same indices starred
+    (``model.layers.*.mlp.up_proj``) matches alike, and each path of the copy matches exactly
+    when the model's path it stands for (:meth:`archlint.shrink.ShrunkModel.original_path`)
+    does. Then the copy holds every (structure, match) pair the model has."""
+    if shrunk is None:
+        return False
+    try:
+        pattern = re.compile(regex)
+    except re.error:
+        return False  # PEFT's error is the answer: asked of the model itself
+    decided: dict[str, bool] = {}
+    for path, _ in model.named_modules():
+        if decided.setdefault(star_indices(path), pattern.fullmatch(path) is not None) != (
+                pattern.fullmatch(path) is not None):
+            return False
+    for path, _ in shrunk.module.named_modules():
+        original = shrunk.original_path(path)
+        if decided.get(star_indices(original)) != (pattern.fullmatch(path) is not None):
+            return False
+    return True
 
 
 #: LoraConfig arguments that only choose what is wrapped.

@@ -179,8 +179,10 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def run_peft(model: nn.Module, plan: Plan, *, fresh: Callable[[nn.Module], nn.Module] = fresh_copy) -> Outcome:
-    """``get_peft_model(fresh(model), LoraConfig(**plan))`` and what came out of it."""
+def run_peft(model: nn.Module, plan: Plan, *, fresh: Callable[[nn.Module], nn.Module] = fresh_copy,
+             keep: list | None = None) -> Outcome:
+    """``get_peft_model(fresh(model), LoraConfig(**plan))`` and what came out of it; the
+    adapted model is appended to ``keep`` (when given and PEFT injected the plan)."""
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(**plan.lora_kwargs())
@@ -196,6 +198,8 @@ def run_peft(model: nn.Module, plan: Plan, *, fresh: Callable[[nn.Module], nn.Mo
                                error_module=refused_module(e, target) or None)
         tuner = peft_model.base_model
         trainable, _ = peft_model.get_nb_trainable_parameters()
+        if keep is not None:
+            keep.append(peft_model)
     return Outcome(
         True,
         modules=tuple(tuner.targeted_module_names),

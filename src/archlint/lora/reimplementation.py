@@ -232,7 +232,8 @@ def _inject(model: nn.Module, config: _Config, rerouted: dict[str, str], default
     if not modules and not parameters:
         _raise_no_match(config, excluded, unmatched)
     trainable += _modules_to_save_size(model, config)
-    return Outcome(True, modules=tuple(modules), parameters=tuple(parameters), trainable=trainable,
+    # int(): a model may hold its sizes as 0-d tensors (a width its config computed with torch)
+    return Outcome(True, modules=tuple(modules), parameters=tuple(parameters), trainable=int(trainable),
                    rerouted=rerouted, engine=Engine.REIMPLEMENTATION)
 
 

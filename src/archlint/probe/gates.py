@@ -12,6 +12,7 @@ fused-projection and attention-gate readers.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .trace import SPLIT_OPS, VIEW_OPS, Op, Operand, Trace
@@ -54,7 +55,7 @@ class Glu:
         if self.fused:
             extras.append(f"fused gate/up projection, {self.layout}")
         for side, lo, hi in self.clamps:
-            extras.append(f"{side} clamped to [{_bound(lo, '-inf')}, {_bound(hi, 'inf')}]")
+            extras.append(f"{side} {_clamp_text(lo, hi)}")
         if self.up_offset:
             extras.append(f"up + {self.up_offset:g}")
         return name + (f" ({', '.join(extras)})" if extras else "")
@@ -97,10 +98,21 @@ def find_glu(trace: Trace) -> Glu | None:
     return None
 
 
-def _bound(value, unbounded: str) -> str:
-    if value is None:
-        return unbounded
+def _bound(value) -> str:
     return f"{value:g}" if isinstance(value, (int, float)) else f"`{value}`"
+
+
+def _unbounded(value) -> bool:
+    return value is None or (isinstance(value, (int, float)) and math.isinf(value))
+
+
+def _clamp_text(lo, hi) -> str:
+    """A clamp in words: an absent or infinite bound is no bound, not ``-inf``."""
+    if _unbounded(lo):
+        return f"clamped to at most {_bound(hi)} (no lower bound)"
+    if _unbounded(hi):
+        return f"clamped to at least {_bound(lo)} (no upper bound)"
+    return f"clamped to [{_bound(lo)}, {_bound(hi)}]"
 
 
 def _layout(trace: Trace, gate: _Branch) -> str:

@@ -55,8 +55,9 @@ class NormSemantics:
 
     @property
     def llama_convention(self) -> bool:
-        """What kernel patchers assume by default: scale by ``w`` after casting back."""
-        return (self.kind == "rms" and self.has_weight and self.offset == 0 and self.eps_inside_sqrt is True
+        """What kernel patchers assume by default: scale by ``w`` after casting back. A
+        weightless norm that casts back follows it too (its missing weight is NORM002's)."""
+        return (self.kind == "rms" and self.offset == 0 and self.eps_inside_sqrt is True
                 and self.casting_mode == "llama" and self.gate is None and self.group_size is None)
 
     @property

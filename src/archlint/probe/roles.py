@@ -289,7 +289,7 @@ class _Reader:
             return Role.SSM_INPUT, (f"{what} (op {scan.index})",)
         if glu is not None:
             return glu[0], (glu[1],)
-        gate = self._gates_other_branch(reached)
+        gate = self._gates_other_branch(op, name, reached)
         if gate is not None:
             return Role.OUTPUT_GATE, (gate,)
         nxt = next((o for o in reached if o.index in self.projections), None)
@@ -417,21 +417,79 @@ class _Reader:
             return origin
         return None
 
-    def _gates_other_branch(self, reached: list[Op]) -> str | None:
-        """sigmoid/tanh/silu of this part, multiplied into a value this part does not feed."""
+    def _gates_other_branch(self, part: int, name: str | None, reached: list[Op]) -> str | None:
+        """sigmoid/tanh/silu of this part, multiplied into a value this part does not feed.
+
+        A value computed from the part itself (x * sigmoid(1.702 x), 0.5 x (1 + tanh(...)))
+        makes the product an activation function of the part, not a gate on another branch."""
         act = next((o for o in reached if o.name in _GATE_ACTIVATIONS), None)
         if act is None:
             return None
+        from_part = {o.index for o in reached}
         for op in reached:
             if op.index <= act.index or op.name not in ("mul", "mul_") or len(op.tensors) != 2:
                 continue
-            mine = {act.index} | {o.index for o in self.reach(act.index, None)}
-            other = [t for t in op.tensors if not (t.kind == "op" and (t.op in mine or t.op == act.index))]
+            other = [t for t in op.tensors if not self._from_part(t, part, name, from_part)]
             if len(other) != 1:
                 continue
+            if self._glu_partner(part, other[0]):
+                return None  # act(a(x)) * b(x): a GLU (GATE001's), not a gate on a branch
             branch = self._branch_name(other[0])
             return f"{act.name}(·) multiplied into {branch} (op {op.index})"
         return None
+
+    def _glu_partner(self, part: int, operand: Operand) -> bool:
+        """``operand`` is, up to views and casts, the output of another projection that reads
+        the same input as the projection ``part`` comes from -- or, when ``part`` is a slice
+        of a fused projection, computed from that projection alone (its other slice,
+        activated or capped: a fused gate/up), with no attention in between."""
+        other = self.trace.origin(operand, through=VIEW_OPS | {"_to_copy"})
+        mine = part if part in self.projections else next(
+            (u.index for t in self.trace.ops[part].tensors[:1] for u in self.trace.upstream(t)
+             if u.index in self.projections), None)
+        if mine is None or other.kind != "op":
+            return False
+        if other.op in self.projections:
+            return mine != other.op and self._data_input(mine) == self._data_input(other.op)
+        if part in self.projections:
+            return False
+        return self._only_from(operand, part)
+
+    def _only_from(self, operand: Operand, split: int) -> bool:
+        """Walking back from ``operand``, every path that meets a projection, an attention
+        core or a scan meets op ``split`` first (and one does meet it): the other factor is
+        this fused projection's other slice, not a branch computed from it."""
+        attention = {i for core in self.cores for i in core.ops}
+        frontier, seen, met = [operand], set(), False
+        while frontier:
+            nxt = []
+            for o in frontier:
+                if o.kind != "op" or o.op in seen:
+                    continue
+                seen.add(o.op)
+                if o.op == split:
+                    met = True
+                    continue
+                op = self.trace.ops[o.op]
+                if o.op in self.projections or o.op in attention or op.name in SCANS or _causal_depthwise_conv(op):
+                    return False
+                nxt.extend(self.trace.ops[o.op].tensors)
+            frontier = nxt
+        return met
+
+    def _data_input(self, index: int):
+        """What a projection op projects: its one operand that is not a weight or bias."""
+        for t in self.trace.ops[index].tensors:
+            origin = self.trace.origin(t, through=VIEW_OPS | {"_to_copy"})
+            if origin.kind != "param":
+                return (origin.kind, origin.op if origin.kind == "op" else origin.name)
+        return None
+
+    @staticmethod
+    def _from_part(operand: Operand, part: int, name: str | None, from_part: set[int]) -> bool:
+        if operand.kind != "op":
+            return False
+        return operand.op in from_part or (operand.op == part and (name is None or operand.name == name))
 
     def _branch_name(self, operand: Operand) -> str:
         upstream = self.trace.upstream(operand)

@@ -19,6 +19,8 @@ class RenderOptions:
     fail_on: Severity | None = Severity.WARNING
     max_patterns: int = 8  # per code in text output; JSON always lists everything
     root: str | None = None  # repository root for file locations (SARIF, annotations); None: the cwd
+    # a failed target's cause goes to stderr beside the report; a report written to a file carries it itself
+    errors_on_stderr: bool = True
 
 
 class OutputFormat(enum.StrEnum):

@@ -78,7 +78,7 @@ def render(report: Report, options) -> str:
 
 def _target(out: _Out, result: TargetResult, options) -> None:
     if result.error:
-        _not_analysed(out, result)
+        _not_analysed(out, result, cause_here=not options.errors_on_stderr)
         return
     _header(out, result)
     shown = [f for f in result.findings if not options.quiet or (options.fail_on and f.severity >= options.fail_on)]
@@ -106,12 +106,14 @@ def _target(out: _Out, result: TargetResult, options) -> None:
     out.blank()
 
 
-def _not_analysed(out: _Out, result: TargetResult) -> None:
+def _not_analysed(out: _Out, result: TargetResult, *, cause_here: bool = False) -> None:
     """``✗ TARGET  not analysed (kind; ...)``: the target's name is never broken unless it alone
-    is wider than the width; when it does not fit beside the verdict, it has a line of its own."""
+    is wider than the width; when it does not fit beside the verdict, it has a line of its own.
+    With ``cause_here`` (a report written to a file) the cause and what to do follow, as
+    the stderr line says them; otherwise the verdict points to stderr."""
     mark, name = "✗ ", result.target
-    verdict = (f"not analysed ([red]{escape(result.error.kind)}[/]; "
-               "the cause and what to do are on stderr)")
+    where = "below" if cause_here else "on stderr"
+    verdict = f"not analysed ([red]{escape(result.error.kind)}[/]; the cause and what to do are {where})"
     first_word = "  not"
     if len(mark) + len(name) + len(first_word) <= out.width:
         out.line("", Text.from_markup("[bold red]✗[/] ") + Text(name, style="bold")
@@ -124,6 +126,8 @@ def _not_analysed(out: _Out, result: TargetResult) -> None:
             for i in range(0, len(name), out.width):
                 out.console.print(Text(name[i:i + out.width], style="bold"))
         out.line("  ", verdict)
+    if cause_here:
+        out.line("  ", escape(result.error_cause))
     out.blank()
 
 

@@ -11,13 +11,16 @@ class AttentionSinks(Rule):
 
     What it does:
         Flags attention modules that own a `sinks` parameter (one learned logit per
-        head, appended to the scores before softmax, as in gpt-oss), and models whose
-        class sets `_supports_sdpa = False`.
+        head, appended to the scores before softmax, as in gpt-oss), and models (or
+        towers of a composite model) whose class sets `_supports_sdpa = False`, for which
+        transformers chose eager attention when the model was built (read from the
+        built model's `config._attn_implementation`, transformers' own decision).
 
     Why is this bad:
         SDPA and FlashAttention-2 have no sink term: transformers falls back to eager
         attention, whose memory grows with the square of the sequence length, and
-        long-context training runs out of memory. Forcing `sdpa` is ignored.
+        long-context training runs out of memory. Requesting `attn_implementation="sdpa"`
+        for a model that declares no SDPA support raises.
 
     Example:
         `GptOssAttention.sinks`, shape `[num_heads]`.
@@ -39,6 +42,8 @@ class AttentionSinks(Rule):
     INVALID = (
         Example("fixtures/zoo/params.py:SinkAttention", paths=("layers.0.attn", "layers.1.attn"),
                 fix="kernels-community/vllm-flash-attn3"),
+        Example("fixtures/zoo/hf_tiny.py:SdpaModelWithEagerTower", paths=("vision_tower",), fix="eager",
+                note="the tower, not the whole model, runs eager attention"),
     )
 
     def check(self, ctx):
@@ -58,23 +63,40 @@ class AttentionSinks(Rule):
                 fix=fix,
                 details={"sinks_shape": shape},
             )
-        root = ctx.graph.root
-        if not found and _declares_no_sdpa(root) and ctx.attention_modules:
-            flash = getattr(type(root), "_supports_flash_attn", False)
+        if found:
+            return
+        attention = [p for g in ctx.attention_modules for p in g.paths]
+        for path, model in _eager_models(ctx.graph.root, attention):
+            flash = getattr(type(model), "_supports_flash_attn", False)
+            where = "the whole model" if not path else f"the tower `{path}`"
             yield self.finding(
-                [""],
-                f"{type(root).__name__} declares _supports_sdpa = False; transformers runs eager attention, "
-                f"whose memory grows with the square of the sequence length",
-                module_class=type(root).__name__,
+                [path],
+                f"{type(model).__name__} ({where}) declares _supports_sdpa = False; transformers chose eager "
+                "attention for it (config._attn_implementation), whose memory grows with the square of the "
+                "sequence length",
+                module_class=type(model).__name__,
                 fix=Fix(
                     "Plan memory for eager attention" + (", or use FlashAttention-2" if flash else ""),
                     'from_pretrained(..., attn_implementation="flash_attention_2")' if flash
                     else 'from_pretrained(..., attn_implementation="eager")  # the only supported backend',
                 ),
+                details={"attn_implementation": "eager"},
             )
 
 
-def _declares_no_sdpa(root) -> bool:
+def _eager_models(root, attention: list[str]):
+    """(path, model) of the outermost transformers models that declare no SDPA support, run
+    eager attention as transformers set it up, and hold attention modules."""
     from transformers import PreTrainedModel
 
-    return isinstance(root, PreTrainedModel) and not getattr(type(root), "_supports_sdpa", False)
+    reported: list[str] = []
+    for path, module in root.named_modules():
+        if not isinstance(module, PreTrainedModel) or getattr(type(module), "_supports_sdpa", False):
+            continue
+        if getattr(getattr(module, "config", None), "_attn_implementation", None) != "eager":
+            continue
+        if any(path == r or path.startswith(f"{r}.") or not r for r in reported):
+            continue  # inside a model already reported
+        if any(not path or a == path or a.startswith(f"{path}.") for a in attention):
+            reported.append(path)
+            yield path, module

@@ -23,7 +23,10 @@ class GatedMlpVariant(Rule):
         feed it (split `gate_proj`/`up_proj`, or one fused projection cut in halves or
         interleaved), the activation (SiLU, tanh-approximate or exact GELU,
         `x·σ(αx)`, ReLU²...), and any clamps or constants. Canonical SwiGLU with split
-        projections is info; every other variant is a warning that names it.
+        projections is info, and so are stacked experts in the layout transformers
+        stores every fused MoE in (SiLU on the first half of one `gate_up_proj`);
+        every other variant is a warning that names it. A clamp with an absent or
+        infinite bound is printed as the bound it has ("at most 10").
 
     Why is this bad:
         Fused-MLP kernel swaps assume one variant: Liger's SwiGLU kernel on a GeGLU MLP,
@@ -49,7 +52,8 @@ class GatedMlpVariant(Rule):
     code = "GATE001"
     name = "gated-mlp-variant"
     severity = Severity.WARNING
-    severity_note = "info for a canonical SwiGLU/GeGLU that kernels handle as is"
+    severity_note = ("info for a canonical split SwiGLU, and for stacked experts in transformers' own fused "
+                     "SwiGLU layout")
     confidence = Confidence.MEDIUM
     tools = ("liger", "unsloth", "vllm", "gguf", "peft")
 
@@ -69,12 +73,15 @@ class GatedMlpVariant(Rule):
                     or _inner_glu(ctx, group.representative.module, glu)):
                 continue
             info = group.representative
+            stacked = _stacked(info.module, glu)
+            standard = stacked and _standard_experts(glu)
             yield self.finding(
                 group.paths,
-                f"{info.class_name} is a {glu.variant} MLP: {_formula(glu)}",
+                f"{info.class_name} is a {glu.variant} MLP: {_formula(glu)}"
+                + ("; the layout transformers stores every fused MoE in" if standard else ""),
                 module_class=info.class_name,
-                severity=Severity.INFO if glu.canonical else Severity.WARNING,
-                fix=_fix(glu, stacked=_stacked(info.module, glu)),
+                severity=Severity.INFO if glu.canonical or standard else Severity.WARNING,
+                fix=_fix(glu, stacked=stacked),
                 details={"variant": glu.variant, "activation": glu.activation, "fused": glu.fused,
                          "layout": glu.layout, "gate": glu.gate.weight, "up": glu.up.weight,
                          "clamps": [list(c) for c in glu.clamps], "up_offset": glu.up_offset,
@@ -127,6 +134,14 @@ def _formula(glu) -> str:
     if glu.fused:
         return f"gate and up are cut from one `{gate}`"
     return f"{glu.activation}(`{gate}`(x)) * `{up}`(x)"
+
+
+def _standard_experts(glu) -> bool:
+    """Stacked experts as transformers' own experts implementations compute them: SiLU on
+    the first half of one fused ``gate_up_proj``, nothing else. Tools written for
+    transformers' MoE layout expect exactly this; only a departure from it is a warning."""
+    return (glu.activation == "silu" and glu.fused and glu.layout == "halves"
+            and not glu.clamps and not glu.up_offset)
 
 
 def _stacked(module, glu) -> bool:

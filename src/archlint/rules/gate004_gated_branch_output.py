@@ -16,7 +16,10 @@ class GatedBranchOutput(Rule):
         Records each block's forward (the parts of every repeated layer) on meta tensors
         once and reads the roles of its projections from the data flow: a projection of
         the block's input that passes through `sigmoid`/`tanh`/`silu` and is multiplied
-        into the output of another projection branch is an output gate. The finding
+        into the output of another projection branch is an output gate. An activation
+        written out as a product of its own input (CLIP's `x·σ(1.702x)`, the tanh form of
+        GELU) is no gate, nor is `act(a(x)) · b(x)` with `b` another projection of the
+        same input (a GLU, GATE001's). The finding
         names the gate projection, its activation and the branch it scales. Gates on an
         attention output are GATE002's.
 
@@ -45,7 +48,9 @@ class GatedBranchOutput(Rule):
     confidence = Confidence.MEDIUM
     tools = ("vllm", "gguf", "sglang", "peft", "bitsandbytes")
 
-    VALID = (Example("fixtures/zoo/roles.py:SigmoidRouterMoeModel", note="routed experts only, no gated branch"),)
+    VALID = (Example("fixtures/zoo/roles.py:SigmoidRouterMoeModel", note="routed experts only, no gated branch"),
+             Example("fixtures/zoo/roles.py:VisionGluModel",
+                     note="silu(gate(x)) * up(x): a GLU, both projections of the same input"))
     INVALID = (
         Example("fixtures/zoo/roles.py:SharedExpertGateModel",
                 paths=("layers.0.mlp.shared_expert_gate", "layers.1.mlp.shared_expert_gate"),
@@ -72,7 +77,7 @@ class GatedBranchOutput(Rule):
                 paths,
                 f"{class_name} scales the output of `{target}` by {activation}(`{projection}`(x)); implementations "
                 f"that rebuild the block without this gate change its output",
-                module_class=ctx.graph.info(paths[0]).class_name,
+                module_class=_class_of(ctx.graph, paths[0]),
                 fix=Fix("Use a MoE/MLP implementation that applies the gate; decide whether the gate projection is "
                         "adapted or quantized",
                         f"gate projection: {projection}; scales: {target}; "
@@ -80,3 +85,11 @@ class GatedBranchOutput(Rule):
                 details={"gate_projection": projection, "activation": activation, "branch": target,
                          "reached_by": reached},
             )
+
+
+def _class_of(graph, path: str) -> str:
+    """The class of the gate's module; for a stacked parameter (``experts.gate_up_proj``),
+    the class of the module that owns it."""
+    if path in graph.nx.nodes:
+        return graph.info(path).class_name
+    return graph.info(path.rpartition(".")[0]).class_name

@@ -14,8 +14,9 @@ class WeightlessNorm(Rule):
     What it does:
         Flags norm modules that own no parameters at all (`Gemma4RMSNorm` with
         `with_scale=False`, `nn.LayerNorm(elementwise_affine=False)`). The same probe
-        as NORM001 confirms the module normalises (a parameterless module named
-        "norm" that does not is left alone) and gives the weightless kernel settings.
+        as NORM001 confirms the module normalises its input (a parameterless module named
+        "norm" that does not is left alone: torch's `_WeightNorm` parametrization
+        normalises a weight, not activations) and gives the weightless kernel settings.
 
     Why is this bad:
         Kernel patchers and converters assume every norm has a `.weight`: a fused
@@ -38,7 +39,9 @@ class WeightlessNorm(Rule):
     severity = Severity.WARNING
     tools = ("liger", "unsloth", "gguf", "mlx")
 
-    VALID = (Example("fixtures/zoo/norms.py:TorchRmsNormModel"),)
+    VALID = (Example("fixtures/zoo/norms.py:TorchRmsNormModel"),
+             Example("fixtures/zoo/norms.py:WeightNormConvModel",
+                     note="torch's weight-norm parametrization normalises a weight, not activations"))
     INVALID = (
         Example("fixtures/zoo/norms.py:WeightlessNormModel", paths=("layers.0.v_norm", "layers.1.v_norm"),
                 fix="weightless"),
