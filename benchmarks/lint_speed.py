@@ -228,7 +228,8 @@ def report(runs: int, work: Path) -> None:
     for model in MODELS:
         f, c, h = med(floors[model]), med(colds[model]), med(hits[model])
         print(f"{model:<26} {f.wall:>10.2f} {f.cpu:>6.2f} {c.wall:>14.2f} {c.cpu:>6.2f} "
-              f"{c.wall / f.wall:>12.2f} {c.cpu / f.cpu:>6.2f} {h.wall:>14.3f} {h.cpu:>6.3f}")
+              f"{c.wall / f.wall:>12.2f} {c.cpu / f.cpu:>6.2f} {h.wall:>14.3f} {h.cpu:>6.3f}"
+              f"{'  NOT served from the cache' if h.cpu > f.cpu / 2 else ''}")
 
     print()
     heavy = heavy_imports(str(configs[MODELS[1]]), warm)
@@ -245,11 +246,11 @@ def report(runs: int, work: Path) -> None:
     print()
     shallow, tall = (med(deep[n]) for n in DEPTHS)
     stages = {n: debug_timings(str(folder), empty)[0] for n, folder in depth.items()}
-    inside = {n: sum(v for k, v in t.items() if k in ("resolve", "build", "graph", "rules")) for n, t in stages.items()}
+    inside = {n: sum(v for k, v in t.items() if k in STAGES) for n, t in stages.items()}
     print(f"depth, Llama-3.1-8B width: {DEPTHS[0]} layers {shallow.wall:.2f} s wall / {shallow.cpu:.2f} s cpu, "
           f"{DEPTHS[1]} layers {tall.wall:.2f} s wall / {tall.cpu:.2f} s cpu: "
           f"{tall.wall / shallow.wall:.2f}x wall, {tall.cpu / shallow.cpu:.2f}x cpu")
-    print(f"  archlint's own time (resolve+build+graph+rules, --debug): {inside[DEPTHS[0]]:.2f} s vs "
+    print(f"  archlint's own phases (all --debug phases, cpu): {inside[DEPTHS[0]]:.2f} s vs "
           f"{inside[DEPTHS[1]]:.2f} s: {inside[DEPTHS[1]] / inside[DEPTHS[0]]:.2f}x")
 
     debug_runs = {m: [debug_timings(str(configs[m]), empty) for _ in range(runs if m == TRACED_MODEL else 1)]
@@ -270,14 +271,14 @@ def report(runs: int, work: Path) -> None:
 
     print()
     print("archlint --debug stage timings (uncached runs, cpu seconds of each phase, median)")
-    header = f"{'model':<28}" + "".join(f"{s:>9}" for s in STAGES)
+    header = f"{'model':<28}" + "".join(f"{s:>{max(9, len(s) + 1)}}" for s in STAGES)
     print(header)
     print("-" * len(header))
     for model in MODELS:
         times = {s: statistics.median(t.get(s, float("nan")) for t, _ in debug_runs[model]) for s in STAGES}
-        print(f"{model:<28}" + "".join(f"{times[s]:>9.3f}" for s in STAGES))
+        print(f"{model:<28}" + "".join(f"{times[s]:>{max(9, len(s) + 1)}.3f}" for s in STAGES))
     for layers in DEPTHS:
-        row = "".join(f"{stages[layers].get(s, float('nan')):>9.3f}" for s in STAGES)
+        row = "".join(f"{stages[layers].get(s, float('nan')):>{max(9, len(s) + 1)}.3f}" for s in STAGES)
         print(f"{f'llama-8b-width {layers} layers':<28}" + row)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 EXCERPT_TARGET = "fixtures/configs/google__gemma-4-E2B-it"
-EXCERPT_LINES = 34
+EXCERPT_LINES = 37
 
 
 def excerpt(report) -> str:

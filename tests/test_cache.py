@@ -133,6 +133,26 @@ def test_identical_inputs_hit_and_every_format_renders_byte_identical(tiny_confi
     assert json.loads(outputs[0][1]["report.json"])["results"][1]["findings"]  # there is something to compare
 
 
+def test_a_config_that_ships_a_quantization_config_is_served_from_the_cache(tiny_config, builds, tmp_path):
+    """FP8/MXFP4 checkpoints ship their quantization_config: the preview is stored with the
+    result, and the cached report renders the same bytes."""
+    data = json.loads((tiny_config / "config.json").read_text())
+    data["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True,
+                                   "bnb_4bit_quant_type": "nf4"}
+    (tiny_config / "config.json").write_text(json.dumps(data, indent=2))
+    outputs = []
+    for run in ("cold", "cached"):
+        out = tmp_path / run
+        out.mkdir()
+        result = CliRunner().invoke(main, [str(tiny_config), "--format", "json", "-o", str(out / "report.json"),
+                                           "--report", f"text:{out / 'report.txt'}"])
+        assert result.exit_code in (0, 1), result.output
+        outputs.append({p.name: p.read_bytes() for p in out.iterdir()})
+    assert builds == [str(tiny_config)]
+    assert outputs[0] == outputs[1]
+    assert json.loads(outputs[0]["report.json"])["results"][0]["quantization"]["method"] == "bitsandbytes"
+
+
 def test_no_cache_neither_reads_nor_writes(tiny_config, builds):
     for _ in range(2):
         assert CliRunner().invoke(main, [str(tiny_config), "--no-cache", "--select", "NORM"]).exit_code == 0

@@ -212,9 +212,9 @@ def test_a_lint_runs_peft_once_per_distinct_input(monkeypatch):
     evaluate = importlib.import_module("archlint.lora.evaluate")
     inputs = []
     real = evaluate.run_peft
-    def recording(model, plan, **options):  # options: how the copy is made, what is kept
+    def recording(model, plan, **kwargs):
         inputs.append(evaluate.peft_input(plan))
-        return real(model, plan, **options)
+        return real(model, plan, **kwargs)
 
     monkeypatch.setattr(evaluate, "run_peft", recording)
     result = lint(GEMMA4_E2B, select=["LORA"]).results[0]

@@ -129,6 +129,9 @@ def test_gemma4_verified_fix_adapts_exactly_the_language_model_projections():
     # the same regex as a plan: archlint's trainable count is PEFT's
     (plan,) = _lint(GEMMA4_E2B, {"target_modules": regex}).plans
     assert plan.verdict == "ok" and plan.trainable == trainable and set(plan.modules) == expected
+    # the fix trains: its printed verification ran one step, and so did the plan's
+    assert "one fake training step ran clean (inject, forward, backward)" in comment
+    assert tuple(plan.checked) == ("inject", "forward", "backward")
 
 
 # -- MoE experts: what PEFT 0.21.2 really does ----------------------------------------
@@ -325,3 +328,16 @@ def test_broken_recipe_shows_what_peft_says_the_user_can_do():
     assert shown == ("ValueError: Target modules {'model.layers.0.attn', 'model.layers.1.attn', "
                      "'model.layers.2.attn', … 37 more} not found in the base model. Please check the target "
                      "modules and try again.")
+
+
+def test_parsing_a_plan_keeps_library_logs_off_stderr():
+    """A plan parsed through the Python API imports PEFT (its LoraConfig fields), which imports
+    bitsandbytes, which logs missing optional CPU kernels on some machines: none of it may
+    reach stderr. A fresh interpreter, since the import happens once per process."""
+    import subprocess
+    import sys
+
+    code = "from archlint import Plan; Plan.from_mapping({'target_modules': ['q_proj'], 'r': 8})"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""

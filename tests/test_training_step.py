@@ -73,6 +73,8 @@ def test_every_output_of_a_headless_model_carries_the_loss():
     # with a loss too: the next-sentence head trains under the objective whose labels it needs
     step = _zoo("PretrainingHeads").check({"target_modules": ["proj", "pooler"], "r": 4})
     assert step.ok and step.checked == STAGES, step
+    step = _zoo("NestedPooledEncoder").check({"target_modules": ["proj", "pooler"], "r": 4})
+    assert step.ok and step.checked == STAGES, step
 
 
 def test_a_refused_target_is_named_at_inject():
@@ -163,3 +165,35 @@ def test_a_headless_model_is_stepped_without_labels():
     assert step.ok
     headless = _checker("siglip2_text_model").check({"target_modules": ["q_proj", "v_proj"]})
     assert headless.ok and headless.checked == STAGES, headless
+
+
+# -- the adapted copy of the plan's own PEFT run -----------------------------------------------
+
+
+@pytest.mark.parametrize("name, ok", [("Trains", True), ("TupleRouter", False)])
+def test_a_step_takes_the_adapted_copy_of_the_plan_s_peft_run_instead_of_injecting_again(monkeypatch, name, ok):
+    from torch import nn
+
+    from archlint import Plan
+    from archlint.lora import training_step
+    from archlint.lora.oracle import run_peft
+
+    checker = _checker.__wrapped__(f"{ZOO}:{name}")  # a checker of its own: the test counts injections
+    model = (checker.shrunk or checker.full).module
+    kwargs = {"target_modules": ["proj"] if name == "TupleRouter" else ["proj", "head"], "r": 4}
+    injected = []
+    inject = training_step._inject
+    monkeypatch.setattr(training_step, "_inject", lambda *a: injected.append(a) or inject(*a))
+
+    kept: list = []
+    assert run_peft(model, Plan.from_mapping(kwargs), keep=kept).ok and len(kept) == 1
+    step = checker.check(kwargs, adapted=(model, kept[0]))
+    assert injected == []  # the given copy was stepped ...
+    assert step.ok is ok  # ... for real: the tuple-returning wrapped module still fails in forward
+    if not ok:
+        assert (step.stage, step.module) == ("forward", "proj")
+
+    other: list = []
+    run_peft(model, Plan.from_mapping({**kwargs, "r": 8}), keep=other)
+    checker.check({**kwargs, "r": 8}, adapted=(nn.Linear(2, 2), other[0]))  # made from another module
+    assert len(injected) == 1  # not taken: injected afresh

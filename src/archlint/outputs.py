@@ -19,7 +19,6 @@ from pathlib import Path
 from .errors import UsageError
 from .render import FORMATS, RenderOptions, render
 from .render.github import step_summary
-from .render.text import error_cause
 from .report import Report
 
 FILE_WIDTH = 100
@@ -52,7 +51,7 @@ def stdout_style(*, no_color: bool, to_terminal: bool, env: Mapping[str, str] = 
 
 def error_line(result) -> str:
     """The one stderr line of a target that failed: the target once, then the cause and what to do."""
-    return f"archlint: error: {result.target}: {error_cause(result)}"
+    return f"archlint: error: {result.target}: {result.error_cause}"
 
 
 def write_reports(report: Report, specs: Sequence[ReportSpec], options: RenderOptions) -> None:

@@ -182,8 +182,8 @@ class TargetResult:
 
     def to_data(self) -> dict[str, Any]:
         """Everything a renderer reads, as JSON data: what the result cache stores (no graph,
-        no timings). A quantization preview or checkpoint agreement has no data form here:
-        such a result is not cached (see :attr:`cacheable`)."""
+        no timings). A quantization preview is stored as its ``to_dict`` data; a result with a
+        checkpoint agreement is not cached (see :attr:`cacheable`)."""
         data = self.to_dict()
         data["plans"] = [_plan_data(p) for p in self.plans]
         data["anchor"] = self.anchor.to_dict() if self.anchor else None
@@ -192,8 +192,20 @@ class TargetResult:
         return data
 
     @property
+    def error_cause(self) -> str:
+        """A failed target's cause and what to do, without the target's name in front."""
+        message = self.error.message
+        for name in (self.target, getattr(self.error, "target", None)):
+            if name and message.startswith(f"{name}: "):
+                return message[len(name) + 2:]
+        return message
+
+    @property
     def cacheable(self) -> bool:
-        return self.error is None and self.quantization is None and self.checkpoint is None
+        """A failed target is linted again; a checkpoint agreement depends on shard headers the
+        cache key does not cover. A quantization preview depends only on the config, the
+        request and the library versions, which the key covers."""
+        return self.error is None and self.checkpoint is None
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> TargetResult:
@@ -209,7 +221,19 @@ class TargetResult:
             class_anchors={name: Anchor.from_dict(a) for name, a in data["class_anchors"].items()},
             plans=[_plan_from_data(p) for p in data["plans"]],
             tree=data.get("tree"),
+            quantization=StoredSection(data["quantization"]) if data.get("quantization") is not None else None,
         )
+
+
+@dataclass(frozen=True)
+class StoredSection:
+    """A report section the result cache stored as its data (a quantization preview):
+    renderers read it through ``to_dict`` alone, so it renders as the section it was."""
+
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
 
 
 def _plan_data(plan: PlanSummary) -> dict[str, Any]:

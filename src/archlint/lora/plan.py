@@ -209,8 +209,11 @@ def _flag_value(value: str | Sequence[str], flag: str):
 
 
 def _known_passive_keys() -> frozenset[str]:
+    from ..quiet import quiet_libraries
+
     try:
-        from peft import LoraConfig
+        with quiet_libraries():  # importing PEFT imports bitsandbytes, which logs missing CPU kernels
+            from peft import LoraConfig
     except ImportError:
         return _PASSIVE_KEYS
     return frozenset(f.name for f in dataclasses.fields(LoraConfig)) | _PASSIVE_KEYS

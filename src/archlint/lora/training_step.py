@@ -18,6 +18,8 @@ lint (:mod:`archlint.facts.training`). A step is remembered per set of modules i
 plans that adapt the same modules of the copy (the seven standard names and ``all-linear``
 on Llama) share one step, and a plan adapting a subset of the modules of a plan whose step
 ran clean is clean without a run of its own (``StepChecker._implied`` says why).
+When PEFT already answered a plan on the shrunk copy, its adapted copy is stepped
+instead of injecting the same plan again.
 A plan that matches nothing on the copy (an entry naming a layer the copy does not keep)
 is stepped on the model itself.
 
@@ -32,7 +34,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -42,9 +44,10 @@ from ..errors import one_line
 from ..train_forward import _accepts, _quiet, _raising_module
 
 STAGES = ("inject", "forward", "backward")
-#: Sequence lengths tried in turn: long enough for compressed attention (DeepSeek-V4 pools 128
-#: tokens), then short for models with few positions (SigLIP's text tower has 64).
-BATCH, SEQ_LENGTHS = 2, (256, 8)
+#: Sequence lengths tried in turn: short first (SigLIP's text tower has 64 positions; a recurrent
+#: scan loops over positions), then long enough for compressed attention (DeepSeek-V4 pools 128
+#: tokens), only when the short step is not clean.
+BATCH, SEQ_LENGTHS = 2, (8, 256)
 
 #: LoraConfig keys that only choose what is adapted or scale it: two plans that differ only
 #: in these and adapt the same modules run the same step.
@@ -159,47 +162,53 @@ class StepChecker:
         return None
 
     def _step(self, step_model: StepModel, adapted: nn.Module) -> StepCheck:
+        """One step at the shortest length first; a longer one only when the short step is not
+        clean (a model that needs more positions, an adapter a short input does not reach):
+        ops that loop over positions (a recurrent scan) cost in proportion to the length."""
         start = time.perf_counter()
         paths = {id(m): _peft_path(p) for p, m in adapted.named_modules()}
-        lora_layers = _lora_layers(adapted)
-        ran: list[nn.Module] = []
-        hooks = [m.register_forward_hook(lambda module, args, out: ran.append(module)) for m in lora_layers]
         from torch._subclasses.fake_tensor import FakeTensorMode
 
-        mode = FakeTensorMode(allow_non_fake_inputs=True)
+        best = None
+        for seq in SEQ_LENGTHS:
+            check = self._attempt(step_model, adapted, paths, FakeTensorMode(allow_non_fake_inputs=True), seq)
+            if best is None or len(check.checked) >= len(best.checked):
+                best = check
+            if check.checked == STAGES:
+                break
+        return replace(best, seconds=time.perf_counter() - start)
+
+    def _attempt(self, step_model: StepModel, adapted: nn.Module, paths: dict[int, str], mode, seq: int) -> StepCheck:
+        ran: list[nn.Module] = []
+        hooks = [m.register_forward_hook(lambda module, args, out: ran.append(module)) for m in _lora_layers(adapted)]
         try:
-            for seq in SEQ_LENGTHS:
-                ran.clear()
-                loss, error, raised_in = _forward(adapted, paths, self.supplied, mode, seq)
-                if error is None:
-                    break
+            loss, error, raised_in = _forward(adapted, paths, self.supplied, mode, seq)
         finally:
             for hook in hooks:
                 hook.remove()
         label = step_model.label
         if error is not None:
-            return StepCheck(("inject",), "forward", error, _user_path(step_model, raised_in), label,
-                             seconds=time.perf_counter() - start)
+            return StepCheck(("inject",), "forward", error, _user_path(step_model, raised_in), label)
         ran_once = list(dict.fromkeys(ran))
         parameters = [(m, name, p) for m in ran_once for name, p in _lora_parameters(m)]
         if not parameters:
-            return StepCheck(("inject", "forward"), model=label, seconds=time.perf_counter() - start,
+            return StepCheck(("inject", "forward"), model=label,
                              note="no adapted module runs on text input; backward not checked")
         if loss is None:
-            return StepCheck(("inject", "forward"), model=label, seconds=time.perf_counter() - start,
+            return StepCheck(("inject", "forward"), model=label,
                              note="the forward returns no loss or floating output; backward not checked")
         missing, error, raised_in = _backward(loss, parameters, paths, mode)
         if error is not None:
             return StepCheck(("inject", "forward"), "backward", error, _user_path(step_model, raised_in), label,
-                             lora_parameters=len(parameters), seconds=time.perf_counter() - start)
+                             lora_parameters=len(parameters))
         if missing:
             module = missing[0]
             text = (f"RuntimeError: no gradient reaches the LoRA parameters of {len(missing)} adapted module(s) "
                     f"the forward ran (their output reaches the loss through no differentiable path, e.g. only "
                     f"through a top-k selection), e.g. {_user_path(step_model, paths[id(module)])}")
             return StepCheck(("inject", "forward"), "backward", text, _user_path(step_model, paths[id(module)]),
-                             label, lora_parameters=len(parameters), seconds=time.perf_counter() - start)
-        return StepCheck(STAGES, model=label, lora_parameters=len(parameters), seconds=time.perf_counter() - start)
+                             label, lora_parameters=len(parameters))
+        return StepCheck(STAGES, model=label, lora_parameters=len(parameters))
 
 
 def _inject(model: nn.Module, kwargs: dict[str, Any]) -> tuple[nn.Module | None, str | None, str]:
@@ -271,14 +280,20 @@ def _loss(output) -> torch.Tensor | None:
     train on any output (a classifier on a headless model's ``pooler_output``; the
     next-sentence head of a pre-training class, whose loss needs labels a text collator does
     not give), so an adapter is dead only when no output depends on it differentiably."""
-    if isinstance(output, torch.Tensor):
-        values = [output]
-    elif isinstance(output, Mapping):
-        values = list(output.values())
-    else:
-        values = list(output) if isinstance(output, (tuple, list)) else []
-    floating = [v.float().sum() for v in values if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    floating = [v.float().sum() for v in _tensors(output) if v.is_floating_point()]
     return torch.stack(floating).sum() if floating else None
+
+
+def _tensors(output, depth: int = 0) -> Iterator[torch.Tensor]:
+    """Every tensor of a model output, nested outputs included (FLAVA's ``text_output``)."""
+    if isinstance(output, torch.Tensor):
+        yield output
+    elif depth < 4 and isinstance(output, Mapping):
+        for value in output.values():
+            yield from _tensors(value, depth + 1)
+    elif depth < 4 and isinstance(output, (tuple, list)):
+        for value in output:
+            yield from _tensors(value, depth + 1)
 
 
 def _backward(loss: torch.Tensor, parameters, paths: dict[int, str], mode):

@@ -440,14 +440,42 @@ class _Reader:
 
     def _glu_partner(self, part: int, operand: Operand) -> bool:
         """``operand`` is, up to views and casts, the output of another projection that reads
-        the same input as the projection ``part`` comes from."""
+        the same input as the projection ``part`` comes from -- or, when ``part`` is a slice
+        of a fused projection, computed from that projection alone (its other slice,
+        activated or capped: a fused gate/up), with no attention in between."""
         other = self.trace.origin(operand, through=VIEW_OPS | {"_to_copy"})
-        if other.kind != "op" or other.op not in self.projections:
-            return False
         mine = part if part in self.projections else next(
             (u.index for t in self.trace.ops[part].tensors[:1] for u in self.trace.upstream(t)
              if u.index in self.projections), None)
-        return mine is not None and mine != other.op and self._data_input(mine) == self._data_input(other.op)
+        if mine is None or other.kind != "op":
+            return False
+        if other.op in self.projections:
+            return mine != other.op and self._data_input(mine) == self._data_input(other.op)
+        if part in self.projections:
+            return False
+        return self._only_from(operand, part)
+
+    def _only_from(self, operand: Operand, split: int) -> bool:
+        """Walking back from ``operand``, every path that meets a projection, an attention
+        core or a scan meets op ``split`` first (and one does meet it): the other factor is
+        this fused projection's other slice, not a branch computed from it."""
+        attention = {i for core in self.cores for i in core.ops}
+        frontier, seen, met = [operand], set(), False
+        while frontier:
+            nxt = []
+            for o in frontier:
+                if o.kind != "op" or o.op in seen:
+                    continue
+                seen.add(o.op)
+                if o.op == split:
+                    met = True
+                    continue
+                op = self.trace.ops[o.op]
+                if o.op in self.projections or o.op in attention or op.name in SCANS or _causal_depthwise_conv(op):
+                    return False
+                nxt.extend(self.trace.ops[o.op].tensors)
+            frontier = nxt
+        return met
 
     def _data_input(self, index: int):
         """What a projection op projects: its one operand that is not a weight or bias."""

@@ -134,8 +134,8 @@ def _run(module: nn.Module, input_dtype: torch.dtype | None = None, *, with_tens
                 extra = {} if dim is None else _extra_arguments(module, x, with_tensors=with_tensors, rotary=rotary)
                 if rotary == "complex" and "position_embeddings" not in extra:
                     continue  # the same call as the first
-                if masked and not _complete_arguments(module, x, extra):
-                    break
+                if masked and (dim is None or not _complete_arguments(module, x, extra)):
+                    break  # a lookup table is probed on its own input only
                 recorder = Recorder({**_roles(module), x._cdata: Operand("input", "0"), **_argument_roles(extra)})
                 recorder.trace.input_dtype = str(dtype).removeprefix("torch.")
                 try:
@@ -221,16 +221,18 @@ def _completable(module: nn.Module, extra: dict) -> bool:
 
 
 def _complete_arguments(module: nn.Module, x: torch.Tensor, extra: dict) -> bool:
-    """The arguments a forward may use although its signature lets them be None, filled in
-    ``extra``: a zero 4-D ``attention_mask`` (a sparse-attention indexer folds its top-k into
+    """The arguments an attention forward may use although its signature lets them be None,
+    filled in ``extra``: a zero 4-D ``attention_mask`` (a sparse-attention indexer folds its top-k into
     the mask it slices) and ``position_ids`` (attention temperature tuned by position).
     False when there is nothing to add (the retry would be the same call)."""
     try:
         names = set(inspect.signature(module.forward).parameters)
     except (TypeError, ValueError):
         return False
+    if "attention_mask" not in names:
+        return False  # not an attention: nothing it would slice or scale
     added = False
-    if "attention_mask" in names and extra.get("attention_mask") is None:
+    if extra.get("attention_mask") is None:
         extra["attention_mask"] = torch.zeros(x.shape[0], 1, x.shape[1], x.shape[1], device="meta", dtype=x.dtype)
         added = True
     if "position_ids" in names and extra.get("position_ids") is None:

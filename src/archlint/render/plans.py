@@ -63,13 +63,17 @@ def _first_items(match: re.Match) -> str:
 def _recipes(plans: list[PlanSummary]) -> list[str]:
     lines = [f"  [bold]LoRA recipes[/] [dim]({escape(plans[0].engine_label)}, r=8)[/]"]
     width = max(len(p.label) for p in plans)
+    said: dict[str, str] = {}  # error -> the first recipe it broke; a later one refers to it
     for p in plans:
         name = p.label.ljust(width)
         if p.ok:
             wrapped = f"{len(p.modules)} modules" + (f" + {len(p.parameters)} parameters" if p.parameters else "")
             lines.append(f"    {escape(name)}  [green]works [/]  {wrapped}, {p.trainable:,} trainable")
+        elif (error := short_error(p)) in said:
+            lines.append(f"    {escape(name)}  [bold red]breaks[/]  the same error as {escape(said[error])}")
         else:
-            lines.append(f"    {escape(name)}  [bold red]breaks[/]  {escape(short_error(p))}")
+            said[error] = p.label
+            lines.append(f"    {escape(name)}  [bold red]breaks[/]  {escape(error)}")
         lines.extend(f"    {' ' * width}          [dim]{escape(n)}[/]" for n in p.notes)
     return lines
 

@@ -127,18 +127,8 @@ def _not_analysed(out: _Out, result: TargetResult, *, cause_here: bool = False) 
                 out.console.print(Text(name[i:i + out.width], style="bold"))
         out.line("  ", verdict)
     if cause_here:
-        out.line("  ", escape(error_cause(result)))
+        out.line("  ", escape(result.error_cause))
     out.blank()
-
-
-def error_cause(result: TargetResult) -> str:
-    """A failed target's cause and what to do, without the target's name in front (the stderr
-    line and a report written to a file both print it)."""
-    message = result.error.message
-    for name in (result.target, getattr(result.error, "target", None)):
-        if name and message.startswith(f"{name}: "):
-            return message[len(name) + 2:]
-    return message
 
 
 def _header(out: _Out, result: TargetResult) -> None:

@@ -48,6 +48,7 @@ class MoeZero3Leaf(Rule):
     code = "DIST002"
     name = "moe-zero3-leaf"
     severity = Severity.WARNING
+    severity_note = "info, at low confidence, when no router can be read and only the config's expert count fits"
     confidence = Confidence.MEDIUM
     tools = ("deepspeed",)
 

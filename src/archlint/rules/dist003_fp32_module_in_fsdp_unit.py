@@ -57,7 +57,7 @@ class Fp32ModuleInFsdpUnit(Rule):
         root = ctx.graph.root
         if not isinstance(root, PreTrainedModel):
             return
-        dtype = root.dtype if isinstance(getattr(root, "dtype", None), torch.dtype) else torch.bfloat16
+        dtype = _model_dtype(root)
         plan = root._get_dtype_plan(dtype)
         if not plan:
             return
@@ -93,6 +93,16 @@ class Fp32ModuleInFsdpUnit(Rule):
             details={"units": sorted(mixed), "fp32_parameters": sorted(n for names in mixed.values() for n in names),
                      "dtype_plan": {k: str(v) for k, v in sorted(plan.items())}},
         )
+
+
+def _model_dtype(root) -> torch.dtype:
+    """The model's dtype as transformers reads it (its first floating parameter); bf16 for a
+    model whose ``dtype`` property finds none (it raises StopIteration then)."""
+    try:
+        dtype = root.dtype
+    except (StopIteration, AttributeError):
+        return torch.bfloat16
+    return dtype if isinstance(dtype, torch.dtype) else torch.bfloat16
 
 
 def _unit_of(ctx, path: str, units: set[str]) -> str:

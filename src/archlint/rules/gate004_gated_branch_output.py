@@ -77,7 +77,7 @@ class GatedBranchOutput(Rule):
                 paths,
                 f"{class_name} scales the output of `{target}` by {activation}(`{projection}`(x)); implementations "
                 f"that rebuild the block without this gate change its output",
-                module_class=ctx.graph.info(paths[0]).class_name,
+                module_class=_class_of(ctx.graph, paths[0]),
                 fix=Fix("Use a MoE/MLP implementation that applies the gate; decide whether the gate projection is "
                         "adapted or quantized",
                         f"gate projection: {projection}; scales: {target}; "
@@ -85,3 +85,11 @@ class GatedBranchOutput(Rule):
                 details={"gate_projection": projection, "activation": activation, "branch": target,
                          "reached_by": reached},
             )
+
+
+def _class_of(graph, path: str) -> str:
+    """The class of the gate's module; for a stacked parameter (``experts.gate_up_proj``),
+    the class of the module that owns it."""
+    if path in graph.nx.nodes:
+        return graph.info(path).class_name
+    return graph.info(path.rpartition(".")[0]).class_name
