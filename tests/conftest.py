@@ -12,6 +12,38 @@ sys.path.insert(0, str(Path(__file__).parent))  # `import hub_server` from any r
 
 from hub_server import GEMMA, HUB_TOKEN, FakeHub, fake_hub_repos  # noqa: E402
 
+# -- one run: lints shared by its workers, the slowest tests started first ------------
+
+
+def pytest_configure(config):
+    """In the controlling process (the only one without ``workerinput``), before pytest-xdist
+    starts its workers, which inherit the environment: a folder for the lints they share."""
+    import tempfile
+
+    from support import SHARED_LINTS
+
+    if not hasattr(config, "workerinput") and SHARED_LINTS not in os.environ:
+        config._archlint_shared_lints = tempfile.mkdtemp(prefix="archlint-test-lints-")
+        os.environ[SHARED_LINTS] = config._archlint_shared_lints
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    from support import SHARED_LINTS
+
+    folder = getattr(config, "_archlint_shared_lints", None)
+    if folder:
+        os.environ.pop(SHARED_LINTS, None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` first (a stable sort: the same order in every worker), so that
+    two workers do not end with one of them alone on a long test."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 # -- every JSON report and SARIF log rendered in this process is schema-checked --------
 
 

@@ -20,10 +20,38 @@ CONFIGS = REPO / "fixtures" / "configs"
 SCHEMAS = REPO / "schema"
 
 
+#: A folder the pytest-xdist workers of one run share (conftest sets it in the controller):
+#: a lint one worker made is read by the others instead of being made again.
+SHARED_LINTS = "ARCHLINT_TEST_SHARED_LINTS"
+
+
 @cache
 def lint_cached(target: str, select: tuple[str, ...] | None = None, plan_json: str | None = None,
                 quantization: str | None = None):
-    """``archlint.lint`` once per (target, selection, plan as JSON, quantization) for the whole session."""
+    """``archlint.lint`` once per (target, selection, plan as JSON, quantization) for the whole
+    run: in this process, and across the run's workers through :data:`SHARED_LINTS` (a worker
+    that wants a lint another one is making waits for it instead of making it too)."""
+    shared = os.environ.get(SHARED_LINTS)
+    if not shared:
+        return _lint(target, select, plan_json, quantization)
+    import fcntl
+    import hashlib
+    import pickle
+
+    key = hashlib.sha256(repr((target, select, plan_json, quantization)).encode()).hexdigest()[:32]
+    stored = Path(shared) / f"{key}.pickle"
+    with open(Path(shared) / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if stored.exists():
+            return pickle.loads(stored.read_bytes())
+        report = _lint(target, select, plan_json, quantization)
+        partial = stored.with_suffix(".partial")
+        partial.write_bytes(pickle.dumps(report))
+        partial.replace(stored)
+        return report
+
+
+def _lint(target: str, select: tuple[str, ...] | None, plan_json: str | None, quantization: str | None):
     import json
 
     from archlint import Plan, lint

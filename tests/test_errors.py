@@ -249,3 +249,13 @@ def test_meta_unsafe_factory_is_rescued_by_the_fallback(tmp_path):
     result = json.loads(proc.stdout)["results"][0]
     assert result["error"] is None
     assert result["model"]["parameters"] == 45 * 45 + 45
+
+
+def test_a_target_error_survives_pickling():
+    """A report crosses processes (the census' workers, the test suite's): its error must too."""
+    import pickle
+
+    from archlint.errors import TargetError
+
+    error = pickle.loads(pickle.dumps(TargetError("remote-code", "x: needs --trust-remote-code")))
+    assert (type(error), error.kind, error.message) == (TargetError, "remote-code", "x: needs --trust-remote-code")

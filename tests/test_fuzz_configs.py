@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from config_mutations import mutated_configs
 from hypothesis import HealthCheck, given, settings
 
@@ -43,6 +44,7 @@ def check(text: str, tmp_path_factory, select) -> None:
         assert "\n" not in result.error.message
 
 
+@pytest.mark.slow
 @settings(max_examples=500, **_SETTINGS)
 @given(text=mutated_configs(depth=2))
 def test_mutated_configs_never_escape_or_hang(text, tmp_path_factory):

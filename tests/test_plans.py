@@ -170,6 +170,7 @@ def test_gemma4_26b_experts_are_not_adapted_and_the_target_parameters_fix_reache
     assert len(params) == 60 and f"{trainable:,} trainable parameters" in comment
 
 
+@pytest.mark.slow
 def test_deepseek_v3_names_the_plain_linears_peft_re_routes_away_from():
     result = _lint(DEEPSEEK_V3)
     skipped = {f.details["entry"]: set(f.paths) for f in result.findings

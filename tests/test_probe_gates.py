@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from support import config, findings, lint_cached
 
 from archlint.findings import Confidence, Severity
@@ -50,6 +51,7 @@ def test_gpt_oss_experts_are_clamped_fused_interleaved_swiglu_warning():
     assert not any("model.layers.0.mlp" in f.paths for f in findings(GPT_OSS, "GATE001"))
 
 
+@pytest.mark.slow
 def test_gate003_flags_gemma4_and_deepseek_routers_not_mixtral_or_qwen():
     gemma = _at(GEMMA4_26B, "GATE003", "model.language_model.layers.0.router")
     assert gemma.module_class == "Gemma4TextRouter"

@@ -180,6 +180,7 @@ def test_conv_patch_embeddings_are_never_experts(name):
     assert findings(config(name), "LORA006") == []
 
 
+@pytest.mark.slow
 def test_every_bundled_config_lints_or_asks_for_remote_code():
     for folder in sorted(p for p in CONFIGS.iterdir() if p.is_dir()):
         result = lint_cached(str(folder)).results[0]

@@ -54,6 +54,9 @@ class TargetError(Exception):
         self.kind = kind
         self.message = message
 
+    def __reduce__(self):  # pickles (a report sent to another process) with both arguments
+        return type(self), (self.kind, self.message)
+
     def to_dict(self) -> dict[str, str]:
         return {"kind": self.kind, "message": self.message}
 
