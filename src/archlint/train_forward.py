@@ -188,10 +188,12 @@ def _accepts(model: nn.Module, name: str) -> bool:
     return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
-def _raising_module(error: BaseException, paths: dict[int, str]) -> str:
+def _raising_module(error: BaseException, paths: dict[int, str], local: str = "self") -> str:
+    """The path of the innermost module of ``paths`` that the traceback's frames hold as the
+    local ``local`` (``self``: the module whose code raised); "" when none."""
     tb, found = error.__traceback__, ""
     while tb is not None:
-        owner = tb.tb_frame.f_locals.get("self")
+        owner = tb.tb_frame.f_locals.get(local)
         if isinstance(owner, nn.Module) and id(owner) in paths:
             found = paths[id(owner)]
         tb = tb.tb_next

@@ -24,6 +24,7 @@ from importlib.metadata import PackageNotFoundError, version
 from torch import nn
 
 from ..report import Engine
+from ..train_forward import _raising_module
 from .plan import Plan
 
 
@@ -212,14 +213,7 @@ def run_peft(model: nn.Module, plan: Plan, *, fresh: Callable[[nn.Module], nn.Mo
 def refused_module(error: BaseException, model: nn.Module) -> str:
     """The path in ``model`` of the module PEFT was wrapping when it raised (its ``target``:
     a container that is not a layer type, "Target module … is not supported"); "" when none."""
-    paths = {id(m): p for p, m in model.named_modules()}
-    tb, found = error.__traceback__, ""
-    while tb is not None:
-        target = tb.tb_frame.f_locals.get("target")
-        if isinstance(target, nn.Module) and id(target) in paths:
-            found = paths[id(target)]
-        tb = tb.tb_next
-    return found
+    return _raising_module(error, {id(m): p for p, m in model.named_modules()}, local="target")
 
 
 def moe_reroutes(model: nn.Module, plan: Plan) -> dict[str, str]:
