@@ -195,3 +195,20 @@ def test_fp8_conversions_leave_transformers_experts_class_as_they_found_it():
     assert runs[0].quantized_parameters == runs[1].quantized_parameters
     experts = [m for n, m in runs[1].model.named_modules() if n.endswith("mlp.experts")]
     assert len(experts) == 58 and all(isinstance(m, FP8Experts) and m.has_gate and not m.has_bias for m in experts)
+
+
+def test_the_notes_of_the_quantizer_do_not_depend_on_what_ran_before_or_on_quiet():
+    """transformers says some things once per process (``warning_once``) and archlint keeps the
+    libraries quiet outside ``--debug``; neither may change a report's notes."""
+    from transformers import AutoConfig
+
+    from archlint.quantize.oracle import environment_verdict
+    from archlint.quiet import quiet_libraries
+
+    qconfig = AutoConfig.from_pretrained(config("deepseek-ai__DeepSeek-V3")).quantization_config
+    first = environment_verdict(qconfig, pre_quantized=True)
+    again = environment_verdict(qconfig, pre_quantized=True)
+    with quiet_libraries():
+        quiet = environment_verdict(qconfig, pre_quantized=True)
+    assert first == again == quiet
+    assert any("requires a GPU or XPU" in note for note in first)  # transformers' own words, every time
