@@ -100,20 +100,21 @@ def recording_reads() -> Iterator[Reads]:
                 del nn.Module.__getattribute__
 
 
-def structure(module: nn.Module) -> tuple:
-    """Class, submodules (name, class) and tensors (name, shape, dtype) of ``module``."""
+def structure(module: nn.Module, modules: dict[str, nn.Module]) -> tuple:
+    """Class, submodules (name, class) and tensors (name, shape, dtype) of ``module``
+    (``modules``: its ``named_modules()``)."""
     cls = type(module)
     tensors = sorted(
         (n, tuple(t.shape), str(t.dtype))
         for n, t in [*module.named_parameters(), *module.named_buffers()]
     )
-    modules = [(name, type(m).__module__, type(m).__qualname__) for name, m in module.named_modules()]
-    return cls.__module__, cls.__qualname__, tuple(tensors), tuple(modules)
+    kinds = [(name, type(m).__module__, type(m).__qualname__) for name, m in modules.items()]
+    return cls.__module__, cls.__qualname__, tuple(tensors), tuple(kinds)
 
 
-def _attributes(module: nn.Module) -> dict[tuple[str, str], object]:
-    """Every instance attribute of ``module`` and its submodules, by (submodule name, attribute)."""
-    return {(name, key): value for name, m in module.named_modules()
+def _attributes(modules: dict[str, nn.Module]) -> dict[tuple[str, str], object]:
+    """Every instance attribute of the modules, by (submodule name, attribute)."""
+    return {(name, key): value for name, m in modules.items()
             for key, value in vars(m).items() if key not in _CONTAINERS}
 
 
@@ -161,13 +162,22 @@ class _Shared:
     attributes it read, or (``needs`` None) all its attributes."""
 
     probe: Probe
-    attributes: dict[tuple[str, str], object]
+    attributes: dict[tuple[str, str], object]  # all of the probed module's, frozen before its probe
     needs: dict[tuple[str, str], object] | None
 
-    def fits(self, attributes: dict[tuple[str, str], object]) -> bool:
+    def fits(self, modules: dict[str, nn.Module], inside: dict[int, str]) -> bool:
+        """Whether a module of the same structure (``modules``: its ``named_modules()``)
+        has the values this probe needs; only those are frozen."""
+        scratch: list = []  # an object compared by identity is kept alive by self.attributes
         if self.needs is None:
-            return attributes == self.attributes
-        return all(attributes.get(k, _MISSING) == v for k, v in self.needs.items())
+            return {k: frozen(v, scratch, inside) for k, v in _attributes(modules).items()} == self.attributes
+        for (name, attribute), wanted in self.needs.items():
+            value = vars(modules[name]).get(attribute, _MISSING) if attribute not in _CONTAINERS else _MISSING
+            if (value is _MISSING) != (wanted is _MISSING):
+                return False
+            if value is not _MISSING and frozen(value, scratch, inside) != wanted:
+                return False
+        return True
 
 
 class ProbeMemo:
@@ -183,13 +193,14 @@ class ProbeMemo:
     def probe(self, module: nn.Module, input_dtype: torch.dtype | None = None, *,
               with_tensors: bool = False) -> Probe:
         """The probe of ``module``: an earlier one it provably shares, else a new one."""
-        key = (structure(module), str(input_dtype), with_tensors)
-        inside = {id(m): name for name, m in module.named_modules()}
-        attributes = {k: frozen(v, self._alive, inside) for k, v in _attributes(module).items()}
+        modules = dict(module.named_modules())
+        key = (structure(module, modules), str(input_dtype), with_tensors)
+        inside = {id(m): name for name, m in modules.items()}
         candidates = self._shared.setdefault(key, [])
         for shared in candidates:
-            if shared.fits(attributes):
+            if shared.fits(modules, inside):
                 return shared.probe
+        attributes = {k: frozen(v, self._alive, inside) for k, v in _attributes(modules).items()}
         self.runs += 1
         if _overrides_getattribute(module):
             result = self._run(module, input_dtype, with_tensors=with_tensors)
@@ -197,14 +208,13 @@ class ProbeMemo:
             return result
         with recording_reads() as reads:
             result = self._run(module, input_dtype, with_tensors=with_tensors)
-        candidates.append(_Shared(result, attributes, _needs(module, attributes, reads)))
+        candidates.append(_Shared(result, attributes, _needs(inside, attributes, reads)))
         return result
 
 
-def _needs(module: nn.Module, attributes: dict, reads: Reads) -> dict | None:
-    """The attribute values a module must have to share a probe that made ``reads``;
-    None when every attribute must match."""
-    names = {id(m): name for name, m in module.named_modules()}
+def _needs(names: dict[int, str], attributes: dict, reads: Reads) -> dict | None:
+    """The attribute values a module (``names``: id -> name of it and its submodules) must
+    have to share a probe that made ``reads``; None when every attribute must match."""
     if any(owner not in names for owner, _ in reads.attributes) or any(o not in names for o in reads.whole):
         return None  # a module outside the probed one: its state is not compared
     needs = {}
