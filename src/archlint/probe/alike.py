@@ -146,7 +146,10 @@ def frozen(value, alive: list, inside: dict[int, str]) -> object:
 
 
 def _overrides_getattribute(module: nn.Module) -> bool:
-    """Whether a class of ``module`` or a submodule looks attributes up its own way."""
+    """Whether a class of ``module`` or a submodule looks attributes up its own way (or
+    something else has installed a lookup on ``torch.nn.Module`` itself)."""
+    if vars(nn.Module).get("__getattribute__", _recording_getattribute) is not _recording_getattribute:
+        return True
     for m in module.modules():
         for cls in type(m).__mro__:
             if cls is nn.Module:
