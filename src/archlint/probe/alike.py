@@ -23,6 +23,12 @@ module outside the probed one, a class that overrides ``__getattribute__``. Attr
 nothing read (``layer_idx`` above) may differ. Reads are recorded by installing
 ``__getattribute__`` on ``torch.nn.Module`` while a probe runs (reference-counted, per
 thread; removed afterwards), so every attribute lookup on a module passes through it.
+
+This is a stricter "alike" than the structural key the shrunk copy keeps one layer per
+(:mod:`archlint.shrink`, :attr:`archlint.graph.ModuleInfo.structure_key`: class, tensors,
+children), which is right for what PEFT wraps but not for what a forward computes: Gemma-3's
+26 attention layers have one structural key, yet sliding and full layers read another
+``sliding_window`` and trace differently.
 """
 
 from __future__ import annotations
