@@ -107,6 +107,17 @@ def test_the_forward_leaves_the_model_in_its_mode():
     assert not any(m.training for m in ctx.built.module.modules())
 
 
+def test_a_finding_carries_no_time_measured_in_the_run():
+    """A report must not change from one run to the next: how long the forward took is
+    ``--debug``'s to show, not a finding's detail."""
+    from archlint import lint
+
+    report = lint("fixtures/zoo/training.py:NeedsTokenTypes", select=["TRAIN001"])
+    (finding,) = report.results[0].findings
+    assert finding.details["forward"] == "missing-input"
+    assert not [key for key in finding.details if "second" in key or "time" in key]
+
+
 # -- the shrunk copy -----------------------------------------------------------------------
 
 
