@@ -152,9 +152,21 @@ def test_a_plan_adapting_a_subset_of_a_clean_plan_is_clean_without_its_own_run()
     assert "implied by the clean step" in one.note
 
 
-def test_a_failed_step_implies_nothing():
+def test_a_step_unclean_in_backward_implies_only_plans_avoiding_what_it_did_not_reach():
     checker = _zoo("DetachedProjection")
-    assert not checker.check({"target_modules": ["proj", "head"], "r": 4}).ok
+    both = checker.check({"target_modules": ["proj", "head"], "r": 4})
+    assert both.stage == "backward" and both.module == "proj"
+    head = checker.check({"target_modules": ["head"], "r": 4})
+    assert head.ok and head.checked == STAGES and "implied by the gradients" in head.note
+    alone = StepChecker(checker.full.module, checker.shrunk, supplied=checker.supplied)
+    assert alone.check({"target_modules": ["head"], "r": 4}).checked == STAGES  # what its own step says
+    proj = checker.check({"target_modules": ["proj"], "r": 4})
+    assert (proj.stage, proj.module, proj.note) == ("backward", "proj", "")  # stepped on its own
+
+
+def test_a_step_failing_in_forward_implies_nothing():
+    checker = _zoo("TupleRouter")
+    assert checker.check({"target_modules": "all-linear", "r": 4}).stage == "forward"
     head = checker.check({"target_modules": ["head"], "r": 4})
     assert head.ok and head.note == ""  # ran on its own
 

@@ -111,6 +111,9 @@ class StepChecker:
         self.shrunk = shrunk
         self.supplied = supplied
         self._steps: dict[tuple, StepCheck] = {}
+        #: per step that ran: for each length tried, in order, which adapted modules the forward
+        #: ran and which of them no gradient reached (None where that attempt stopped earlier)
+        self._reach: dict[tuple, list[tuple[frozenset[str], frozenset[str]] | None]] = {}
         self.seconds = 0.0
         self.unusable = ""  # why no forward can judge the adapters (the base model's own forward fails)
 
@@ -143,7 +146,7 @@ class StepChecker:
             return StepCheck(("inject",), model=step_model.label, note=self.unusable)
         key = (id(step_model.module), _adapted_set(adapted), _behaviour_key(kwargs))
         if key not in self._steps:
-            self._steps[key] = self._implied(key) or self._step(step_model, adapted)
+            self._steps[key] = self._implied(key) or self._implied_by_reach(key) or self._step(key, step_model, adapted)
         return self._steps[key]
 
     def _implied(self, key: tuple) -> StepCheck | None:
@@ -162,7 +165,35 @@ class StepChecker:
                                  note="implied by the clean step of a plan that adapts a superset of these modules")
         return None
 
-    def _step(self, step_model: StepModel, adapted: nn.Module) -> StepCheck:
+    def _implied_by_reach(self, key: tuple) -> StepCheck | None:
+        """The clean step of a plan adapting a subset of the modules of a step whose every
+        attempt ran forward and backward, when at one of its lengths some of these modules
+        ran and the gradient reached all of them.
+
+        Modules only (no ``target_parameters``). The argument of :meth:`_implied`, per
+        module: adapting fewer modules cannot break a forward that ran with more, which
+        adapters a forward runs does not depend on which others exist, and whether the
+        gradient of the loss reaches an adapter depends on the path from its output to the
+        loss, which frozen layers keep; asking autograd for fewer gradients cannot raise
+        where asking for more did not. So at that length this plan's own attempt is clean,
+        and the attempts before it are not (the loop stops at the first clean one)."""
+        model, (modules, parameters), behaviour = key
+        if parameters:
+            return None
+        wanted = set(modules)
+        for other, reach in self._reach.items():
+            other_model, (other_modules, other_parameters), other_behaviour = other
+            if (other_model, other_behaviour) != (model, behaviour) or other_parameters or None in reach:
+                continue
+            if not wanted <= set(other_modules):
+                continue
+            for ran, missing in reach:
+                if wanted & ran and not wanted & missing:
+                    return StepCheck(STAGES, model=self._steps[other].model,
+                                     note="implied by the gradients of a step that adapts a superset of these modules")
+        return None
+
+    def _step(self, key: tuple, step_model: StepModel, adapted: nn.Module) -> StepCheck:
         """One step at the shortest length first; a longer one only when the short step is not
         clean (a model that needs more positions, an adapter a short input does not reach):
         ops that loop over positions (a recurrent scan) cost in proportion to the length."""
@@ -171,15 +202,20 @@ class StepChecker:
         from torch._subclasses.fake_tensor import FakeTensorMode
 
         best = None
+        reach = self._reach[key] = []
         for seq in SEQ_LENGTHS:
-            check = self._attempt(step_model, adapted, paths, FakeTensorMode(allow_non_fake_inputs=True), seq)
+            check = self._attempt(step_model, adapted, paths, FakeTensorMode(allow_non_fake_inputs=True), seq, reach)
             if best is None or len(check.checked) >= len(best.checked):
                 best = check
             if check.checked == STAGES:
                 break
         return replace(best, seconds=time.perf_counter() - start)
 
-    def _attempt(self, step_model: StepModel, adapted: nn.Module, paths: dict[int, str], mode, seq: int) -> StepCheck:
+    def _attempt(self, step_model: StepModel, adapted: nn.Module, paths: dict[int, str], mode, seq: int,
+                 reach: list) -> StepCheck:
+        """One forward and backward at length ``seq``; appends to ``reach`` which adapted
+        modules ran and which of them got no gradient (None when backward did not run)."""
+        reach.append(None)
         ran: list[nn.Module] = []
         hooks = [m.register_forward_hook(lambda module, args, out: ran.append(module)) for m in _lora_layers(adapted)]
         try:
@@ -202,6 +238,7 @@ class StepChecker:
         if error is not None:
             return StepCheck(("inject", "forward"), "backward", error, _user_path(step_model, raised_in), label,
                              lora_parameters=len(parameters))
+        reach[-1] = (frozenset(paths[id(m)] for m in ran_once), frozenset(paths[id(m)] for m in missing))
         if missing:
             module = missing[0]
             text = (f"RuntimeError: no gradient reaches the LoRA parameters of {len(missing)} adapted module(s) "
