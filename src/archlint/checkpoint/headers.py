@@ -9,12 +9,19 @@ first 100 kB of every shard in one request, which for a small header reads tenso
 bytes too; archlint asks for exactly the header instead, two range requests per shard
 (``bytes=0-7``, then ``bytes=8-(N+7)``), with huggingface_hub's URLs, session, auth
 headers, error mapping and header parser.
+
+A checkpoint is opened (:func:`open_local`, :func:`open_hub`: the list of files and the
+index's ``weight_map``, until a caller takes it) and its headers then arrive one file at a time
+(:meth:`Checkpoint.headers`), so that a caller can use each file's header and drop it
+before the next is parsed; :func:`read_local`/:func:`read_hub` collect them all.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,17 +72,69 @@ def has_local_checkpoint(folder: Path) -> bool:
     return folder.is_dir() and ((folder / INDEX_FILE).is_file() or any(folder.glob("*.safetensors")))
 
 
+@dataclass
+class Checkpoint:
+    """An opened checkpoint: its safetensors files, and their headers one file at a time."""
+
+    source: str  # the folder or "org/name@revision"
+    files: list[str]
+    read_header: Callable[[str], tuple[dict, int]]  # one file's JSON header and the bytes read for it
+    weight_map: dict[str, str] | None = None  # the index's {key: file}, until taken
+    workers: int = 1  # headers fetched ahead of the one in use (network reads)
+
+    def take_weight_map(self) -> dict[str, str] | None:
+        """The index's ``weight_map`` (None without an index), which the checkpoint then forgets:
+        it holds every key's name, as all the headers together do."""
+        weight_map, self.weight_map = self.weight_map, None
+        return weight_map
+
+    def headers(self) -> Iterator[tuple[str, dict, int]]:
+        """``(file, header, bytes read)`` for each file in order. With ``workers > 1`` the next
+        few headers are fetched while one is in use, never more than ``workers`` at once."""
+        if self.workers <= 1 or len(self.files) <= 1:
+            for filename in self.files:
+                yield (filename, *self.read_header(filename))
+            return
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(self.files))) as pool:
+            ahead: deque = deque()
+            names = iter(self.files)
+            for filename in names:
+                ahead.append((filename, pool.submit(self.read_header, filename)))
+                if len(ahead) >= self.workers:
+                    break
+            while ahead:
+                filename, future = ahead.popleft()
+                header, size = future.result()
+                nxt = next(names, None)
+                if nxt is not None:
+                    ahead.append((nxt, pool.submit(self.read_header, nxt)))
+                yield filename, header, size
+                del header
+
+    def read_all(self) -> Headers:
+        """Every file's header, collected (:class:`Headers`)."""
+        self.weight_map = None
+        headers = Headers(self.source)
+        for filename, header, size in self.headers():
+            headers.add_file(filename, header)
+            headers.header_bytes += size
+        return headers
+
+
 def read_local(folder: str | Path) -> Headers:
     """The headers of a local folder: the index's shards, else ``model.safetensors``, else
     every ``*.safetensors`` file."""
+    return open_local(folder).read_all()
+
+
+def open_local(folder: str | Path) -> Checkpoint:
+    """A local folder's checkpoint (the index's shards, else ``model.safetensors``, else every
+    ``*.safetensors`` file); nothing but the index is read yet."""
     folder = Path(folder)
-    headers = Headers(str(folder))
-    for filename in _local_files(folder):
-        header, size = read_local_header(folder / filename)
-        headers.add_file(filename, header)
-        headers.header_bytes += size
-        del header  # one file's JSON at a time
-    return headers
+    index = folder / INDEX_FILE
+    weight_map = _weight_map(index) if index.is_file() else None
+    files = sorted(set(weight_map.values())) if weight_map is not None else _unindexed_files(folder)
+    return Checkpoint(str(folder), files, lambda filename: read_local_header(folder / filename), weight_map)
 
 
 def read_local_header(path: Path) -> tuple[dict, int]:
@@ -104,39 +163,58 @@ def read_local_header(path: Path) -> tuple[dict, int]:
     return header, 8 + size
 
 
-def _local_files(folder: Path) -> list[str]:
-    index = folder / INDEX_FILE
-    if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise CheckpointUnreadable(f"{index}: not a safetensors index ({e})") from e
-        return sorted(set(weight_map.values()))
+def _unindexed_files(folder: Path) -> list[str]:
     if (folder / SINGLE_FILE).is_file():
         return [SINGLE_FILE]
     return sorted(p.name for p in folder.glob("*.safetensors"))
 
 
+def _weight_map(index: Path) -> dict[str, str]:
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointUnreadable(f"{index}: not a safetensors index ({e})") from e
+    if not isinstance(weight_map, dict):
+        raise CheckpointUnreadable(f"{index}: not a safetensors index (weight_map is not an object)")
+    return weight_map
+
+
 def read_hub(repo_id: str, revision: str | None = None, *, token: str | bool | None = None,
              workers: int = 8) -> Headers:
     """The headers of a Hub repository, by range requests that stop at each header's end."""
+    checkpoint = open_hub(repo_id, revision, token=token, workers=workers)
+    return _hub_errors(repo_id, checkpoint.read_all)
+
+
+def open_hub(repo_id: str, revision: str | None = None, *, token: str | bool | None = None,
+             workers: int = 8) -> Checkpoint:
+    """A Hub repository's checkpoint: which files (``model.safetensors``, else the index's
+    shards); each header is then read by range requests that stop at its end, ``workers``
+    shards at a time."""
     from huggingface_hub import HfApi, hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError
 
     api = HfApi(token=token)
-    headers = Headers(f"{repo_id}@{revision or 'main'}")
-    try:
+
+    def files() -> tuple[list[str], dict[str, str] | None]:
         if api.file_exists(repo_id, SINGLE_FILE, revision=revision):
-            files = [SINGLE_FILE]
-        elif api.file_exists(repo_id, INDEX_FILE, revision=revision):
-            index_path = hf_hub_download(repo_id, INDEX_FILE, revision=revision, token=token)
-            files = sorted(set(json.loads(Path(index_path).read_text(encoding="utf-8"))["weight_map"].values()))
-        else:
-            raise CheckpointUnreadable(f"{repo_id}: no {SINGLE_FILE} or {INDEX_FILE} on the Hub")
-        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(files)))) as pool:
-            for filename, header, size in pool.map(lambda f: (f, *_hub_header(api, repo_id, f, revision)), files):
-                headers.add_file(filename, header)
-                headers.header_bytes += size
+            return [SINGLE_FILE], None
+        if api.file_exists(repo_id, INDEX_FILE, revision=revision):
+            weight_map = _weight_map(Path(hf_hub_download(repo_id, INDEX_FILE, revision=revision, token=token)))
+            return sorted(set(weight_map.values())), weight_map
+        raise CheckpointUnreadable(f"{repo_id}: no {SINGLE_FILE} or {INDEX_FILE} on the Hub")
+
+    names, weight_map = _hub_errors(repo_id, files)
+    return Checkpoint(f"{repo_id}@{revision or 'main'}", names,
+                      lambda filename: _hub_errors(repo_id, lambda: _hub_header(api, repo_id, filename, revision)),
+                      weight_map, workers=max(1, workers))
+
+
+def _hub_errors(repo_id: str, call):
+    """``call()``, with the Hub's and the HTTP client's errors as :class:`CheckpointUnreadable`."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        return call()
     except CheckpointUnreadable:
         raise
     except HfHubHTTPError as e:
@@ -144,7 +222,6 @@ def read_hub(repo_id: str, revision: str | None = None, *, token: str | bool | N
     except Exception as e:  # the HTTP client's own errors (connection, timeout), a malformed index
         raise CheckpointUnreadable(f"{repo_id}: reading safetensors headers failed: "
                                    f"{type(e).__name__}: {_first_line(e)}") from e
-    return headers
 
 
 def _first_line(error: BaseException) -> str:
