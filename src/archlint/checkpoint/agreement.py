@@ -18,7 +18,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from torch import nn
 
 from .headers import Checkpoint, CheckpointUnreadable, Headers, TensorHeader, has_local_checkpoint, open_hub, open_local
 from .in_place import restored_after
+from .quantized import NotDriven, QuantizedLoader, quantized_loader
 
 #: safetensors dtype names -> torch dtypes (the format's own table).
 SAFETENSORS_DTYPES = {
@@ -77,6 +78,7 @@ class CheckpointAgreement:
     conversion_errors: dict[str, str] = field(default_factory=dict)
     stored_dtypes: dict[str, int] = field(default_factory=dict)  # safetensors dtype -> bytes of floating tensors
     config_dtype: str | None = None
+    quantization: dict[str, Any] | None = None  # a pre-quantized checkpoint: method, dequantize, notes
     unavailable: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,6 +93,10 @@ class CheckpointAgreement:
             "stored_dtypes": self.stored_dtypes,
             "config_dtype": self.config_dtype,
         }
+        if self.conversion_errors:
+            out["conversion_errors"] = self.conversion_errors
+        if self.quantization:
+            out["quantization"] = self.quantization
         if self.unavailable:
             out["unavailable"] = self.unavailable
         return out
@@ -130,14 +136,18 @@ def compare(model: nn.Module, headers: Headers | Checkpoint,
             result.unavailable = "not a transformers model: its loader cannot be asked"
             return tally.fill(result)
         shipped = config_quantization(getattr(model, "config", None))
-        if shipped is not None:  # blocks/scales keys only the quantizer's deserializers account for
-            tally.add_all(headers)
-            result.unavailable = (f"a pre-quantized checkpoint ({shipped.get('quant_method')}): its serialized keys "
-                                  "are matched by transformers' quantizer at load time, which archlint does not drive "
-                                  "yet")
-            return tally.fill(result)
+        quantized = None
+        if shipped is not None:  # blocks/scales keys: transformers' quantizer takes part in the loading
+            try:
+                quantized = quantized_loader(model, shipped)
+            except NotDriven as e:
+                tally.add_all(headers)
+                result.unavailable = f"a pre-quantized checkpoint ({shipped.get('quant_method')}) not checked: {e}"
+                return tally.fill(result)
+            if quantized is not None:
+                result.quantization = quantized.to_dict()
         try:
-            info = loading_info(model, headers, tally=tally)
+            info = loading_info(model, headers, tally=tally, quantized=quantized)
         except CheckpointUnreadable:
             raise
         except Exception as e:  # a conversion transformers cannot run on this checkpoint
@@ -149,8 +159,19 @@ def compare(model: nn.Module, headers: Headers | Checkpoint,
     result.missing = sorted(info.missing_keys)
     result.unexpected = sorted(info.unexpected_keys)
     result.mismatched = sorted((k, list(a), list(b)) for k, a, b in info.mismatched_keys)
-    result.conversion_errors = {k: v.strip().splitlines()[-1] for k, v in info.conversion_errors.items()}
+    result.conversion_errors = {k: _conversion_error(v) for k, v in sorted(info.conversion_errors.items())}
     return tally.fill(result)
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b")
+
+
+def _conversion_error(text: str) -> str:
+    """The loader's record of a failed conversion in one line: its closing ``Error: <op> on
+    tensors destined for <key>...`` line and the exception that caused it."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    cause = next((line for line in reversed(lines[:-1]) if _EXCEPTION_LINE.match(line)), None)
+    return f"{lines[-1]} ({cause})" if cause and lines else (lines[-1] if lines else "")
 
 
 class Tally:
@@ -187,47 +208,60 @@ BATCH_KEYS = 256
 
 
 def loading_info(model: nn.Module, headers: Headers | Checkpoint, *, batch_keys: int | None = None,
-                 tally: Tally | None = None):
+                 tally: Tally | None = None, quantized: QuantizedLoader | None = None):
     """transformers' ``LoadStateDictInfo`` for loading ``headers`` into ``model``.
 
     The loader writes into the model itself, which is restored afterwards
-    (:func:`.in_place.restored_after`). The keys go to ``_load_pretrained_model`` in batches,
-    each batch a union of the groups the loader collects into one parameter
-    (:func:`_batches`), so every conversion sees all its inputs at once; with an index, a
-    group goes to the loader as soon as the last shard holding one of its keys has been
-    read, so the headers are never all held. Each call starts from every model key missing
-    and loads its batch into the same model; the batches' reports combine into the one a
-    single call would give (missing: in no batch loaded; unexpected, mismatched, errors:
-    from any batch), which ``_finalize_model_loading`` then completes (tied weights, ignored
-    keys). ``tally`` counts the headers as they pass."""
+    (:func:`.in_place.restored_after`) -- or, for a pre-quantized checkpoint, into the copy
+    the quantizer converted (``quantized``, :func:`.quantized.quantized_loader`), with the
+    quantizer and its conversions in the loader as in ``from_pretrained``. The keys go to
+    ``_load_pretrained_model`` in batches, each batch a union of the groups the loader
+    collects into one parameter (:func:`_batches`), so every conversion sees all its inputs
+    at once; with an index, a group goes to the loader as soon as the last shard holding
+    its layer has been read, so the headers are never all held. Each call starts from every
+    model key missing and loads its batch into the same model; the batches' reports
+    combine into the one a single call would give (missing: in no batch loaded;
+    unexpected, mismatched, errors: from any batch), which ``_finalize_model_loading`` then
+    completes (tied weights, ignored keys). ``tally`` counts the headers as they pass."""
+    tally = tally or Tally()
     try:
-        return _loading_info(model, headers, batch_keys or BATCH_KEYS, tally or Tally(), planned=True)
+        return _loading_info(model, headers, batch_keys or BATCH_KEYS, tally, quantized, planned=True)
     except _GroupSplit:  # the index placed a key in another shard than its header: read again, unplanned
-        return _loading_info(model, headers, batch_keys or BATCH_KEYS, tally or Tally(), planned=False)
+        if quantized is not None:  # the converted copy has been written into: convert a new one
+            quantized = quantized_loader(model, quantized.shipped)
+        return _loading_info(model, headers, batch_keys or BATCH_KEYS, tally, quantized, planned=False)
 
 
-def _loading_info(model: nn.Module, headers: Headers | Checkpoint, batch_keys: int, tally: Tally, *, planned: bool):
+def _loading_info(model: nn.Module, headers: Headers | Checkpoint, batch_keys: int, tally: Tally,
+                  quantized: QuantizedLoader | None, *, planned: bool):
     from transformers.conversion_mapping import get_model_conversion_mapping
     from transformers.modeling_utils import LoadStateDictConfig
 
     from ..quantize.oracle import captured_logs
 
     tally.__init__()
-    cls = type(model)
+    quantizer = quantized.quantizer if quantized is not None else None
+    into = quantized.model if quantized is not None else model
+    cls = type(into)
     weight_map = headers.take_weight_map() if isinstance(headers, Checkpoint) else None
     last_file = _last_file(weight_map, headers.files) if planned and weight_map is not None else {}
     del weight_map
-    weight_mapping = get_model_conversion_mapping(model, None, None)  # reads the model, builds new transforms
-    groups = _Groups(model, weight_mapping)
+    # reads the model, builds new transforms (the quantizer's own included)
+    weight_mapping = get_model_conversion_mapping(into, None, quantizer)
+    groups = _Groups(into, weight_mapping)
     info = None
-    with restored_after(model) as target, captured_logs(), _loader_quiet_and_sequential(cls):
-        dtype = _load_dtype(target)
+    with (restored_after(into) if quantized is None else nullcontext(into)) as target, captured_logs(), \
+            _loader_quiet_and_sequential(cls):
+        dtype = _load_dtype(model)  # the unconverted model's (a quantized copy holds fp8/uint8 weights)
+        if quantizer is not None:
+            dtype = quantizer.update_dtype(dtype)
         config = LoadStateDictConfig(
             pretrained_model_name_or_path=headers.source,
             ignore_mismatched_sizes=True,
             device_map={"": "meta"},
             dtype=dtype,
             dtype_plan=target._get_dtype_plan(dtype),
+            hf_quantizer=quantizer,
             weight_mapping=weight_mapping,
         )
         for batch in _batches(groups, headers, last_file, batch_keys, tally):
@@ -236,7 +270,13 @@ def _loading_info(model: nn.Module, headers: Headers | Checkpoint, batch_keys: i
             batch_info, _ = cls._load_pretrained_model(target, state_dict, None, config)
             del state_dict
             info = batch_info if info is None else _combine(info, batch_info)
-        info = cls._finalize_model_loading(target, config, info)
+        try:
+            info = cls._finalize_model_loading(target, config, info)
+        except RuntimeError:
+            # from_pretrained raises here, after its report, when a conversion failed; the
+            # report (``info``, completed by then) is the verdict
+            if not info.conversion_errors:
+                raise
     return info
 
 
