@@ -164,18 +164,28 @@ def test_without_a_gpu_from_pretrained_loads_a_weight_whose_fp8_scale_is_missing
     assert _archlint_report(folder)[1][0] == ["model.layers.0.self_attn.o_proj.weight_scale_inv"]
 
 
-def test_a_method_archlint_does_not_drive_is_not_checked_and_says_why(tmp_path):
-    folder = tmp_path / "bnb"
+@pytest.mark.parametrize(("quantization", "why"), [
+    ({"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4"},
+     "fp8 and mxfp4 only; bitsandbytes's loader path (Bnb4bitDeserialize) has not been checked"),
+    ({"quant_method": "gptq", "bits": 4, "group_size": 128},
+     "fp8 and mxfp4 only, and on this machine from_pretrained refuses to load gptq: ImportError: "),
+], ids=["bnb", "gptq"])
+def test_a_method_archlint_does_not_drive_is_not_checked_and_says_why(tmp_path, quantization, why):
+    from click.testing import CliRunner
+
+    from archlint.cli import main
+
+    folder = tmp_path / quantization["quant_method"]
     shutil.copytree(CHECKPOINTS / "tiny-llama", folder)
     config = json.loads((folder / "config.json").read_text())
-    config["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True,
-                                     "bnb_4bit_quant_type": "nf4"}
+    config["quantization_config"] = quantization
     (folder / "config.json").write_text(json.dumps(config))
     result = lint(str(folder), select=["CKPT"]).results[0]
     message = result.checkpoint.unavailable
-    assert message.startswith("a pre-quantized checkpoint (bitsandbytes) not checked: ")
-    assert "fp8 and mxfp4 only" in message and "Bnb4bitDeserialize" in message
+    assert message.startswith(f"a pre-quantized checkpoint ({quantization['quant_method']}): ") and why in message
     assert not [f for f in result.findings if f.code.startswith("CKPT")]
+    out = CliRunner().invoke(main, [str(folder), "--select", "CKPT", "--fail-on", "never"])
+    assert "not checked: a pre-quantized checkpoint" in " ".join(out.output.split())
 
 
 def test_an_unknown_quant_method_loads_as_unquantized_as_in_transformers(tmp_path):

@@ -142,7 +142,7 @@ def compare(model: nn.Module, headers: Headers | Checkpoint,
                 quantized = quantized_loader(model, shipped)
             except NotDriven as e:
                 tally.add_all(headers)
-                result.unavailable = f"a pre-quantized checkpoint ({shipped.get('quant_method')}) not checked: {e}"
+                result.unavailable = f"a pre-quantized checkpoint ({shipped.get('quant_method')}): {e}"
                 return tally.fill(result)
             if quantized is not None:
                 result.quantization = quantized.to_dict()

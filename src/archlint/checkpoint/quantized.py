@@ -66,7 +66,7 @@ def quantized_loader(model: nn.Module, shipped: dict[str, Any]) -> QuantizedLoad
     ``from_pretrained`` refuses on this machine."""
     from transformers.quantizers.auto import AutoHfQuantizer, AutoQuantizationConfig
 
-    from ..quantize.oracle import QuantizerUnavailable, captured_logs, environment_verdict, first_line, run_quantizer
+    from ..quantize.oracle import QuantizerUnavailable, captured_logs, first_line, run_quantizer
 
     with captured_logs():
         if not AutoHfQuantizer.supports_quant_method(shipped):
@@ -77,28 +77,44 @@ def quantized_loader(model: nn.Module, shipped: dict[str, Any]) -> QuantizedLoad
     except Exception as e:  # transformers' own verdict on a malformed quantization_config
         raise NotDriven(f"transformers cannot read its quantization_config ({first_line(e)})") from e
     if method not in DRIVEN:
-        raise NotDriven(f"archlint drives transformers' quantizer in the loader for {' and '.join(sorted(DRIVEN))} "
-                        f"only; {method}'s loader path ({_load_operations(qconfig)}) has not been checked against "
-                        "from_pretrained")
+        driven = f"archlint drives transformers' quantizer in the loader for {' and '.join(sorted(DRIVEN))} only"
+        refused = _refusal(qconfig)
+        if refused:
+            raise NotDriven(f"{driven}, and on this machine from_pretrained refuses to load {method}: {refused}")
+        raise NotDriven(f"{driven}; {method}'s loader path ({_load_operations(qconfig)}) has not been checked "
+                        "against from_pretrained")
     dequantize = DRIVEN[method] or bool(getattr(qconfig, "dequantize", False))
     if dequantize:
         qconfig.dequantize = True
-    notes = [n for n in environment_verdict(qconfig, pre_quantized=True) if "refuse" in n]
-    if notes:
-        raise NotDriven(notes[0].replace("on this machine from_pretrained would refuse: ",
-                                         "from_pretrained refuses to load it on this machine: "))
+    refused = _refusal(qconfig)
+    if refused:
+        raise NotDriven(f"from_pretrained refuses to load it on this machine: {refused}")
     try:
         run = run_quantizer(model, qconfig, pre_quantized=True)
     except QuantizerUnavailable as e:
         raise NotDriven(str(e)) from e
-    explain = []
-    if dequantize and not shipped.get("dequantize"):
-        explain.append(f"{method}: checked on transformers' dequantizing path (what from_pretrained does without "
-                       "Triton and the kernels package); the native path routes the same keys")
-    elif not dequantize:
-        explain.append(f"{method}: checked as loaded on a machine that runs it natively (a GPU); without one "
-                       "from_pretrained dequantizes")
+    if shipped.get("dequantize"):
+        explain = [f"{method}: checked on transformers' dequantizing path (dequantize=True in its quantization_config)"]
+    elif dequantize:
+        explain = [f"{method}: checked on transformers' dequantizing path (what from_pretrained does without "
+                   "Triton and the kernels package); the native path routes the same keys"]
+    else:
+        explain = [f"{method}: checked as loaded on a machine that runs it natively (a GPU); without one "
+                   "from_pretrained dequantizes"]
     return QuantizedLoader(method, dict(shipped), run.quantizer, run.model, dequantize, explain)
+
+
+def _refusal(qconfig) -> str | None:
+    """Why ``validate_environment`` refuses on this machine (a missing package, a device
+    check that cannot fall back), None when it accepts."""
+    from ..quantize.oracle import environment_verdict, first_line
+
+    prefix = "on this machine from_pretrained would refuse: "
+    try:
+        notes = environment_verdict(qconfig, pre_quantized=True)
+    except Exception as e:  # the quantizer itself cannot be made (its package is missing)
+        return f"{type(e).__name__}: {first_line(e)}"
+    return next((n.removeprefix(prefix) for n in notes if n.startswith(prefix)), None)
 
 
 def _is_bnb(shipped: dict[str, Any]) -> bool:
@@ -107,12 +123,12 @@ def _is_bnb(shipped: dict[str, Any]) -> bool:
 
 def _load_operations(qconfig) -> str:
     """The quantizer's load operations by name, for saying what was not checked."""
-    from ..quantize.oracle import captured_logs, make_quantizer
+    from ..quantize.oracle import captured_logs, first_line, make_quantizer
 
     try:
         with captured_logs():
             operations = make_quantizer(qconfig, pre_quantized=True).get_load_operations()
     except Exception as e:  # a quantizer whose package is missing raises on import
-        return f"its quantizer cannot be made here: {type(e).__name__}"
+        return f"its quantizer cannot be made here: {type(e).__name__}: {first_line(e)}"
     names = sorted({op.__name__ for op in operations.values()})
     return ", ".join(names) if names else "weights loaded as stored into its quantized modules"
