@@ -243,9 +243,9 @@ def _loading_info(model: nn.Module, headers: Headers | Checkpoint, batch_keys: i
     quantizer = quantized.quantizer if quantized is not None else None
     into = quantized.model if quantized is not None else model
     cls = type(into)
-    weight_map = headers.take_weight_map() if isinstance(headers, Checkpoint) else None
-    last_file = _last_file(weight_map, headers.files) if planned and weight_map is not None else {}
-    del weight_map
+    entries = headers.index_entries() if planned and isinstance(headers, Checkpoint) else None
+    last_file = _last_file(entries, headers.files) if entries is not None else {}
+    del entries
     # reads the model, builds new transforms (the quantizer's own included)
     weight_mapping = get_model_conversion_mapping(into, None, quantizer)
     groups = _Groups(into, weight_mapping)
@@ -319,16 +319,15 @@ def _stack_entry(key: str) -> str:
     return match.group(1) if match else ""
 
 
-def _last_file(weight_map: dict[str, str], files: list[str]) -> dict[str, int]:
+def _last_file(entries: Iterator[tuple[str, str]], files: list[str]) -> dict[str, int]:
     """Per stack entry (:func:`_stack_entry`), the position in ``files`` of the last file the
-    index puts one of its keys in. The loader gathers a group's keys from one layer (the
-    experts it stacks, the projections it fuses), so once that file is read every group of
-    the entry is complete; :func:`_batches` checks that no key of a released group comes
-    later. The index is emptied as it is read (its names are not needed after)."""
+    index puts one of its keys in (``entries``: the index's ``(key, file)`` pairs). The loader
+    gathers a group's keys from one layer (the experts it stacks, the projections it fuses),
+    so once that file is read every group of the entry is complete; :func:`_batches` checks
+    that no key of a released group comes later."""
     position = {filename: i for i, filename in enumerate(files)}
     last: dict[str, int] = {}
-    while weight_map:
-        key, filename = weight_map.popitem()
+    for key, filename in entries:
         entry = _stack_entry(key)
         last[entry] = max(last.get(entry, -1), position.get(filename, len(position)))
     return last

@@ -10,8 +10,8 @@ bytes too; archlint asks for exactly the header instead, two range requests per 
 (``bytes=0-7``, then ``bytes=8-(N+7)``), with huggingface_hub's URLs, session, auth
 headers, error mapping and header parser.
 
-A checkpoint is opened (:func:`open_local`, :func:`open_hub`: the list of files and the
-index's ``weight_map``, until a caller takes it) and its headers then arrive one file at a time
+A checkpoint is opened (:func:`open_local`, :func:`open_hub`: the list of files, and the
+index's entries on request, :func:`index_entries`) and its headers then arrive one file at a time
 (:meth:`Checkpoint.headers`), so that a caller can use each file's header and drop it
 before the next is parsed; :func:`read_local`/:func:`read_hub` collect them all.
 """
@@ -19,6 +19,7 @@ before the next is parsed; :func:`read_local`/:func:`read_hub` collect them all.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -79,14 +80,12 @@ class Checkpoint:
     source: str  # the folder or "org/name@revision"
     files: list[str]
     read_header: Callable[[str], tuple[dict, int]]  # one file's JSON header and the bytes read for it
-    weight_map: dict[str, str] | None = None  # the index's {key: file}, until taken
+    index: Path | None = None  # the local copy of model.safetensors.index.json, if there is one
     workers: int = 1  # headers fetched ahead of the one in use (network reads)
 
-    def take_weight_map(self) -> dict[str, str] | None:
-        """The index's ``weight_map`` (None without an index), which the checkpoint then forgets:
-        it holds every key's name, as all the headers together do."""
-        weight_map, self.weight_map = self.weight_map, None
-        return weight_map
+    def index_entries(self) -> Iterator[tuple[str, str]] | None:
+        """The index's ``weight_map`` as ``(key, file)`` pairs, one at a time (None without an index)."""
+        return index_entries(self.index) if self.index is not None else None
 
     def headers(self) -> Iterator[tuple[str, dict, int]]:
         """``(file, header, bytes read)`` for each file in order. With ``workers > 1`` the next
@@ -113,7 +112,6 @@ class Checkpoint:
 
     def read_all(self) -> Headers:
         """Every file's header, collected (:class:`Headers`)."""
-        self.weight_map = None
         headers = Headers(self.source)
         for filename, header, size in self.headers():
             headers.add_file(filename, header)
@@ -132,9 +130,9 @@ def open_local(folder: str | Path) -> Checkpoint:
     ``*.safetensors`` file); nothing but the index is read yet."""
     folder = Path(folder)
     index = folder / INDEX_FILE
-    weight_map = _weight_map(index) if index.is_file() else None
-    files = sorted(set(weight_map.values())) if weight_map is not None else _unindexed_files(folder)
-    return Checkpoint(str(folder), files, lambda filename: read_local_header(folder / filename), weight_map)
+    if not index.is_file():
+        return Checkpoint(str(folder), _unindexed_files(folder), lambda filename: read_local_header(folder / filename))
+    return Checkpoint(str(folder), _indexed_files(index), lambda filename: read_local_header(folder / filename), index)
 
 
 def read_local_header(path: Path) -> tuple[dict, int]:
@@ -169,14 +167,88 @@ def _unindexed_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.glob("*.safetensors"))
 
 
-def _weight_map(index: Path) -> dict[str, str]:
+def _indexed_files(index: Path) -> list[str]:
+    return sorted({filename for _, filename in index_entries(index)})
+
+
+#: One JSON string (its body, escapes kept), and the separators around the index's members.
+_STRING = r'"([^"\\]*(?:\\.[^"\\]*)*)"'
+_MEMBER = re.compile(r"\s*" + _STRING + r"\s*:\s*")
+_ENTRY = re.compile(r"\s*" + _STRING + r"\s*:\s*" + _STRING + r"\s*([,}])")
+_PUNCTUATION = re.compile(r"\s*([{},])")
+
+
+def index_entries(index: Path) -> Iterator[tuple[str, str]]:
+    """The ``weight_map`` of a safetensors index as ``(key, file)`` pairs, read in order
+    from its text without building the dict (for a large checkpoint, the dict of every key
+    costs more than the headers' records). Other members (``metadata``) are decoded by
+    ``json`` and skipped. Raises :class:`CheckpointUnreadable` for anything but a JSON
+    object whose ``weight_map`` maps strings to strings."""
     try:
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        text = index.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
         raise CheckpointUnreadable(f"{index}: not a safetensors index ({e})") from e
-    if not isinstance(weight_map, dict):
-        raise CheckpointUnreadable(f"{index}: not a safetensors index (weight_map is not an object)")
-    return weight_map
+
+    def fail(why: str) -> CheckpointUnreadable:
+        return CheckpointUnreadable(f"{index}: not a safetensors index ({why})")
+
+    decoder = json.JSONDecoder()
+    found = False
+    token = _PUNCTUATION.match(text)
+    if token is None or token.group(1) != "{":
+        raise fail("not a JSON object")
+    pos = token.end()
+    token = _PUNCTUATION.match(text, pos)
+    if token and token.group(1) == "}":  # {}
+        pos = token.end()
+    else:
+        while True:
+            member = _MEMBER.match(text, pos)
+            if member is None:
+                raise fail(f"unexpected text at character {pos}")
+            name, pos = _unescape(member.group(1)), member.end()
+            if name == "weight_map":
+                found = True
+                pos = yield from _weight_map_entries(text, pos, fail)
+            else:
+                try:
+                    _, pos = decoder.raw_decode(text, pos)
+                except ValueError as e:
+                    raise fail(str(e)) from e
+            token = _PUNCTUATION.match(text, pos)
+            if token is None or token.group(1) not in ",}":
+                raise fail(f"unexpected text at character {pos}")
+            pos = token.end()
+            if token.group(1) == "}":
+                break
+    if text[pos:].strip():
+        raise fail("text after the JSON object")
+    if not found:
+        raise fail("no weight_map")
+
+
+def _weight_map_entries(text: str, pos: int, fail):
+    """Yield the entries of the ``weight_map`` object starting at ``pos``; return the
+    position after it."""
+    token = _PUNCTUATION.match(text, pos)
+    if token is None or token.group(1) != "{":
+        raise fail("weight_map is not an object")
+    pos = token.end()
+    empty = _PUNCTUATION.match(text, pos)
+    if empty and empty.group(1) == "}":
+        return empty.end()
+    while True:
+        entry = _ENTRY.match(text, pos)
+        if entry is None:
+            raise fail(f"weight_map: not a string to string entry at character {pos}")
+        yield _unescape(entry.group(1)), _unescape(entry.group(2))
+        pos = entry.end()
+        if entry.group(3) == "}":
+            return pos
+
+
+def _unescape(body: str) -> str:
+    return json.loads(f'"{body}"') if "\\" in body else body
 
 
 def read_hub(repo_id: str, revision: str | None = None, *, token: str | bool | None = None,
@@ -195,18 +267,18 @@ def open_hub(repo_id: str, revision: str | None = None, *, token: str | bool | N
 
     api = HfApi(token=token)
 
-    def files() -> tuple[list[str], dict[str, str] | None]:
+    def files() -> tuple[list[str], Path | None]:
         if api.file_exists(repo_id, SINGLE_FILE, revision=revision):
             return [SINGLE_FILE], None
         if api.file_exists(repo_id, INDEX_FILE, revision=revision):
-            weight_map = _weight_map(Path(hf_hub_download(repo_id, INDEX_FILE, revision=revision, token=token)))
-            return sorted(set(weight_map.values())), weight_map
+            index = Path(hf_hub_download(repo_id, INDEX_FILE, revision=revision, token=token))
+            return _indexed_files(index), index
         raise CheckpointUnreadable(f"{repo_id}: no {SINGLE_FILE} or {INDEX_FILE} on the Hub")
 
-    names, weight_map = _hub_errors(repo_id, files)
+    names, index = _hub_errors(repo_id, files)
     return Checkpoint(f"{repo_id}@{revision or 'main'}", names,
                       lambda filename: _hub_errors(repo_id, lambda: _hub_header(api, repo_id, filename, revision)),
-                      weight_map, workers=max(1, workers))
+                      index, workers=max(1, workers))
 
 
 def _hub_errors(repo_id: str, call):
