@@ -174,3 +174,20 @@ def test_peft_runs_on_the_quantized_copy_for_trainable_methods():
     assert verdict["ok"] is True and len(verdict["modules"]) == 224  # every Linear4bit but the kept lm_head
     assert set(verdict["modules"]) == set(result.quantization.quantized)
     assert not [f for f in result.findings if f.code == "QUANT003"]
+
+
+def test_the_notes_of_the_quantizer_do_not_depend_on_what_ran_before_or_on_quiet():
+    """transformers says some things once per process (``warning_once``) and archlint keeps the
+    libraries quiet outside ``--debug``; neither may change a report's notes."""
+    from transformers import AutoConfig
+
+    from archlint.quantize.oracle import environment_verdict
+    from archlint.quiet import quiet_libraries
+
+    qconfig = AutoConfig.from_pretrained(config("deepseek-ai__DeepSeek-V3")).quantization_config
+    first = environment_verdict(qconfig, pre_quantized=True)
+    again = environment_verdict(qconfig, pre_quantized=True)
+    with quiet_libraries():
+        quiet = environment_verdict(qconfig, pre_quantized=True)
+    assert first == again == quiet
+    assert any("requires a GPU or XPU" in note for note in first)  # transformers' own words, every time

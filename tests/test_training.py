@@ -107,6 +107,17 @@ def test_the_forward_leaves_the_model_in_its_mode():
     assert not any(m.training for m in ctx.built.module.modules())
 
 
+def test_a_finding_carries_no_time_measured_in_the_run():
+    """A report must not change from one run to the next: how long the forward took is
+    ``--debug``'s to show, not a finding's detail."""
+    from archlint import lint
+
+    report = lint("fixtures/zoo/training.py:NeedsTokenTypes", select=["TRAIN001"])
+    (finding,) = report.results[0].findings
+    assert finding.details["forward"] == "missing-input"
+    assert not [key for key in finding.details if "second" in key or "time" in key]
+
+
 # -- the shrunk copy -----------------------------------------------------------------------
 
 
@@ -139,6 +150,26 @@ def test_a_layer_count_under_another_name_is_shrunk():
     copy = shrunk_copy(*_built_and_graph(config("openai-community__gpt2-xl")))
     assert copy.kept == {"transformer.h": (0, 47)}
     assert copy.module.config.n_layer == 2
+
+
+def test_a_block_tied_across_layers_keeps_two_layers_of_its_structure():
+    """Zamba ties one transformer block across all its hybrid layers; transformers cannot tie
+    it with one hybrid layer, so the copy keeps the first two of each structure."""
+    from archlint.shrink import shrunk_copy
+
+    built, graph = _built_and_graph("zamba")
+    copy = shrunk_copy(built, graph)
+    assert copy is not None
+    kinds = built.module.config.layers_block_type
+    first_two = sorted({i for kind in set(kinds) for i in [j for j, k in enumerate(kinds) if k == kind][:2]})
+    assert copy.kept == {"model.layers": (*first_two, len(kinds) - 1)}
+    layers = copy.module.model.layers
+    hybrid = [layer for layer in layers if hasattr(layer, "shared_transf")]
+    original = [layer for layer in built.module.model.layers if hasattr(layer, "shared_transf")]
+    def tied(a, b):
+        return a.shared_transf.self_attn.q_proj.weight is b.shared_transf.self_attn.q_proj.weight
+
+    assert len(hybrid) == 2 and tied(*hybrid) and tied(*original[:2])  # tied in the copy as in the model
 
 
 # -- TRAIN003 ------------------------------------------------------------------------------

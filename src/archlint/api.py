@@ -268,6 +268,7 @@ def _import_libraries(*, with_peft: bool) -> None:
     """Import what every build (and every plan evaluation) needs before the first time limit
     starts: a first import of transformers and PEFT takes seconds, and a limit measures the
     target, not the process warming up. Imported once; a failure is left to the lint to report."""
+    from .lora.unused_bitsandbytes import unused_bitsandbytes_hidden
     from .quiet import quiet_libraries
 
     names = ["transformers.modeling_utils", "transformers.initialization", *(["peft"] if with_peft else [])]
@@ -275,7 +276,7 @@ def _import_libraries(*, with_peft: bool) -> None:
         if name in sys.modules:
             continue
         try:
-            with quiet_libraries():
+            with quiet_libraries(), unused_bitsandbytes_hidden():
                 importlib.import_module(name)
         except Exception:  # noqa: BLE001 -- the lint itself will say what is missing
             pass

@@ -3,7 +3,9 @@ layer per distinct block structure (at least two), for whole-model forwards.
 
 Which layers to keep is read from the user's built model, not from a list of model
 types: the blocks of each stack of repeated blocks (:attr:`ModuleGraph.blocks`) are
-grouped by their structural key, and the first layer of each structure is kept, plus the last layer. The
+grouped by their structural key, and the first layer of each structure is kept, plus the last layer
+(or, when that copy cannot be built, a prefix, or the first two layers of each structure: a block
+tied across the layers of one structure needs two of them to tie). The
 config that owns the list is rewritten accordingly: ``num_hidden_layers``, every
 per-layer list, list of layer numbers and per-layer dict whose name says ``layer``
 (``layer_types``, ``cross_attention_layers``, ``per_layer_config``), and
@@ -54,8 +56,10 @@ def shrunk_copy(built: BuiltModel, graph: ModuleGraph) -> ShrunkModel | None:
     attempts = []
     # Sparse layers first, then a prefix up to the last new structure: configs that
     # place structures by index (DeepSeek's `first_k_dense_replace=3`) need the prefix.
-    for prefix in (False, True):
-        plans = _plans(graph, root.config, prefix=prefix)
+    # Last, two layers of each structure: a model that ties one block across the layers
+    # of a structure (Zamba's shared transformer) cannot be built with one such layer.
+    for keep in ("first", "prefix", "first two"):
+        plans = _plans(graph, root.config, keep=keep)
         # All configs at once; a config whose parts index another's layers (Molmo2's
         # adapter `vision_feature_layer`) rejects that, so then one config at a time,
         # the longest stack first (it dominates the forward's cost).
@@ -90,18 +94,23 @@ def _attempt(graph: ModuleGraph, root: nn.Module, plans) -> ShrunkModel | None:
     return ShrunkModel(module, f"shrunk copy ({sizes})", lists)
 
 
-def _plans(graph, config, *, prefix: bool = False) -> dict[tuple[str, ...], tuple[int, tuple[int, ...]]]:
-    """Config key path -> (original layer count, layer indices to keep)."""
+def _plans(graph, config, *, keep: str = "first") -> dict[tuple[str, ...], tuple[int, tuple[int, ...]]]:
+    """Config key path -> (original layer count, layer indices to keep). ``keep`` says which
+    layers stand for each structure besides the last layer: its ``first`` layer, every layer
+    up to the last structure's first (``prefix``), or its ``first two`` layers."""
     plans: dict[tuple[str, ...], tuple[int, set[int]]] = {}
     for list_path, keypath, count in _candidate_lists(graph, config):
         structure_keys = [graph.info(graph.info(list_path).children[str(i)]).structure_key for i in range(count)]
-        keep = {structure_keys.index(s) for s in set(structure_keys) if s != structure_keys[-1]} | {count - 1}
-        if prefix:
-            keep = set(range(max(structure_keys.index(s) for s in set(structure_keys)) + 1)) | {count - 1}
-        if len(keep) < 2:
-            keep.add(0)
+        kept = {structure_keys.index(s) for s in set(structure_keys) if s != structure_keys[-1]} | {count - 1}
+        if keep == "prefix":
+            kept = set(range(max(structure_keys.index(s) for s in set(structure_keys)) + 1)) | {count - 1}
+        elif keep == "first two":
+            for s in set(structure_keys):
+                kept.update([i for i, k in enumerate(structure_keys) if k == s][:2])
+        if len(kept) < 2:
+            kept.add(0)
         old = plans.get(keypath, (count, set()))[1]
-        plans[keypath] = (count, old | keep)
+        plans[keypath] = (count, old | kept)
     return {k: (n, tuple(sorted(keep))) for k, (n, keep) in plans.items() if len(keep) < n}
 
 
@@ -154,6 +163,12 @@ def _shrink_dict(sub: dict, count: int, keep: tuple[int, ...], count_key: str) -
     if isinstance(shared, int) and shared > 0:  # the last `shared` layers reuse K/V
         sub["num_kv_shared_layers"] = sum(1 for i in keep if i >= count - shared)
     for key, value in list(sub.items()):
+        if _is_count(key, value, count) and key != "num_kv_shared_layers":
+            sub[key] = len(keep)  # another stack of the same length (`decoder_layers`), or the count itself
+            continue                   # under its own name (xLSTM's `num_blocks`)
+        if isinstance(value, (list, tuple)) and len(value) == count >= _PER_LAYER_LIST and "layer" not in key:
+            sub[key] = [value[i] for i in keep]  # a per-layer list named for what it holds (`intermediate_size`)
+            continue
         if "layer" not in key:
             continue
         if isinstance(value, (list, tuple)) and list(value) == list(range(count)):
@@ -165,6 +180,17 @@ def _shrink_dict(sub: dict, count: int, keep: tuple[int, ...], count_key: str) -
         elif isinstance(value, dict) and value and all(str(k).isdigit() and int(k) < count for k in value):
             sub[key] = {new: value[k] for k in value for new, old in enumerate(keep) if int(k) == old}
     sub[count_key] = len(keep)
+
+
+#: A list config value with this many entries or more, as many as the layers, is taken to be
+#: per layer whatever its name; the copy is kept only if it comes out faithful anyway.
+_PER_LAYER_LIST = 4
+
+
+def _is_count(key: str, value, count: int) -> bool:
+    """Whether config ``key`` is a layer count equal to ``count``."""
+    return (value == count and isinstance(value, int) and not isinstance(value, bool)
+            and key.rstrip("s").endswith(("layer", "block")))
 
 
 def _is_index(value, count: int) -> bool:

@@ -26,6 +26,7 @@ from torch import nn
 from ..report import Engine
 from ..train_forward import _raising_module
 from .plan import Plan
+from .unused_bitsandbytes import unused_bitsandbytes_hidden
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,11 @@ def run_peft(model: nn.Module, plan: Plan, *, fresh: Callable[[nn.Module], nn.Mo
              keep: list | None = None) -> Outcome:
     """``get_peft_model(fresh(model), LoraConfig(**plan))`` and what came out of it; the
     adapted model is appended to ``keep`` (when given and PEFT injected the plan)."""
+    with unused_bitsandbytes_hidden():
+        return _run_peft(model, plan, fresh, keep)
+
+
+def _run_peft(model: nn.Module, plan: Plan, fresh: Callable[[nn.Module], nn.Module], keep: list | None) -> Outcome:
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(**plan.lora_kwargs())

@@ -42,6 +42,7 @@ from torch import nn
 
 from ..errors import one_line
 from ..train_forward import _accepts, _quiet, _raising_module
+from .unused_bitsandbytes import unused_bitsandbytes_hidden
 
 STAGES = ("inject", "forward", "backward")
 #: Sequence lengths tried in turn: short first (SigLIP's text tower has 64 positions; a recurrent
@@ -122,7 +123,7 @@ class StepChecker:
         tensors fake), so it is not to be used afterwards."""
         start = time.perf_counter()
         try:
-            with _quiet(), _fake_tensor_log_off():
+            with _quiet(), _fake_tensor_log_off(), unused_bitsandbytes_hidden():
                 return self._check(dict(lora_kwargs), adapted)
         finally:
             self.seconds += time.perf_counter() - start

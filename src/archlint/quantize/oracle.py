@@ -195,7 +195,13 @@ class _KernelNotLoaded:
 @contextlib.contextmanager
 def captured_logs() -> Iterator[list[str]]:
     """Messages transformers and bitsandbytes log at WARNING or above, collected instead of
-    printed (they become notes of the quantization result)."""
+    printed (they become notes of the quantization result).
+
+    The same lint must give the same notes whatever ran before it and however quiet the
+    libraries are kept, so inside the block the loggers let WARNING through (to this
+    collector only) and transformers' ``warning_once`` logs every time: a message it already
+    gave once in this process (an earlier target, an earlier run of the quantizer) would
+    otherwise be missing from this report."""
     messages: list[str] = []
 
     class _Collect(logging.Handler):
@@ -206,16 +212,23 @@ def captured_logs() -> Iterator[list[str]]:
 
     handler = _Collect(logging.WARNING)
     loggers = [logging.getLogger(name) for name in ("transformers", "bitsandbytes")]
-    saved = [(lg, lg.propagate, list(lg.handlers)) for lg in loggers]
+    saved = [(lg, lg.propagate, list(lg.handlers), lg.level) for lg in loggers]
     for lg in loggers:
         lg.handlers = [handler]
         lg.propagate = False
+        lg.setLevel(logging.WARNING)
+    once = vars(logging.Logger).get("warning_once")  # transformers adds it to every Logger
+    if once is not None:
+        logging.Logger.warning_once = logging.Logger.warning  # type: ignore[attr-defined]
     try:
         yield messages
     finally:
-        for lg, propagate, handlers in saved:
+        if once is not None:
+            logging.Logger.warning_once = once  # type: ignore[attr-defined]
+        for lg, propagate, handlers, level in saved:
             lg.handlers = handlers
             lg.propagate = propagate
+            lg.setLevel(level)
 
 
 def first_line(value) -> str:

@@ -56,8 +56,7 @@ class RequiredTrainingInput(Rule):
 
     def check(self, ctx):
         outcome = ctx.training_forward
-        details = {"forward": outcome.status, "ran_on": outcome.model, "inputs": list(TEXT_INPUTS),
-                   "seconds": round(outcome.seconds, 3)}
+        details = {"forward": outcome.status, "ran_on": outcome.model, "inputs": list(TEXT_INPUTS)}
         path = outcome.raised_in if outcome.raised_in in ctx.graph.nx else ""
         module = ctx.graph.info(path).class_name
         if outcome.status is ForwardStatus.MISSING_INPUT and outcome.details.get("inference", "ok") != "ok":
