@@ -19,6 +19,7 @@ before the next is parsed; :func:`read_local`/:func:`read_hub` collect them all.
 from __future__ import annotations
 
 import json
+import mmap
 import re
 import struct
 from collections import deque
@@ -171,55 +172,58 @@ def _indexed_files(index: Path) -> list[str]:
     return sorted({filename for _, filename in index_entries(index)})
 
 
-#: One JSON string (its body, escapes kept), and the separators around the index's members.
-_STRING = r'"([^"\\]*(?:\\.[^"\\]*)*)"'
-_MEMBER = re.compile(r"\s*" + _STRING + r"\s*:\s*")
-_ENTRY = re.compile(r"\s*" + _STRING + r"\s*:\s*" + _STRING + r"\s*([,}])")
-_PUNCTUATION = re.compile(r"\s*([{},])")
+#: One JSON string (its body, escapes kept), the separators around the index's members, and
+#: the tokens of a JSON value (to find where a member other than weight_map ends).
+_STRING = rb'"([^"\\]*(?:\\.[^"\\]*)*)"'
+_MEMBER = re.compile(rb"\s*" + _STRING + rb"\s*:\s*")
+_ENTRY = re.compile(rb"\s*" + _STRING + rb"\s*:\s*" + _STRING + rb"\s*([,}])")
+_PUNCTUATION = re.compile(rb"\s*([{},])")
+_VALUE_TOKEN = re.compile(rb'\s*(?:"(?:[^"\\]|\\.)*"|([{\[])|([}\]])|[^\s{}\[\],:"]+|[,:])')
 
 
 def index_entries(index: Path) -> Iterator[tuple[str, str]]:
     """The ``weight_map`` of a safetensors index as ``(key, file)`` pairs, read in order
-    from its text without building the dict (for a large checkpoint, the dict of every key
-    costs more than the headers' records). Other members (``metadata``) are decoded by
-    ``json`` and skipped. Raises :class:`CheckpointUnreadable` for anything but a JSON
-    object whose ``weight_map`` maps strings to strings."""
-    try:
-        text = index.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise CheckpointUnreadable(f"{index}: not a safetensors index ({e})") from e
+    from the file (memory-mapped, so its pages are given back when the reading ends) without
+    building the dict: for a large checkpoint, a dict of every key and its file name costs
+    more than the headers' own records. Other members (``metadata``) are checked with
+    ``json`` and skipped. Raises :class:`CheckpointUnreadable` for anything but a JSON object
+    whose ``weight_map`` maps strings to strings."""
 
     def fail(why: str) -> CheckpointUnreadable:
         return CheckpointUnreadable(f"{index}: not a safetensors index ({why})")
 
-    decoder = json.JSONDecoder()
+    try:
+        with open(index, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as text:
+            yield from _index_members(text, fail)
+    except (OSError, ValueError) as e:  # unreadable, or empty (mmap refuses a 0-byte file)
+        raise fail(str(e)) from e
+
+
+def _index_members(text, fail) -> Iterator[tuple[str, str]]:
     found = False
     token = _PUNCTUATION.match(text)
-    if token is None or token.group(1) != "{":
+    if token is None or token.group(1) != b"{":
         raise fail("not a JSON object")
     pos = token.end()
     token = _PUNCTUATION.match(text, pos)
-    if token and token.group(1) == "}":  # {}
+    if token and token.group(1) == b"}":  # {}
         pos = token.end()
     else:
         while True:
             member = _MEMBER.match(text, pos)
             if member is None:
-                raise fail(f"unexpected text at character {pos}")
-            name, pos = _unescape(member.group(1)), member.end()
+                raise fail(f"unexpected text at byte {pos}")
+            name, pos = _unescape(member.group(1), fail), member.end()
             if name == "weight_map":
                 found = True
                 pos = yield from _weight_map_entries(text, pos, fail)
             else:
-                try:
-                    _, pos = decoder.raw_decode(text, pos)
-                except ValueError as e:
-                    raise fail(str(e)) from e
+                pos = _skip_value(text, pos, fail)
             token = _PUNCTUATION.match(text, pos)
-            if token is None or token.group(1) not in ",}":
-                raise fail(f"unexpected text at character {pos}")
+            if token is None or token.group(1) not in b",}":
+                raise fail(f"unexpected text at byte {pos}")
             pos = token.end()
-            if token.group(1) == "}":
+            if token.group(1) == b"}":
                 break
     if text[pos:].strip():
         raise fail("text after the JSON object")
@@ -227,28 +231,49 @@ def index_entries(index: Path) -> Iterator[tuple[str, str]]:
         raise fail("no weight_map")
 
 
-def _weight_map_entries(text: str, pos: int, fail):
+def _weight_map_entries(text, pos: int, fail):
     """Yield the entries of the ``weight_map`` object starting at ``pos``; return the
     position after it."""
     token = _PUNCTUATION.match(text, pos)
-    if token is None or token.group(1) != "{":
+    if token is None or token.group(1) != b"{":
         raise fail("weight_map is not an object")
     pos = token.end()
     empty = _PUNCTUATION.match(text, pos)
-    if empty and empty.group(1) == "}":
+    if empty and empty.group(1) == b"}":
         return empty.end()
     while True:
         entry = _ENTRY.match(text, pos)
         if entry is None:
-            raise fail(f"weight_map: not a string to string entry at character {pos}")
-        yield _unescape(entry.group(1)), _unescape(entry.group(2))
+            raise fail(f"weight_map: not a string to string entry at byte {pos}")
+        yield _unescape(entry.group(1), fail), _unescape(entry.group(2), fail)
         pos = entry.end()
-        if entry.group(3) == "}":
+        if entry.group(3) == b"}":
             return pos
 
 
-def _unescape(body: str) -> str:
-    return json.loads(f'"{body}"') if "\\" in body else body
+def _skip_value(text, pos: int, fail) -> int:
+    """The position after the JSON value at ``pos`` (which ``json`` then checks)."""
+    start, depth = pos, 0
+    while True:
+        token = _VALUE_TOKEN.match(text, pos)
+        if token is None:
+            raise fail(f"unexpected text at byte {pos}")
+        pos = token.end()
+        depth += 1 if token.group(1) else -1 if token.group(2) else 0
+        if depth <= 0:
+            break
+    try:
+        json.loads(bytes(text[start:pos]))
+    except ValueError as e:
+        raise fail(str(e)) from e
+    return pos
+
+
+def _unescape(body: bytes, fail) -> str:
+    try:
+        return json.loads(b'"' + body + b'"') if b"\\" in body else body.decode("utf-8")
+    except ValueError as e:
+        raise fail(str(e)) from e
 
 
 def read_hub(repo_id: str, revision: str | None = None, *, token: str | bool | None = None,
