@@ -331,3 +331,46 @@ def test_an_index_that_misplaces_keys_is_read_again_without_it(tmp_path, monkeyp
     assert info.missing_keys == truth["missing_keys"]
     assert info.unexpected_keys == truth["unexpected_keys"]
     assert info.mismatched_keys == truth["mismatched_keys"]
+
+
+def _entries_or_error(path):
+    from archlint.checkpoint import CheckpointUnreadable
+    from archlint.checkpoint.headers import index_entries
+
+    try:
+        return list(index_entries(path))
+    except CheckpointUnreadable:
+        return "unreadable"
+
+
+def _json_entries_or_error(text):
+    try:
+        weight_map = json.loads(text)["weight_map"]
+        assert isinstance(weight_map, dict) and all(isinstance(v, str) for v in weight_map.values())
+    except (ValueError, KeyError, TypeError, AssertionError):
+        return "unreadable"
+    return list(weight_map.items())
+
+
+def test_the_index_is_read_entry_by_entry_as_json_reads_it(tmp_path):
+    """The weight_map is read from the index's text without building the dict; the entries
+    are json's, in json's order, and whatever json cannot read as an index is unreadable."""
+    import random
+
+    rng = random.Random(0)
+    texts = []
+    for _ in range(200):
+        weight_map = {("a\\\"é." if rng.random() < 0.1 else "") + f"model.layers.{rng.randint(0, 9)}.w{j}":
+                      f"model-{rng.randint(1, 3):05d}.safetensors" for j in range(rng.randint(0, 5))}
+        metadata = rng.choice([{"total_size": 5, "x": [1, {"y": "}"}]}, 5, "s}", [], {}, None, True, -1.5e3,
+                               {"k": "weight_map"}, [[], [{}]]])
+        members = [("metadata", metadata), ("weight_map", weight_map)]
+        rng.shuffle(members)
+        texts.append(json.dumps(dict(members), indent=rng.choice([None, 2]), ensure_ascii=rng.random() < 0.5))
+    texts += ["[]", '{"weight_map": []}', '{"weight_map": {"a": 1}}', "{}", '{"metadata": {}} x', "",
+              '{"weight_map": {"a": "b",}}', '{"weight_map": {"a": "b"}', '{"metadata": , "weight_map": {}}',
+              '{"metadata": {"a" "b"}, "weight_map": {}}', '{"weight_map": {"a": "b"}, }', ' {"weight_map": {}} ']
+    for i, text in enumerate(texts):
+        path = tmp_path / f"{i}.json"
+        path.write_text(text, encoding="utf-8")
+        assert _entries_or_error(path) == _json_entries_or_error(text), text
