@@ -197,3 +197,42 @@ def test_an_unknown_quant_method_loads_as_unquantized_as_in_transformers(tmp_pat
     result = lint(str(folder), select=["CKPT"]).results[0]
     assert result.checkpoint.unavailable is None and result.checkpoint.quantization is None
     assert (result.checkpoint.missing, result.checkpoint.unexpected) == ([], [])
+
+
+def _gpt_oss_20b_headers(drop: str | None = None):
+    """gpt-oss-20b's checkpoint as header records, in its layout: every expert projection as
+    ``*_blocks`` (uint8 ``[32, out, in/32, 16]``) and ``*_scales`` (uint8 ``[32, out, in/32]``),
+    the rest bf16 under the model's own names."""
+    from archlint.build import build
+    from archlint.checkpoint import Headers
+    from archlint.resolve import resolve
+
+    model = build(resolve(str(REPO / "fixtures" / "configs" / "openai__gpt-oss-20b"))).module
+    header = {}
+    for key, value in model.state_dict().items():
+        if key.endswith(("experts.gate_up_proj", "experts.down_proj")):
+            experts, inputs, outputs = value.shape
+            header[f"{key}_blocks"] = {"dtype": "U8", "shape": [experts, outputs, inputs // 32, 16]}
+            header[f"{key}_scales"] = {"dtype": "U8", "shape": [experts, outputs, inputs // 32]}
+        else:
+            header[key] = {"dtype": "BF16", "shape": list(value.shape)}
+    header.pop(drop, None)
+    headers = Headers("gpt-oss-20b")
+    headers.add_file("model.safetensors", header)
+    return model, headers
+
+
+def test_gpt_oss_20b_in_its_real_layout_is_quiet_and_a_dropped_scale_is_not():
+    from archlint.checkpoint import compare
+
+    model, headers = _gpt_oss_20b_headers()
+    assert headers.tensors["model.layers.0.mlp.experts.gate_up_proj_blocks"].shape == (32, 5760, 90, 16)
+    assert headers.tensors["model.layers.23.mlp.experts.down_proj_scales"].shape == (32, 2880, 90)
+    found = compare(model, headers)
+    assert found.unavailable is None and found.quantization["method"] == "mxfp4"
+    assert (found.missing, found.unexpected, found.mismatched, found.conversion_errors) == ([], [], [], {})
+
+    model, headers = _gpt_oss_20b_headers(drop="model.layers.5.mlp.experts.down_proj_scales")
+    found = compare(model, headers)
+    assert found.missing == ["model.layers.5.mlp.experts.down_proj"]
+    assert list(found.conversion_errors) == ["model.layers.5.mlp.experts.down_proj"]
