@@ -152,6 +152,30 @@ def test_a_layer_count_under_another_name_is_shrunk():
     assert copy.module.config.n_layer == 2
 
 
+def test_layers_the_config_tells_apart_are_kept_apart():
+    """Gemma-3's sliding and full attention layers have the same modules; Gemma-3n's also
+    differ by MLP width and activation sparsity, per-layer lists not named for layers."""
+    from archlint.shrink import shrunk_copy
+
+    copy = shrunk_copy(*_built_and_graph(config("google__gemma-3-1b-it")))
+    assert sorted(copy.module.config.layer_types) == ["full_attention", "sliding_attention"]
+
+    built, graph = _built_and_graph("gemma3n_text")
+    copy = shrunk_copy(built, graph)
+    cfg = built.module.config
+    shared_from = cfg.num_hidden_layers - cfg.num_kv_shared_layers
+
+    def kinds(c, indices):
+        return {(c.layer_types[i], c.intermediate_size[i], c.activation_sparsity_pattern[i], j >= shared_from)
+                for j, i in indices}
+
+    kept = copy.kept["model.layers"]
+    assert len(kept) < cfg.num_hidden_layers
+    assert kinds(cfg, enumerate(range(cfg.num_hidden_layers))) == kinds(cfg, ((i, i) for i in kept))
+    new = copy.module.config
+    assert [new.layer_types[i] for i in range(len(kept))] == [cfg.layer_types[i] for i in kept]
+
+
 def test_a_block_tied_across_layers_keeps_two_layers_of_its_structure():
     """Zamba ties one transformer block across all its hybrid layers; transformers cannot tie
     it with one hybrid layer, so the copy keeps the first two of each structure."""

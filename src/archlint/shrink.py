@@ -3,7 +3,9 @@ layer per distinct block structure (at least two), for whole-model forwards.
 
 Which layers to keep is read from the user's built model, not from a list of model
 types: the blocks of each stack of repeated blocks (:attr:`ModuleGraph.blocks`) are
-grouped by their structural key, and the first layer of each structure is kept, plus the last layer
+grouped by their structural key and what the config says of each layer (its entry in every
+per-layer list, whether it reuses another layer's K/V), and the first layer of each such kind is
+kept, plus the last layer
 (or, when that copy cannot be built, a prefix, or the first two layers of each structure: a block
 tied across the layers of one structure needs two of them to tie). The
 config that owns the list is rewritten accordingly: ``num_hidden_layers``, every
@@ -100,7 +102,7 @@ def _plans(graph, config, *, keep: str = "first") -> dict[tuple[str, ...], tuple
     up to the last structure's first (``prefix``), or its ``first two`` layers."""
     plans: dict[tuple[str, ...], tuple[int, set[int]]] = {}
     for list_path, keypath, count in _candidate_lists(graph, config):
-        structure_keys = [graph.info(graph.info(list_path).children[str(i)]).structure_key for i in range(count)]
+        structure_keys = _layer_kinds(graph, list_path, count, _sub_config(config, keypath))
         kept = {structure_keys.index(s) for s in set(structure_keys) if s != structure_keys[-1]} | {count - 1}
         if keep == "prefix":
             kept = set(range(max(structure_keys.index(s) for s in set(structure_keys)) + 1)) | {count - 1}
@@ -112,6 +114,22 @@ def _plans(graph, config, *, keep: str = "first") -> dict[tuple[str, ...], tuple
         old = plans.get(keypath, (count, set()))[1]
         plans[keypath] = (count, old | kept)
     return {k: (n, tuple(sorted(keep))) for k, (n, keep) in plans.items() if len(keep) < n}
+
+
+def _layer_kinds(graph, list_path: str, count: int, config) -> list[tuple]:
+    """Per layer of the stack: its structural key and what the config says of that layer alone
+    (its entry in each per-layer list, whether it reuses another layer's K/V). Layers of one
+    structure can still behave differently (Gemma-3's sliding and full attention layers have
+    the same modules); the copy keeps one layer of each kind."""
+    data = config.to_dict()
+    lists = [value for key, value in sorted(data.items())
+             if isinstance(value, (list, tuple)) and len(value) == count and list(value) != list(range(count))
+             and ("layer" in key or count >= _PER_LAYER_LIST)]
+    shared = data.get("num_kv_shared_layers")
+    shared = shared if isinstance(shared, int) and not isinstance(shared, bool) else 0
+    return [(graph.info(graph.info(list_path).children[str(i)]).structure_key,
+             tuple(repr(value[i]) for value in lists), i >= count - shared > -1 and shared > 0)
+            for i in range(count)]
 
 
 def _lists(graph, config, plans):
