@@ -4,11 +4,14 @@
 stacked into one parameter, fused projections split...) in
 ``PreTrainedModel._load_pretrained_model`` with the transforms of
 ``get_model_conversion_mapping``, then ``_finalize_model_loading`` ties weights and drops
-the keys the model ignores. archlint runs those same two functions on a copy of the meta
-model, with a state dict of *meta* tensors built from the safetensors headers (the
-right names, shapes and dtypes, no data) and every parameter placed on ``meta``: the
-conversions run on shapes only, and ``missing``/``unexpected``/``mismatched`` are the
-loader's own sets, as ``from_pretrained(..., output_loading_info=True)`` reports them.
+the keys the model ignores. archlint runs those same two functions on the meta model
+(restored afterwards, :mod:`.in_place`; for a pre-quantized checkpoint on the copy the
+quantizer converted, :mod:`.quantized`), with a state dict of *meta* tensors built from the
+safetensors headers (the right names, shapes and dtypes, no data) and every parameter
+placed on ``meta``: the conversions run on shapes only, and ``missing``/``unexpected``/
+``mismatched`` are the loader's own sets, as ``from_pretrained(..., output_loading_info=True)``
+reports them. The headers arrive shard by shard and reach the loader in batches of whole
+loading groups (:func:`loading_info`).
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ class CheckpointKeyMismatch(Rule):
     What it does:
         Reads the safetensors headers of the checkpoint (a local folder always; a Hub
         repository with `--check-checkpoint`), builds a state dict of meta tensors with
-        their names, shapes and dtypes, and runs transformers' own loader on a copy of
-        the meta model: its key renames and weight conversions (per-expert MoE keys
+        their names, shapes and dtypes, and runs transformers' own loader on the meta
+        model (put back as it was afterwards): its key renames and weight conversions (per-expert MoE keys
         stacked into one parameter, fused projections split), weight tying and ignore
         lists apply. Reports the loader's `missing_keys` and `unexpected_keys`, exactly
         as `from_pretrained(..., output_loading_info=True)` returns them, and the
