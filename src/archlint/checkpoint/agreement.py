@@ -343,9 +343,8 @@ def _files_of(headers: Headers | Checkpoint) -> Iterator[tuple[str, dict[str, Te
         by_file: dict[str, dict[str, TensorHeader]] = {name: {} for name in headers.files}
         for name, record in headers.tensors.items():
             by_file.setdefault(record.file, {})[name] = record
-        share = headers.header_bytes // max(1, len(by_file))
-        for i, (filename, records) in enumerate(by_file.items()):
-            yield filename, records, share + (headers.header_bytes - share * len(by_file) if i == 0 else 0)
+        for i, (filename, records) in enumerate(by_file.items()):  # the bytes read are known in total only
+            yield filename, records, headers.header_bytes if i == 0 else 0
         return
     for filename, header, size in headers.headers():
         collected = Headers(headers.source)
