@@ -176,6 +176,27 @@ def test_peft_runs_on_the_quantized_copy_for_trainable_methods():
     assert not [f for f in result.findings if f.code == "QUANT003"]
 
 
+def test_fp8_conversions_leave_transformers_experts_class_as_they_found_it():
+    """transformers' FP8 integration wraps its experts class again for every experts module
+    it replaces; archlint undoes that after each conversion, so a second conversion in the
+    process (the preview runs two, a process may lint many models) is neither slower nor
+    different."""
+    from transformers.integrations.finegrained_fp8 import FP8Experts
+    from transformers.quantizers.auto import AutoHfQuantizer
+
+    from archlint.quantize.oracle import _EXPERTS_CLASS_ATTRIBUTES, run_quantizer
+    from archlint.quantize.request import config_quantization
+
+    model = _meta_model(config("deepseek-ai__DeepSeek-V3"))
+    qconfig = AutoHfQuantizer.merge_quantization_configs(dict(config_quantization(model.config)), None)
+    before = {k: vars(FP8Experts).get(k) for k in _EXPERTS_CLASS_ATTRIBUTES}
+    runs = [run_quantizer(model, qconfig, pre_quantized=True) for _ in range(2)]
+    assert {k: vars(FP8Experts).get(k) for k in _EXPERTS_CLASS_ATTRIBUTES} == before
+    assert runs[0].quantized_parameters == runs[1].quantized_parameters
+    experts = [m for n, m in runs[1].model.named_modules() if n.endswith("mlp.experts")]
+    assert len(experts) == 58 and all(isinstance(m, FP8Experts) and m.has_gate and not m.has_bias for m in experts)
+
+
 def test_the_notes_of_the_quantizer_do_not_depend_on_what_ran_before_or_on_quiet():
     """transformers says some things once per process (``warning_once``) and archlint keeps the
     libraries quiet outside ``--debug``; neither may change a report's notes."""

@@ -9,6 +9,7 @@ import torch
 from support import REPO
 
 from archlint.graph import ModuleGraph
+from archlint.probe.alike import ProbeMemo
 from archlint.probe.role_map import RoleMap
 from archlint.probe.roles import Role
 from archlint.probe.run import _run
@@ -20,14 +21,7 @@ import roles as zoo
 def _role_map(cls) -> RoleMap:
     with torch.device("meta"):
         model = cls()
-    cache = {}
-
-    def probe(module):
-        if id(module) not in cache:
-            cache[id(module)] = _run(module)
-        return cache[id(module)]
-
-    return RoleMap(ModuleGraph(model), probe)
+    return RoleMap(ModuleGraph(model), ProbeMemo(_run).probe)
 
 
 def _roles(role_map, path) -> set[Role]:

@@ -197,3 +197,61 @@ def test_a_step_takes_the_adapted_copy_of_the_plan_s_peft_run_instead_of_injecti
     run_peft(model, Plan.from_mapping({**kwargs, "r": 8}), keep=other)
     checker.check({**kwargs, "r": 8}, adapted=(nn.Linear(2, 2), other[0]))  # made from another module
     assert len(injected) == 1  # not taken: injected afresh
+
+
+# -- several fixes at once: their union is stepped first ------------------------------------
+
+
+def _branch_fix(*names: str) -> dict:
+    return {"target_modules": ["proj"], "target_parameters": [f"branches.{n}" for n in names], "r": 4}
+
+
+def _verdicts(outcomes) -> list:
+    return [(o.ok, o.parameters, o.checked, o.step_error) for o in outcomes]
+
+
+def _alone(fixes: list[dict]) -> list:
+    from support import fresh_facts
+
+    return _verdicts(fresh_facts(f"{ZOO}:ParameterBranches").plans.outcome_of(fix) for fix in fixes)
+
+
+def test_a_clean_union_of_fixes_implies_each_fix_step():
+    from support import fresh_facts
+
+    facts = fresh_facts(f"{ZOO}:ParameterBranches")
+    fixes = [_branch_fix("first"), _branch_fix("second")]
+    outcomes = facts.plans.outcomes_of(fixes)
+    assert _verdicts(outcomes) == _alone(fixes)
+    assert all(o.checked == STAGES and o.step_error is None for o in outcomes)
+    steps = list(facts.training_steps._steps.values())
+    implied = [s for s in steps if s.note.startswith("implied")]
+    assert len(implied) == 2  # the two fixes: one real step of their union stood for both
+    assert facts.plans.outcome_of(_branch_fix("first", "second")).checked == STAGES
+
+
+def test_a_union_that_fails_leaves_each_fix_its_own_step():
+    from support import fresh_facts
+
+    facts = fresh_facts(f"{ZOO}:ParameterBranches")
+    fixes = [_branch_fix("first"), _branch_fix("second"), _branch_fix("detached")]
+    plans = facts.plans  # the recipes' steps first
+    before = len(facts.training_steps._steps)
+    outcomes = plans.outcomes_of(fixes)
+    assert _verdicts(outcomes) == _alone(fixes)
+    assert [o.step_error is None for o in outcomes] == [True, True, False]
+    assert "no gradient reaches" in outcomes[2].step_error
+    union = facts.plans.outcome_of(_branch_fix("detached", "first", "second"))
+    assert union.step_error is not None  # the union's own step failed ...
+    new = list(facts.training_steps._steps.values())[before:]
+    assert len(new) == 4 and not any(s.note for s in new)  # ... so each fix ran its own step
+
+
+def test_fixes_that_differ_in_more_than_target_parameters_are_stepped_one_by_one():
+    from support import fresh_facts
+
+    facts = fresh_facts(f"{ZOO}:ParameterBranches")
+    fixes = [_branch_fix("first"), {**_branch_fix("second"), "r": 8}]
+    facts.plans.outcomes_of(fixes)
+    assert not any(s.note for s in facts.training_steps._steps.values())
+    assert len([k for k in facts.plans.outcomes if k[0] == "fix"]) == 2  # no union was asked

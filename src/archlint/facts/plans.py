@@ -89,6 +89,23 @@ class PlanFacts:
             self.outcomes[key] = outcome
         return self.outcomes[key]
 
+    def outcomes_of(self, configs: Iterable[Mapping[str, Any]]) -> list[Outcome]:
+        """:meth:`outcome_of` of several fixes a rule suggests at once. When two or more are
+        new and differ only in ``target_parameters``, the plan of their union is stepped
+        first: a clean step of it implies each fix's own step wherever the fix adapts a
+        subset of what it adapted (:meth:`archlint.lora.training_step.StepChecker.check`);
+        when the union's step is not clean, each fix still gets its own step."""
+        configs = [dict(c) for c in configs]
+        new = {}
+        for config in configs:
+            key = ("fix", peft_input(Plan.from_mapping(config, source="fix")))
+            if key not in self.outcomes:
+                new.setdefault(key, config)
+        union = _union(list(new.values())) if len(new) > 1 else None
+        if union is not None:
+            self.outcome_of(union)
+        return [self.outcome_of(config) for config in configs]
+
     def step_of(self, plan: Plan, outcome: Outcome) -> StepCheck | None:
         """One training step of the model adapted by ``plan`` (None when PEFT did not inject
         it: refused, or not installed); time goes to the ``steps`` phase."""
@@ -126,6 +143,16 @@ def plans(facts: Facts) -> PlanFacts:
         found.error = one_line(e)
         found.exception = e
     return found
+
+
+def _union(configs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The LoraConfig of every ``target_parameters`` of ``configs`` together, when they differ
+    in nothing else; else None."""
+    rest = [{k: v for k, v in c.items() if k != "target_parameters"} for c in configs]
+    lists = [c.get("target_parameters") or [] for c in configs]
+    if any(r != rest[0] for r in rest) or not all(isinstance(x, (list, tuple)) for x in lists):
+        return None
+    return {**rest[0], "target_parameters": sorted({p for x in lists for p in x})}
 
 
 def _widest_first(evaluations: list[PlanEvaluation]) -> list[int]:

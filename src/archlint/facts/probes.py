@@ -1,8 +1,9 @@
 """Probe readings: what one module's recorded forward says it computes, per module.
 
 Probing costs a forward on meta tensors, so a module is probed only when a rule asks,
-and once per lint for every module of the same signature (:func:`archlint.probe.run.cache_key`):
-30 identical layers cost one probe. All time goes to the ``probe`` phase.
+and once per lint for every set of modules that provably behave alike
+(:class:`archlint.probe.alike.ProbeMemo`): 30 layers that differ only in an index their
+forward does not read cost one probe. All time goes to the ``probe`` phase.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
+from ..probe.alike import ProbeMemo
 from ..probe.gates import Glu, find_glu
 from ..probe.readings import NormReading, norm_reading, read
 from ..probe.run import Probe, cache_key, run_probe
@@ -23,26 +25,29 @@ T = TypeVar("T")
 
 
 class ProbeReadings:
-    """The probes of one lint and the readings made from them, cached per module signature."""
+    """The probes of one lint and the readings made from them: a reading of the trace alone
+    once per probe, a reading that also runs the module once per module signature."""
 
     def __init__(self, facts: Facts):
         self._facts = facts
-        self._probes: dict[tuple[str, str], Probe] = {}
-        self._readings: dict[tuple[str, str], object] = {}
+        self._memo = ProbeMemo(run_probe)
+        self._readings: dict[tuple[object, str], object] = {}
 
     def probe(self, module: nn.Module, *, input_dtype: torch.dtype | None = None, with_tensors: bool = False) -> Probe:
         """The probe of ``module`` (its own dtype, or ``input_dtype``); ``with_tensors``
         also feeds a second tensor argument when the forward takes one (a gated norm's gate)."""
-        key = (cache_key(module), str(input_dtype), with_tensors)
-        if key not in self._probes:
-            with self._facts.timed("probe"):
-                self._probes[key] = run_probe(module, input_dtype, with_tensors=with_tensors)
-        return self._probes[key]
+        with self._facts.timed("probe"):
+            return self._memo.probe(module, input_dtype, with_tensors=with_tensors)
 
     def norm(self, module: nn.Module) -> NormReading:
         """The semantics of a normalising module (probed with bf16 input, where cast order
         shows, and with its gate when it takes one), confirmed numerically when it is small."""
-        return self._reading(module, "norm", lambda: norm_reading(module, self._norm_probe(module)))
+        # the numeric check runs the module itself: once per signature, not per shared probe
+        key = (cache_key(module), "norm")
+        if key not in self._readings:
+            with self._facts.timed("probe"):
+                self._readings[key] = norm_reading(module, self._norm_probe(module))
+        return self._readings[key]  # type: ignore[return-value]
 
     def _norm_probe(self, module: nn.Module) -> Probe:
         result = self.probe(module, input_dtype=torch.bfloat16, with_tensors=True)
@@ -55,13 +60,11 @@ class ProbeReadings:
     def read(self, module: nn.Module, reader: Callable[[Trace], T]) -> T | None:
         """``reader(trace)`` of the module's probe; None when there is no reading."""
         name = f"{reader.__module__}.{reader.__qualname__}"
-        return self._reading(module, name, lambda: read(self.probe(module), reader))
-
-    def _reading(self, module: nn.Module, name: str, compute: Callable[[], T]) -> T:
-        key = (cache_key(module), name)
+        result = self.probe(module)
+        key = (id(result), name)  # the memo keeps every probe alive: its id is not reused
         if key not in self._readings:
             with self._facts.timed("probe"):
-                self._readings[key] = compute()
+                self._readings[key] = read(result, reader)
         return self._readings[key]  # type: ignore[return-value]
 
 

@@ -4,7 +4,8 @@ A *block* is a module with submodules or parameters of its own -- an attention, 
 MoE block, a mixer -- below the repeated layers (a decoder layer itself needs masks and
 caches to run, so its parts are traced instead). The role of a projection is asked of its
 nearest enclosing block whose forward could be recorded and read: the trace of that block
-is made once per module signature (30 identical layers, one trace) and
+is made once per set of provably alike modules (30 layers that differ only in an index
+their forward does not read: one trace, :mod:`~archlint.probe.alike`) and
 :func:`~archlint.probe.roles.read_roles` decides every projection's role in it.
 
 :meth:`RoleMap.of` answers for one module or stacked-parameter path with a
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from .roles import BlockRoles, PartRole, Role, read_roles
-from .run import Probe, cache_key
+from .run import Probe
 
 
 @dataclass(frozen=True)
@@ -56,15 +57,24 @@ class BlockReading:
     error: str = ""
 
 
+def _reading(result: Probe) -> BlockReading:
+    if not result.ok:
+        return BlockReading(None, result.error)
+    try:
+        return BlockReading(read_roles(result.trace))
+    except Exception as e:  # an unusual trace is no reading, never a crash
+        return BlockReading(None, f"{type(e).__name__}: {e}")
+
+
 @dataclass
 class RoleMap:
     """Roles by path for one model; ``probe(module)`` is the lint's (cached) probe."""
 
     graph: object  # archlint.graph.ModuleGraph
     probe: Callable[[nn.Module], Probe]
-    _blocks: dict[str, BlockReading] = field(default_factory=dict, repr=False)
+    _blocks: dict[int, tuple[Probe, BlockReading]] = field(default_factory=dict, repr=False)
     _layers: set[str] = field(default_factory=set, repr=False)
-    _keys: dict[int, str] = field(default_factory=dict, repr=False)
+    _keys: dict[int, int] = field(default_factory=dict, repr=False)
     _answers: dict[str, RoleAnswer] = field(default_factory=dict, repr=False)
     _block_paths: list[str] | None = field(default=None, repr=False)
     _by_structure: dict[str, bool] = field(default_factory=dict, repr=False)
@@ -75,20 +85,15 @@ class RoleMap:
                 self._layers.update(info.children.values())
 
     def block(self, module: nn.Module) -> BlockReading:
-        """The roles read in ``module``'s own trace (once per module signature)."""
+        """The roles read in ``module``'s own trace (once per probe: modules that share
+        their probe share the reading)."""
         key = self._keys.get(id(module))
         if key is None:
-            key = self._keys[id(module)] = cache_key(module)
-        if key not in self._blocks:
             result = self.probe(module)
-            if not result.ok:
-                self._blocks[key] = BlockReading(None, result.error)
-            else:
-                try:
-                    self._blocks[key] = BlockReading(read_roles(result.trace))
-                except Exception as e:  # an unusual trace is no reading, never a crash
-                    self._blocks[key] = BlockReading(None, f"{type(e).__name__}: {e}")
-        return self._blocks[key]
+            key = self._keys[id(module)] = id(result)  # kept alive in _blocks: the id is not reused
+            if key not in self._blocks:
+                self._blocks[key] = (result, _reading(result))
+        return self._blocks[key][1]
 
     def of(self, path: str) -> RoleAnswer:
         """The roles of the projection at ``path`` (a module, or a stacked parameter

@@ -93,7 +93,7 @@ def run_quantizer(model: nn.Module, qconfig, *, pre_quantized: bool, empty_skip_
     dtype = _load_dtype(model)
     cls = type(converted)
     init = cls.get_init_context(dtype, True, False, None) if hasattr(cls, "get_init_context") else []
-    with captured_logs() as logged, _training_machine(), ContextManagers(init):
+    with captured_logs() as logged, _training_machine(), _class_edits_undone(), ContextManagers(init):
         device_map = quantizer.update_device_map(None)
         quantizer.preprocess_model(model=converted, dtype=dtype, device_map=device_map,
                                    checkpoint_files=None, use_kernels=False)
@@ -183,6 +183,54 @@ def _training_machine() -> Iterator[None]:
         for p in patches:
             stack.enter_context(p)
         yield
+
+
+#: What transformers' ``use_experts_implementation`` sets on the class it is given.
+_EXPERTS_CLASS_ATTRIBUTES = ("__init__", "forward", "_apply_gate")
+
+
+@contextlib.contextmanager
+def _class_edits_undone() -> Iterator[None]:
+    """Classes as they were before the conversion. transformers' FP8 integration hands its
+    experts class to ``use_experts_implementation`` once per experts module it replaces,
+    which wraps that class's ``__init__`` and ``forward`` again each time, for good: every
+    later conversion in the process builds each experts module through all the wrappers the
+    earlier ones added (DeepSeek-V3: 58 more per conversion). Each wrapper sets the same
+    instance attributes from its own arguments after the inner ones ran, so the outermost,
+    added for the module being built, decides them either way: undoing the earlier
+    conversions' wrappers changes nothing the conversion produces, only its cost."""
+    saved: dict[type, dict[str, Any]] = {}
+    missing = object()
+
+    def recording(real):
+        def use_experts_implementation(experts_class=None, *args, **kwargs):
+            if isinstance(experts_class, type) and experts_class not in saved:
+                saved[experts_class] = {k: vars(experts_class).get(k, missing) for k in _EXPERTS_CLASS_ATTRIBUTES}
+            return real(experts_class, *args, **kwargs)
+        return use_experts_implementation
+
+    try:
+        from transformers.integrations import moe
+    except ImportError:
+        yield
+        return
+    real = moe.use_experts_implementation
+    patches = [mock.patch.object(module, "use_experts_implementation", recording(real))
+               for name, module in list(sys.modules.items())
+               if name.startswith("transformers.") and getattr(module, "use_experts_implementation", None) is real]
+    try:
+        with contextlib.ExitStack() as stack:
+            for p in patches:
+                stack.enter_context(p)
+            yield
+    finally:
+        for cls, attributes in saved.items():
+            for key, value in attributes.items():
+                if value is missing:
+                    if key in vars(cls):
+                        delattr(cls, key)
+                else:
+                    setattr(cls, key, value)
 
 
 class _KernelNotLoaded:

@@ -124,12 +124,15 @@ class PartialLayerCoverage(Rule):
                                 and i.path not in wrapped)
                 if skipped:
                     found.setdefault((leaf, param, skipped), []).append(evaluation)
+        fixes = []
         for (leaf, param, skipped), evaluations in found.items():
-            labels = [label(e.plan) for e in evaluations]
             weights = [f"{p}.weight" for p in skipped]
             plan = evaluations[0].plan.to_mapping()
             wanted = set(plan.get("target_parameters") or []) | set(_suffixes(weights, universe))
-            fixed = {**plan, "target_parameters": sorted(wanted)}
+            fixes.append((leaf, param, skipped, evaluations, weights, {**plan, "target_parameters": sorted(wanted)}))
+        ctx.plans.outcomes_of(fixed for *_, fixed in fixes)  # the fixes' training steps together
+        for leaf, param, skipped, evaluations, weights, fixed in fixes:
+            labels = [label(e.plan) for e in evaluations]
             title = f"Adapt the plain `{leaf}` Linears through target_parameters"
             fix = verified_fix(ctx.plans.outcome_of, title, [Candidate(
                 "target_parameters=[" + ", ".join(f'"{e}"' for e in fixed["target_parameters"]) + "]", fixed,
