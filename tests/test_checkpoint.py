@@ -232,3 +232,145 @@ def test_cli_json_carries_the_loading_info():
     checkpoint = json.loads(out.output)["results"][0]["checkpoint"]  # schema-checked by conftest
     assert checkpoint["mismatched"] == [["model.layers.1.self_attn.o_proj.weight", [32, 16], [32, 32]]]
     assert checkpoint["unexpected"] == ["model.layers.0.self_attn.q_proj.linear.weight"]
+
+
+# -- the loader writes into the model itself; headers stream shard by shard ------------------
+
+
+def test_the_check_leaves_the_model_as_it_was():
+    """The loader replaces parameters, flags them and ties weights on the model it loads
+    into; archlint lets it write into the meta model itself and restores it."""
+    from archlint.build import build
+    from archlint.checkpoint import open_local
+    from archlint.checkpoint.agreement import loading_info
+    from archlint.resolve import resolve
+
+    for folder in (CHECKPOINTS / "tiny-llama-broken", CHECKPOINTS / "tiny-qwen3-moe-legacy"):
+        model = build(resolve(str(folder))).module
+        before = {name: (p, dict(vars(p))) for name, p in model.named_parameters(remove_duplicate=False)}
+        buffers = {name: b for name, b in model.named_buffers(remove_duplicate=False)}
+        attributes = {name: dict(vars(m)) for name, m in model.named_modules()}
+        info = loading_info(model, open_local(folder))
+        assert info.missing_keys == _loading_info(folder)["missing_keys"]
+        after = {name: (p, dict(vars(p))) for name, p in model.named_parameters(remove_duplicate=False)}
+        assert after.keys() == before.keys()
+        assert all(after[n][0] is before[n][0] and after[n][1] == before[n][1] for n in before), folder.name
+        assert {name: b for name, b in model.named_buffers(remove_duplicate=False)}.keys() == buffers.keys()
+        assert all(model.get_buffer(n) is b for n, b in buffers.items())
+        assert {name: dict(vars(m)) for name, m in model.named_modules()} == attributes
+
+
+def _sharded_per_expert(tmp_path, name, shard_of, index_of=None):
+    """The per-expert Qwen3-MoE split into shards by ``shard_of(key) -> int`` (1-based), with
+    an index that places each key by ``index_of`` (default: where it is)."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / name
+    folder.mkdir()
+    shutil.copy(CHECKPOINTS / "tiny-qwen3-moe-legacy" / "config.json", folder / "config.json")
+    tensors = load_file(CHECKPOINTS / "tiny-qwen3-moe-legacy" / "model.safetensors")
+    shards: dict[int, dict] = {}
+    for key, value in tensors.items():
+        shards.setdefault(shard_of(key), {})[key] = value
+    count = max(shards)
+    files = {i: f"model-{i:05d}-of-{count:05d}.safetensors" for i in shards}
+    for i, part in shards.items():
+        save_file(part, folder / files[i], metadata={"format": "pt"})
+    place = index_of or shard_of
+    index = {"metadata": {}, "weight_map": {key: files[place(key)] for key in tensors}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    return folder
+
+
+def _expert_number(key):
+    parts = key.split(".")
+    return int(parts[parts.index("experts") + 1]) if "experts" in parts else -1
+
+
+def test_streamed_shards_with_experts_split_across_them_report_what_from_pretrained_reports(tmp_path):
+    """Each layer's experts spread over three shards: a stacked parameter is complete only
+    when the last of them has been read, and goes to the loader then."""
+    from archlint.build import build
+    from archlint.checkpoint import open_local
+    from archlint.checkpoint.agreement import loading_info
+    from archlint.resolve import resolve
+
+    folder = _sharded_per_expert(tmp_path, "split", lambda key: 1 + max(0, _expert_number(key)) % 3)
+    truth = _loading_info(folder)
+    assert not (truth["missing_keys"] or truth["unexpected_keys"] or truth["mismatched_keys"])
+    model = build(resolve(str(folder))).module
+    for batch_keys in (1, 5, 10_000):
+        info = loading_info(model, open_local(folder), batch_keys=batch_keys)
+        assert (info.missing_keys, info.unexpected_keys, info.mismatched_keys) == (set(), set(), set()), batch_keys
+
+
+def test_an_index_that_misplaces_keys_is_read_again_without_it(tmp_path, monkeypatch):
+    """The index claims every key is in the first shard; the headers put expert 3 in the
+    second. The early release of a layer's groups is then wrong, which the check notices
+    (a key arrives for a group already loaded) and it reads the shards again, all groups
+    held to the end: still from_pretrained's report."""
+    import sys
+
+    from archlint.build import build
+    from archlint.checkpoint import open_local
+    from archlint.resolve import resolve
+
+    module = sys.modules["archlint.checkpoint.agreement"]
+    folder = _sharded_per_expert(tmp_path, "misplaced", lambda key: 2 if _expert_number(key) == 3 else 1,
+                                 index_of=lambda key: 1)
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    index["weight_map"]["model.norm.weight"] = "model-00002-of-00002.safetensors"  # so that both shards are read
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    runs = []
+    real = module._loading_info
+    monkeypatch.setattr(module, "_loading_info", lambda *a, **k: runs.append(k["planned"]) or real(*a, **k))
+    truth = _loading_info(folder)
+    model = build(resolve(str(folder))).module
+    info = module.loading_info(model, open_local(folder))
+    assert runs == [True, False]
+    assert info.missing_keys == truth["missing_keys"]
+    assert info.unexpected_keys == truth["unexpected_keys"]
+    assert info.mismatched_keys == truth["mismatched_keys"]
+
+
+def _entries_or_error(path):
+    from archlint.checkpoint import CheckpointUnreadable
+    from archlint.checkpoint.headers import index_entries
+
+    try:
+        return list(index_entries(path))
+    except CheckpointUnreadable:
+        return "unreadable"
+
+
+def _json_entries_or_error(text):
+    try:
+        weight_map = json.loads(text)["weight_map"]
+        assert isinstance(weight_map, dict) and all(isinstance(v, str) for v in weight_map.values())
+    except (ValueError, KeyError, TypeError, AssertionError):
+        return "unreadable"
+    return list(weight_map.items())
+
+
+def test_the_index_is_read_entry_by_entry_as_json_reads_it(tmp_path):
+    """The weight_map is read from the index's text without building the dict; the entries
+    are json's, in json's order, and whatever json cannot read as an index is unreadable."""
+    import random
+
+    rng = random.Random(0)
+    texts = []
+    for _ in range(200):
+        weight_map = {("a\\\"é." if rng.random() < 0.1 else "") + f"model.layers.{rng.randint(0, 9)}.w{j}":
+                      f"model-{rng.randint(1, 3):05d}.safetensors" for j in range(rng.randint(0, 5))}
+        metadata = rng.choice([{"total_size": 5, "x": [1, {"y": "}"}]}, 5, "s}", [], {}, None, True, -1.5e3,
+                               {"k": "weight_map"}, [[], [{}]]])
+        members = [("metadata", metadata), ("weight_map", weight_map)]
+        rng.shuffle(members)
+        texts.append(json.dumps(dict(members), indent=rng.choice([None, 2]), ensure_ascii=rng.random() < 0.5))
+    texts += ["[]", '{"weight_map": []}', '{"weight_map": {"a": 1}}', "{}", '{"metadata": {}} x', "",
+              '{"weight_map": {"a": "b",}}', '{"weight_map": {"a": "b"}', '{"metadata": , "weight_map": {}}',
+              '{"metadata": {"a" "b"}, "weight_map": {}}', '{"weight_map": {"a": "b"}, }', ' {"weight_map": {}} ']
+    for i, text in enumerate(texts):
+        path = tmp_path / f"{i}.json"
+        path.write_text(text, encoding="utf-8")
+        assert _entries_or_error(path) == _json_entries_or_error(text), text

@@ -6,7 +6,7 @@ Entry points: :func:`checkpoint_source` (which checkpoint a target has) and
 """
 
 from .agreement import CheckpointAgreement, CheckpointSource, agreement, checkpoint_source, compare
-from .headers import CheckpointUnreadable, Headers, read_hub, read_local
+from .headers import Checkpoint, CheckpointUnreadable, Headers, open_hub, open_local, read_hub, read_local
 
-__all__ = ["CheckpointAgreement", "CheckpointSource", "CheckpointUnreadable", "Headers", "agreement",
-           "checkpoint_source", "compare", "read_hub", "read_local"]
+__all__ = ["Checkpoint", "CheckpointAgreement", "CheckpointSource", "CheckpointUnreadable", "Headers", "agreement",
+           "checkpoint_source", "compare", "open_hub", "open_local", "read_hub", "read_local"]

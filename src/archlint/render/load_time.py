@@ -45,9 +45,15 @@ def checkpoint_lines(data: dict[str, Any] | None) -> list[str]:
     head = f"  [bold]checkpoint[/] {escape(data['source'])}"
     if data.get("unavailable"):
         return [f"{head}: [yellow]not checked:[/] {escape(data['unavailable'])}"]
-    verdict = ("[green]loads cleanly[/]" if not (data["missing"] or data["unexpected"] or data["mismatched"])
+    failed = data.get("conversion_errors") or {}
+    verdict = ("[green]loads cleanly[/]" if not (data["missing"] or data["unexpected"] or data["mismatched"] or failed)
                else f"{len(data['missing'])} missing, {len(data['unexpected'])} unexpected, "
                     f"{len(data['mismatched'])} mismatched")
-    return [f"{head}: {data['files']} file(s), {data['tensors']} tensors, "
-            f"{data['header_bytes']:,} header bytes read · {verdict}"]
+    if failed:
+        verdict += f", {len(failed)} conversion(s) failed"
+    lines = [f"{head}: {data['files']} file(s), {data['tensors']} tensors, "
+             f"{data['header_bytes']:,} header bytes read · {verdict}"]
+    for note in (data.get("quantization") or {}).get("notes", [])[:1]:
+        lines.append(f"    [dim]{escape(note)}[/]")
+    return lines
 

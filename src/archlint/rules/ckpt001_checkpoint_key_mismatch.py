@@ -14,11 +14,15 @@ class CheckpointKeyMismatch(Rule):
     What it does:
         Reads the safetensors headers of the checkpoint (a local folder always; a Hub
         repository with `--check-checkpoint`), builds a state dict of meta tensors with
-        their names, shapes and dtypes, and runs transformers' own loader on a copy of
-        the meta model: its key renames and weight conversions (per-expert MoE keys
+        their names, shapes and dtypes, and runs transformers' own loader on the meta
+        model (put back as it was afterwards): its key renames and weight conversions (per-expert MoE keys
         stacked into one parameter, fused projections split), weight tying and ignore
         lists apply. Reports the loader's `missing_keys` and `unexpected_keys`, exactly
-        as `from_pretrained(..., output_loading_info=True)` returns them.
+        as `from_pretrained(..., output_loading_info=True)` returns them, and the
+        conversions it could not run (then `from_pretrained` raises after its report).
+        For a pre-quantized checkpoint (MXFP4, fine-grained FP8) transformers' quantizer
+        takes part as in `from_pretrained`: blocks, scales and `weight_scale_inv` keys
+        are matched by its own conversions.
 
     Why is this bad:
         `from_pretrained` does not fail on either: missing parameters are randomly
@@ -52,7 +56,7 @@ class CheckpointKeyMismatch(Rule):
 
     def check(self, ctx):
         found = ctx.checkpoint
-        if found is None or found.unavailable or not (found.missing or found.unexpected):
+        if found is None or found.unavailable or not (found.missing or found.unexpected or found.conversion_errors):
             return
         owners = sorted({_owner(k) for k in found.missing if _owner(k) in ctx.graph.nx.nodes}) or [""]
         classes = sorted({ctx.graph.info(p).class_name for p in owners})
@@ -61,13 +65,18 @@ class CheckpointKeyMismatch(Rule):
             parts.append(f"{len(found.missing)} parameter(s) missing from the checkpoint would be randomly initialised")
         if found.unexpected:
             parts.append(f"{len(found.unexpected)} checkpoint key(s) load into nothing")
+        if found.conversion_errors:
+            first, why = next(iter(found.conversion_errors.items()))
+            parts.append(f"{len(found.conversion_errors)} conversion(s) failed, so from_pretrained raises after its "
+                         f"report ({first}: {why})")
         yield self.finding(
             owners,
             "; ".join(parts) + f" ({found.source})",
             module_class=", ".join(classes),
             fix=Fix("Map the checkpoint's keys to the model's", _mapping_hint(found.missing, found.unexpected)),
             details={"missing": found.missing, "unexpected": found.unexpected,
-                     "mismatched": found.to_dict()["mismatched"]},
+                     "mismatched": found.to_dict()["mismatched"],
+                     **({"conversion_errors": found.conversion_errors} if found.conversion_errors else {})},
         )
 
 

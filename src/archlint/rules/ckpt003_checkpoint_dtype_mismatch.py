@@ -45,12 +45,18 @@ class CheckpointDtypeMismatch(Rule):
 
     def check(self, ctx):
         from ..checkpoint.agreement import SAFETENSORS_DTYPES
+        from ..quantize.oracle import LOW_PRECISION
 
         found = ctx.checkpoint
         if found is None or found.unavailable or not found.stored_dtypes or not found.config_dtype:
             return
-        total = sum(found.stored_dtypes.values())
-        stored, size = max(found.stored_dtypes.items(), key=lambda kv: kv[1])
+        stored_dtypes = found.stored_dtypes
+        if found.quantization:  # a pre-quantized checkpoint: its fp8 weights are the method's storage, not a dtype
+            stored_dtypes = {k: v for k, v in stored_dtypes.items() if SAFETENSORS_DTYPES[k] not in LOW_PRECISION}
+            if not stored_dtypes:
+                return
+        total = sum(stored_dtypes.values())
+        stored, size = max(stored_dtypes.items(), key=lambda kv: kv[1])
         torch_name = str(SAFETENSORS_DTYPES[stored]).removeprefix("torch.")
         if torch_name == found.config_dtype or size < SHARE * total:
             return
