@@ -17,7 +17,14 @@ Then, in fresh processes that each build the meta model first, it measures the p
                the headers stream shard by shard and the keys reach the loader in
                batches of whole loading groups;
 * ``check_1``: the same with every key handed to the loader in one call (for comparison;
-               its verdict must be the same).
+               its verdict must be the same);
+* ``headers_warm``, ``check_warm``: ``headers`` and ``check`` measured after the process
+               has already read and checked a one-layer, one-shard checkpoint of the same
+               model (``warmup/``), with the peak reset in between (``/proc/self/clear_refs``):
+               what one more checkpoint costs once the once-per-process costs are paid
+               (shared-library code paged in by the loader's first run, transformers' table
+               of every model type's weight conversions, built on first use), none of which
+               depends on the checkpoint being checked.
 
 Each stage runs ``--repeat`` times, each time in a fresh process; the table gives the
 smallest, median and largest peak RSS added, and for the median run how much of the
@@ -34,6 +41,7 @@ checkpoint is then the bf16 release of the same model.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -47,11 +55,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DTYPE_BYTES = {"BF16": 2, "F16": 2, "F32": 4}
-STAGES = ("hf_hub", "headers", "check", "check_1")
+WARMUP = "warmup"
+STAGES = ("hf_hub", "headers", "check", "check_1", "headers_warm", "check_warm")
 
 
-def write_checkpoint(config_dir: str, folder: Path, shards: int, *, unquantized: bool = False) -> dict:
-    """The sparse sharded checkpoint; returns its totals."""
+def write_checkpoint(config_dir: str, folder: Path, shards: int, *, unquantized: bool = False,
+                     layers: int | None = None) -> dict:
+    """The sparse sharded checkpoint (with ``layers`` layers: a smaller one for the warm-up);
+    returns its totals."""
     from transformers.core_model_loading import revert_weight_conversion
 
     from archlint.build import build
@@ -61,6 +72,8 @@ def write_checkpoint(config_dir: str, folder: Path, shards: int, *, unquantized:
     config = json.loads((Path(config_dir) / "config.json").read_text(encoding="utf-8"))
     if unquantized:
         config.pop("quantization_config", None)
+    if layers is not None:
+        config["num_hidden_layers"] = layers
     (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     model = build(resolve(str(folder))).module
     saved = revert_weight_conversion(model, model.state_dict())
@@ -86,40 +99,51 @@ def write_checkpoint(config_dir: str, folder: Path, shards: int, *, unquantized:
         total += offset
     (folder / "model.safetensors.index.json").write_text(
         json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}), encoding="utf-8")
+    if layers is None and "num_hidden_layers" in config:  # the warm-up checkpoint: one layer, one shard
+        write_checkpoint(str(folder), folder / WARMUP, 1, unquantized=unquantized, layers=1)
     return {"tensors": len(items), "shards": shards, "total_size": total}
 
 
 def measure(stage: str, folder: str) -> dict:
     """In this (fresh) process: build the meta model, then run ``stage``; peak RSS before and after."""
     from archlint.build import build
-    from archlint.checkpoint import CheckpointSource, agreement, read_local
     from archlint.resolve import resolve
 
     model = build(resolve(folder)).module
+    if stage.endswith("_warm"):
+        stage = stage.removesuffix("_warm")
+        _run(stage, build(resolve(str(Path(folder) / WARMUP))).module, str(Path(folder) / WARMUP))
+        gc.collect()
+        Path("/proc/self/clear_refs").write_text("5")  # the peak starts again from what is resident now
     before = _hwm()
     resident_before = (_status("RssAnon"), _status("RssFile"))
     clock = time.perf_counter()
-    if stage == "hf_hub":
-        from huggingface_hub import get_local_safetensors_metadata
-
-        metadata = get_local_safetensors_metadata(folder)
-        out = {"tensors": len(metadata.weight_map), "header_bytes": 0}
-    elif stage == "headers":
-        headers = read_local(folder)
-        out = {"tensors": len(headers.tensors), "header_bytes": headers.header_bytes}
-    else:
-        if stage == "check_1":
-            import importlib
-
-            importlib.import_module("archlint.checkpoint.agreement").BATCH_KEYS = sys.maxsize
-        result = agreement(model, CheckpointSource("local", folder))
-        out = {"tensors": result.tensors, "header_bytes": result.header_bytes, "missing": len(result.missing),
-               "unexpected": len(result.unexpected), "mismatched": len(result.mismatched),
-               "unavailable": result.unavailable}
+    out = _run(stage, model, folder)
     out.update(stage=stage, seconds=round(time.perf_counter() - clock, 2), hwm_built_mb=before, hwm_mb=_hwm(),
                anon_mb=round(_status("RssAnon") - resident_before[0], 2),
                file_mb=round(_status("RssFile") - resident_before[1], 2))
     return out
+
+
+def _run(stage: str, model, folder: str) -> dict:
+    from archlint.checkpoint import CheckpointSource, agreement, read_local
+
+    if stage == "hf_hub":
+        from huggingface_hub import get_local_safetensors_metadata
+
+        metadata = get_local_safetensors_metadata(folder)
+        return {"tensors": len(metadata.weight_map), "header_bytes": 0}
+    if stage == "headers":
+        headers = read_local(folder)
+        return {"tensors": len(headers.tensors), "header_bytes": headers.header_bytes}
+    if stage == "check_1":
+        import importlib
+
+        importlib.import_module("archlint.checkpoint.agreement").BATCH_KEYS = sys.maxsize
+    result = agreement(model, CheckpointSource("local", folder))
+    return {"tensors": result.tensors, "header_bytes": result.header_bytes, "missing": len(result.missing),
+            "unexpected": len(result.unexpected), "mismatched": len(result.mismatched),
+            "unavailable": result.unavailable}
 
 
 def _hwm() -> float:
@@ -168,16 +192,16 @@ def main() -> None:
                 proc = subprocess.run([sys.executable, __file__, "--measure", stage, "--dir", str(folder)],
                                       capture_output=True, text=True, check=True, env=env)
                 runs[stage].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        print(f"{'stage':<8} {'seconds':>8} {'peak RSS after build':>21}   {'peak RSS added: min':>19} "
+        print(f"{'stage':<12} {'seconds':>8} {'peak RSS after build':>21}   {'peak RSS added: min':>19} "
               f"{'median':>7} {'max':>7}   {'at end: anon':>12} {'file':>6}")
         for stage, rows in runs.items():
             added = sorted(r["hwm_mb"] - r["hwm_built_mb"] for r in rows)
             median = sorted(rows, key=lambda r: r["hwm_mb"] - r["hwm_built_mb"])[len(rows) // 2]
             seconds = statistics.median(r["seconds"] for r in rows)
-            print(f"{stage:<8} {seconds:>8.2f} {median['hwm_built_mb']:>18} MB   {added[0]:>16.1f} MB "
+            print(f"{stage:<12} {seconds:>8.2f} {median['hwm_built_mb']:>18} MB   {added[0]:>16.1f} MB "
                   f"{added[len(added) // 2]:>7.1f} {added[-1]:>7.1f}   "
                   f"{median['anon_mb']:>9.1f} MB {median['file_mb']:>6.1f}")
-        for stage in ("check", "check_1"):
+        for stage in ("check", "check_1", "check_warm"):
             check = runs[stage][0]
             print(f"{stage}: {check['tensors']:,} tensors, {check['header_bytes'] / 1e6:.1f} MB of headers "
                   f"read; loader verdict: {check['missing']} missing, {check['unexpected']} unexpected, "

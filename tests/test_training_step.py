@@ -267,3 +267,22 @@ def test_fixes_that_differ_in_more_than_target_parameters_are_stepped_one_by_one
     facts.plans.outcomes_of(fixes)
     assert not any(s.note for s in facts.training_steps._steps.values())
     assert len([k for k in facts.plans.outcomes if k[0] == "fix"]) == 2  # no union was asked
+
+
+@pytest.mark.slow
+def test_a_plan_only_in_a_tower_text_never_runs_is_not_stepped_on_the_whole_model(monkeypatch):
+    """LLaVA's vision tower never runs on text: an entry naming one of its layers that the
+    shrunk copy does not keep would send the step to the whole model, whose forward would
+    only show that no adapter ran. The model's own training forward already shows it."""
+    checker = _checker("fixtures/configs/llava-hf__llava-1.5-7b-hf")
+    tower = "model.vision_tower.encoder.layers"
+    assert tower in checker.idle_stacks and not any("language_model" in s for s in checker.idle_stacks)
+    plan = {"target_modules": [f"{tower}.13.self_attn.q_proj"], "r": 4}
+
+    truth = StepChecker(checker.full.module, checker.shrunk, supplied=checker.supplied).check(plan)
+    assert truth.model == "the model itself" and truth.checked == ("inject", "forward")  # the whole model ran
+
+    monkeypatch.setattr(StepChecker, "_step", lambda *a: pytest.fail("stepped the whole model"))
+    inferred = checker.check(plan)
+    assert (inferred.checked, inferred.stage, inferred.note) == (truth.checked, truth.stage, truth.note)
+    assert not checker._all_idle((("model.language_model.layers.13.self_attn.q_proj",), ()))  # text runs

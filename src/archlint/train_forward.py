@@ -54,6 +54,8 @@ class ForwardOutcome:
     error: str = ""  # "ValueError: …" of the failing forward
     raised_in: str = ""  # module path whose forward raised ("" = root)
     details: dict[str, Any] = field(default_factory=dict)
+    #: the user's-model paths of the modules whose forward ran, when the forward ran clean
+    ran: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
 
 def training_forward(built: BuiltModel, copy: ShrunkModel | None) -> ForwardOutcome:
@@ -98,9 +100,10 @@ def run(model: nn.Module, *, label: str, path_map=None) -> ForwardOutcome:
     parameter that was not passed, run again with that input supplied (zeros) to confirm
     the input is what was missing."""
     paths = {id(m): (path_map or _same)(p) for p, m in model.named_modules()}
-    error, raised_in = _forward(model, paths)
+    ran: set[str] = set()
+    error, raised_in = _forward(model, paths, ran=ran)
     if error is None:
-        return ForwardOutcome(ForwardStatus.OK, label, 0.0)
+        return ForwardOutcome(ForwardStatus.OK, label, 0.0, ran=frozenset(ran))
     text = one_line(error)
     for name in _named_missing_inputs(model, error):
         again, _ = _forward(model, paths, supplied=(name,))
@@ -133,15 +136,17 @@ def _same(path: str) -> str:
     return path
 
 
-def _forward(model: nn.Module, paths: dict[int, str], *,
-             supplied: tuple[str, ...] = (), training: bool = True) -> tuple[Exception | None, str]:
+def _forward(model: nn.Module, paths: dict[int, str], *, supplied: tuple[str, ...] = (), training: bool = True,
+             ran: set[str] | None = None) -> tuple[Exception | None, str]:
     """One fake forward in training mode (or eval mode: ``training=False``), plus all-zero
     ``supplied`` inputs; the exception, if any, and the path of the innermost module whose
-    forward raised it."""
+    forward raised it. The paths of the modules whose forward ran are added to ``ran``."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     modes = [(m, m.training) for m in model.modules()]
     state = _plain_tensor_state(model)
+    hooks = [] if ran is None else [m.register_forward_pre_hook(lambda module, args: ran.add(paths[id(module)]))
+                                    for m in model.modules()]
     model.train(training)
     try:
         # Inputs must be created on meta inside the mode, like the meta parameters
@@ -156,6 +161,8 @@ def _forward(model: nn.Module, paths: dict[int, str], *,
     except Exception as e:  # any failure of the fake forward is data, never a crash
         return e, _raising_module(e, paths)
     finally:
+        for hook in hooks:
+            hook.remove()
         for module, training in modes:
             module.training = training
         _restore_plain_tensor_state(model, state)

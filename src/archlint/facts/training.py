@@ -35,7 +35,8 @@ def training_steps(facts: Facts) -> StepChecker:
     # did not (an expert kernel that takes only the dtype the copy lost) would blame every plan
     faithful = copy is not None and (base.status != "ok" or base.model == copy.description)
     shrunk = StepModel(copy.module, copy.description, copy.original_path) if faithful else None
-    checker = StepChecker(facts.built.module, shrunk, supplied=(base.missing,) if base.missing else ())
+    checker = StepChecker(facts.built.module, shrunk, supplied=(base.missing,) if base.missing else (),
+                          idle_stacks=_idle_stacks(facts, base))
     if base.status == "failed":
         checker.unusable = f"the model's own training forward fails ({base.error}); forward and backward not checked"
     elif base.status == "missing-input" and base.details.get("with_input") != "ok":
@@ -46,3 +47,14 @@ def training_steps(facts: Facts) -> StepChecker:
     elif base.status == "not-applicable":
         checker.unusable = "the model takes no input_ids; forward and backward not checked"
     return checker
+
+
+def _idle_stacks(facts: Facts, base) -> frozenset[str]:
+    """The lists of repeated blocks none of whose modules the model's own training forward ran
+    (a vision tower on text input), when that forward ran clean: adapters in them cannot run
+    in a step either, whichever layer they are in (a layer's forward runs only if its list's
+    loop calls it, and a list whose loop called no layer of the copy calls none of the model)."""
+    if base.status != "ok" or not base.ran:
+        return frozenset()
+    return frozenset(path for path in facts.graph.blocks.lists
+                     if path not in base.ran and not any(p.startswith(f"{path}.") for p in base.ran))

@@ -106,10 +106,12 @@ class StepChecker:
     them), fed as zeros so that the step tests the adapters, not the collator.
     """
 
-    def __init__(self, model: nn.Module, shrunk: StepModel | None = None, *, supplied: tuple[str, ...] = ()):
+    def __init__(self, model: nn.Module, shrunk: StepModel | None = None, *, supplied: tuple[str, ...] = (),
+                 idle_stacks: frozenset[str] = frozenset()):
         self.full = StepModel(model, "the model itself")
         self.shrunk = shrunk
         self.supplied = supplied
+        self.idle_stacks = idle_stacks  # lists of repeated blocks the model's own training forward never ran
         self._steps: dict[tuple, StepCheck] = {}
         #: per step that ran: for each length tried, in order, which adapted modules the forward
         #: ran and which of them no gradient reached (None where that attempt stopped earlier)
@@ -145,9 +147,21 @@ class StepChecker:
         if self.unusable:
             return StepCheck(("inject",), model=step_model.label, note=self.unusable)
         key = (id(step_model.module), _adapted_set(adapted), _behaviour_key(kwargs))
+        if key not in self._steps and step_model is self.full and self._all_idle(key[1]):
+            # an entry naming a layer the copy does not keep, in a stack the forward never enters:
+            # the step on the whole model would run its forward only to find no adapter ran
+            self._steps[key] = StepCheck(("inject", "forward"), model=step_model.label,
+                                         note="no adapted module runs on text input; backward not checked")
         if key not in self._steps:
             self._steps[key] = self._implied(key) or self._implied_by_reach(key) or self._step(key, step_model, adapted)
         return self._steps[key]
+
+    def _all_idle(self, adapted: tuple) -> bool:
+        """Whether every adapted module (and every owner of an adapted parameter) is in a
+        stack of repeated blocks the model's own training forward never ran."""
+        modules, parameters = adapted
+        owners = [*modules, *(p.rpartition(".")[0] for p in parameters)]
+        return bool(owners) and all(any(o.startswith(f"{stack}.") for stack in self.idle_stacks) for o in owners)
 
     def _implied(self, key: tuple) -> StepCheck | None:
         """The clean step of a plan that adapts a superset of these modules, if one ran.
