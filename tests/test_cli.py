@@ -76,7 +76,8 @@ def test_json_is_byte_identical_across_runs_and_has_the_contract_shape(cli):
     assert first.stdout == second.stdout
     report = json.loads(first.stdout)
     assert report["schema_version"] == 1 and report["archlint_version"]
-    assert set(report["versions"]) >= {"torch", "transformers", "peft", "huggingface_hub"}
+    # every library whose behaviour the report predicts, and which the cache key holds
+    assert set(report["versions"]) == {"torch", "transformers", "peft", "huggingface_hub", "bitsandbytes", "accelerate"}
     result = report["results"][0]
     assert result["error"] is None
     assert result["model"]["class"] == "Gemma4ForConditionalGeneration"

@@ -19,7 +19,7 @@ from .config import Config, load_config
 from .deadline import DEFAULT_TIMEOUT
 from .errors import TargetError, UsageError, internal_error, one_line, timeout_error
 from .hub import shared_answers
-from .installed import installed_version
+from .installed import PREDICTED_LIBRARIES, installed_version
 from .report import ModelSummary, Report, TargetResult
 from .selection import Layer, known_rules, rule_catalogue, selected_codes, validate_selectors
 from .targets import target_identity
@@ -398,4 +398,4 @@ def archlint_version() -> str:
 
 def versions() -> dict[str, str | None]:
     """The versions of the libraries whose behaviour the report predicts."""
-    return {name: installed_version(name) for name in ("torch", "transformers", "peft", "huggingface_hub")}
+    return {name: installed_version(name) for name in PREDICTED_LIBRARIES}

@@ -40,11 +40,9 @@ from typing import Any
 
 from .errors import TargetError
 from .hub import fetch_config
-from .installed import entry_point_rows, installed_version
+from .installed import PREDICTED_LIBRARIES, entry_point_rows, installed_version
 
 FORMAT = 1
-#: Libraries whose versions change what a lint reports.
-LIBRARIES = ("torch", "transformers", "peft", "huggingface_hub", "bitsandbytes", "accelerate")
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _PLUGIN_GROUP = "archlint.rules"
@@ -73,7 +71,7 @@ def environment() -> dict[str, Any]:
     return {
         "archlint": installed_version("archlint"),
         "archlint_source": _package_fingerprint(),
-        "libraries": {name: installed_version(name) for name in LIBRARIES},
+        "libraries": {name: installed_version(name) for name in PREDICTED_LIBRARIES},
         "plugins": installed_plugins(),
         "python": sys.version_info[:2],
     }

@@ -17,6 +17,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: The libraries whose behaviour a report predicts: their versions are in every report and
+#: in every result-cache key (a new release can change what a lint says).
+PREDICTED_LIBRARIES = ("torch", "transformers", "peft", "huggingface_hub", "bitsandbytes", "accelerate")
+
 _DIST_INFO = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)\.dist-info$")
 
 

@@ -268,6 +268,9 @@ def _bar_positions(regex: str) -> dict[int, int]:
     return out
 
 
+_FOOTER_LIBRARIES = ("torch", "transformers", "peft", "huggingface_hub")
+
+
 def _summary(out: _Out, report: Report, options) -> None:
     counts = report.counts()
     modules = sum(f.count for f in report.findings)
@@ -275,7 +278,8 @@ def _summary(out: _Out, report: Report, options) -> None:
     targets = len(report.results)
     failed = f", [bold red]{len(report.errors)} not analysed[/]" if report.errors else ""
     fail_on = str(options.fail_on) if options.fail_on else "never"
-    versions = ", ".join(f"{k} {v}" for k, v in report.versions.items() if v)
+    # the libraries every lint runs; the JSON, SARIF and HTML reports carry every predicted one
+    versions = ", ".join(f"{k} {v}" for k, v in report.versions.items() if v and k in _FOOTER_LIBRARIES)
     out.line("", f"{len(report.findings)} findings ({parts}) at {modules:,} modules in {targets} "
                  f"target{'s' * (targets != 1)}{failed} [dim](a finding is one rule at one module pattern; "
                  f"fail-on: {fail_on}; {versions})[/]", rest="  ")
