@@ -107,6 +107,14 @@ def test_the_forward_leaves_the_model_in_its_mode():
     assert not any(m.training for m in ctx.built.module.modules())
 
 
+def test_the_training_forward_keeps_no_cache():
+    """Inkling2-Loop deep-copies its cache layers in the forward; under fake tensors torch
+    then fails to copy their storage (and the process could later crash). Training keeps no
+    cache, so neither does the forward TRAIN001 runs."""
+    outcome = _context("inkling2_loop_text").training_forward
+    assert outcome.status == "ok", outcome.error
+
+
 def test_a_finding_carries_no_time_measured_in_the_run():
     """A report must not change from one run to the next: how long the forward took is
     ``--debug``'s to show, not a finding's detail."""

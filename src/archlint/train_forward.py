@@ -156,6 +156,11 @@ def _forward(model: nn.Module, paths: dict[int, str], *, supplied: tuple[str, ..
             inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
             inputs = {k: v for k, v in inputs.items() if _accepts(model, k)}  # headless models take no labels
             inputs.update({name: torch.zeros_like(ids) for name in supplied})
+            if _accepts(model, "use_cache"):
+                # Training keeps no KV cache (Trainer and TRL turn it off), and a cache some
+                # forwards deep-copy (Inkling2-Loop's looped layers) makes torch copy fake
+                # tensors' storage, which fails and leaves the process to crash later.
+                inputs["use_cache"] = False
             model(**inputs)
         return None, ""
     except Exception as e:  # any failure of the fake forward is data, never a crash
