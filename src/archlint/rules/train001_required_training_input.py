@@ -13,7 +13,8 @@ class RequiredTrainingInput(Rule):
     What it does:
         Runs the whole model's forward once in training mode under `FakeTensorMode` (no
         memory; on a copy with one layer per distinct block structure), fed exactly what a
-        text-only collator gives: `input_ids`, `attention_mask`, `labels`. When the
+        text-only collator gives: `input_ids`, `attention_mask`, `labels` (and
+        `use_cache=False`, as Trainer and TRL train). When the
         installed code raises an error naming a forward argument that was not passed, and
         the same forward with that argument supplied no longer raises it, the argument is
         reported. A forward that fails for any other reason is reported as not checked
