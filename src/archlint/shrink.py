@@ -123,12 +123,10 @@ def _layer_kinds(graph, list_path: str, count: int, config) -> list[tuple]:
     the same modules); the copy keeps one layer of each kind."""
     data = config.to_dict()
     lists = [value for key, value in sorted(data.items())
-             if isinstance(value, (list, tuple)) and len(value) == count and list(value) != list(range(count))
-             and ("layer" in key or count >= _PER_LAYER_LIST)]
-    shared = data.get("num_kv_shared_layers")
-    shared = shared if isinstance(shared, int) and not isinstance(shared, bool) else 0
+             if _per_layer_list(key, value, count) and list(value) != list(range(count))]
+    shared = _kv_shared_layers(data)
     return [(graph.info(graph.info(list_path).children[str(i)]).structure_key,
-             tuple(repr(value[i]) for value in lists), i >= count - shared > -1 and shared > 0)
+             tuple(repr(value[i]) for value in lists), shared > 0 and i >= count - shared)
             for i in range(count)]
 
 
@@ -177,14 +175,14 @@ def _sub_config(config, keypath: tuple[str, ...]):
 
 
 def _shrink_dict(sub: dict, count: int, keep: tuple[int, ...], count_key: str) -> None:
-    shared = sub.get("num_kv_shared_layers")
-    if isinstance(shared, int) and shared > 0:  # the last `shared` layers reuse K/V
+    shared = _kv_shared_layers(sub)
+    if shared > 0:  # the last `shared` layers reuse K/V
         sub["num_kv_shared_layers"] = sum(1 for i in keep if i >= count - shared)
     for key, value in list(sub.items()):
         if _is_count(key, value, count) and key != "num_kv_shared_layers":
             sub[key] = len(keep)  # another stack of the same length (`decoder_layers`), or the count itself
             continue                   # under its own name (xLSTM's `num_blocks`)
-        if isinstance(value, (list, tuple)) and len(value) == count >= _PER_LAYER_LIST and "layer" not in key:
+        if "layer" not in key and _per_layer_list(key, value, count):
             sub[key] = [value[i] for i in keep]  # a per-layer list named for what it holds (`intermediate_size`)
             continue
         if "layer" not in key:
@@ -203,6 +201,18 @@ def _shrink_dict(sub: dict, count: int, keep: tuple[int, ...], count_key: str) -
 #: A list config value with this many entries or more, as many as the layers, is taken to be
 #: per layer whatever its name; the copy is kept only if it comes out faithful anyway.
 _PER_LAYER_LIST = 4
+
+
+def _per_layer_list(key: str, value, count: int) -> bool:
+    """Whether config ``key`` holds one entry per layer of a stack of ``count`` layers."""
+    return (isinstance(value, (list, tuple)) and len(value) == count
+            and ("layer" in key or count >= _PER_LAYER_LIST))
+
+
+def _kv_shared_layers(data: dict) -> int:
+    """How many last layers reuse another layer's K/V (``num_kv_shared_layers``; 0 when unset)."""
+    shared = data.get("num_kv_shared_layers")
+    return shared if isinstance(shared, int) and not isinstance(shared, bool) and shared > 0 else 0
 
 
 def _is_count(key: str, value, count: int) -> bool:

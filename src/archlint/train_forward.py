@@ -152,16 +152,7 @@ def _forward(model: nn.Module, paths: dict[int, str], *, supplied: tuple[str, ..
         # Inputs must be created on meta inside the mode, like the meta parameters
         # (as the model's own are); allow_non_fake_inputs admits the parameters.
         with FakeTensorMode(allow_non_fake_inputs=True):
-            ids = torch.zeros(BATCH, SEQ, dtype=torch.long, device="meta")
-            inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
-            inputs = {k: v for k, v in inputs.items() if _accepts(model, k)}  # headless models take no labels
-            inputs.update({name: torch.zeros_like(ids) for name in supplied})
-            if _accepts(model, "use_cache"):
-                # Training keeps no KV cache (Trainer and TRL turn it off), and a cache some
-                # forwards deep-copy (Inkling2-Loop's looped layers) makes torch copy fake
-                # tensors' storage, which fails and leaves the process to crash later.
-                inputs["use_cache"] = False
-            model(**inputs)
+            model(**collator_inputs(model, torch.zeros(BATCH, SEQ, dtype=torch.long, device="meta"), supplied))
         return None, ""
     except Exception as e:  # any failure of the fake forward is data, never a crash
         return e, _raising_module(e, paths)
@@ -171,6 +162,21 @@ def _forward(model: nn.Module, paths: dict[int, str], *, supplied: tuple[str, ..
         for module, training in modes:
             module.training = training
         _restore_plain_tensor_state(model, state)
+
+
+def collator_inputs(model: nn.Module, ids: torch.Tensor, supplied: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The keyword arguments of a training forward of ``model`` on token ids ``ids``: what a
+    text-only collator gives (those ``model.forward`` accepts: a headless model takes no
+    labels), all-zero ``supplied`` inputs, and ``use_cache=False``. Training keeps no KV
+    cache (Trainer and TRL turn it off); under fake tensors a cache would allocate real
+    tensors, and one some forwards deep-copy (Inkling2-Loop's looped layers) makes torch copy
+    fake tensors' storage, which fails and leaves the process to crash later."""
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+    inputs = {k: v for k, v in inputs.items() if _accepts(model, k)}
+    inputs.update({name: torch.zeros_like(ids) for name in supplied})
+    if _accepts(model, "use_cache"):
+        inputs["use_cache"] = False
+    return inputs
 
 
 def _plain_tensor_state(model: nn.Module) -> list[tuple[nn.Module, dict[str, torch.Tensor]]]:

@@ -41,10 +41,11 @@ import torch
 from torch import nn
 
 from ..errors import one_line
-from ..train_forward import _accepts, _quiet, _raising_module
+from ..train_forward import _quiet, _raising_module, collator_inputs
 from .unused_bitsandbytes import unused_bitsandbytes_hidden
 
 STAGES = ("inject", "forward", "backward")
+_NO_ADAPTER_RUNS = "no adapted module runs on text input; backward not checked"
 #: Sequence lengths tried in turn: short first (SigLIP's text tower has 64 positions; a recurrent
 #: scan loops over positions), then long enough for compressed attention (DeepSeek-V4 pools 128
 #: tokens), only when the short step is not clean.
@@ -151,7 +152,7 @@ class StepChecker:
             # an entry naming a layer the copy does not keep, in a stack the forward never enters:
             # the step on the whole model would run its forward only to find no adapter ran
             self._steps[key] = StepCheck(("inject", "forward"), model=step_model.label,
-                                         note="no adapted module runs on text input; backward not checked")
+                                         note=_NO_ADAPTER_RUNS)
         if key not in self._steps:
             self._steps[key] = self._implied(key) or self._implied_by_reach(key) or self._step(key, step_model, adapted)
         return self._steps[key]
@@ -244,7 +245,7 @@ class StepChecker:
         parameters = [(m, name, p) for m in ran_once for name, p in _lora_parameters(m)]
         if not parameters:
             return StepCheck(("inject", "forward"), model=label,
-                             note="no adapted module runs on text input; backward not checked")
+                             note=_NO_ADAPTER_RUNS)
         if loss is None:
             return StepCheck(("inject", "forward"), model=label,
                              note="the forward returns no loss or floating output; backward not checked")
@@ -314,15 +315,8 @@ def _forward(model: nn.Module, paths: dict[int, str], supplied: tuple[str, ...],
         _to_fake(model, mode)
         with mode:
             ids = torch.zeros(BATCH, seq, dtype=torch.long, device="cpu")
-            inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
             base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PeftModel takes **kwargs
-            inputs = {k: v for k, v in inputs.items() if _accepts(base, k)}
-            inputs.update({name: torch.zeros_like(ids) for name in supplied})
-            if _accepts(base, "use_cache"):
-                # A training step keeps no KV cache (Trainer and TRL turn it off); transformers'
-                # cache would otherwise allocate real tensors inside the fake mode.
-                inputs["use_cache"] = False
-            return _loss(model(**inputs)), None, ""
+            return _loss(model(**collator_inputs(base, ids, supplied))), None, ""
     except Exception as e:  # the failure of the adapted model's forward is the finding
         return None, one_line(e), _raising_module(e, paths)
 
