@@ -107,14 +107,13 @@ def quantized_loader(model: nn.Module, shipped: dict[str, Any]) -> QuantizedLoad
 def _refusal(qconfig) -> str | None:
     """Why ``validate_environment`` refuses on this machine (a missing package, a device
     check that cannot fall back), None when it accepts."""
-    from ..quantize.oracle import environment_verdict, first_line
+    from ..quantize.oracle import REFUSAL_NOTE, environment_verdict, first_line
 
-    prefix = "on this machine from_pretrained would refuse: "
     try:
         notes = environment_verdict(qconfig, pre_quantized=True)
     except Exception as e:  # the quantizer itself cannot be made (its package is missing)
         return f"{type(e).__name__}: {first_line(e)}"
-    return next((n.removeprefix(prefix) for n in notes if n.startswith(prefix)), None)
+    return next((n.removeprefix(REFUSAL_NOTE) for n in notes if n.startswith(REFUSAL_NOTE)), None)
 
 
 def _is_bnb(shipped: dict[str, Any]) -> bool:

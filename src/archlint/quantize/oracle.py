@@ -57,6 +57,10 @@ def make_quantizer(qconfig, *, pre_quantized: bool):
     return AutoHfQuantizer.from_config(copy.deepcopy(qconfig), pre_quantized=pre_quantized)
 
 
+#: How :func:`environment_verdict`'s note on a refusal begins (the reason follows).
+REFUSAL_NOTE = "on this machine from_pretrained would refuse: "
+
+
 def environment_verdict(qconfig, *, pre_quantized: bool) -> list[str]:
     """What ``validate_environment`` says about *this* machine, as notes; it runs on a
     throwaway quantizer so a device check (e.g. MXFP4 falling back to ``dequantize``
@@ -68,7 +72,7 @@ def environment_verdict(qconfig, *, pre_quantized: bool) -> list[str]:
         try:
             quantizer.validate_environment(device_map=None, weights_only=True)
         except Exception as e:  # ImportError for a missing package, RuntimeError/ValueError for the device
-            notes.append(f"on this machine from_pretrained would refuse: {first_line(e)}")
+            notes.append(f"{REFUSAL_NOTE}{first_line(e)}")
     if before is False and getattr(quantizer.quantization_config, "dequantize", None) is True:
         notes.append("on this machine transformers would fall back to dequantize=True (device/kernel checks)")
     notes.extend(f"transformers: {m}" for m in logged)
