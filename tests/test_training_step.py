@@ -152,6 +152,17 @@ def test_a_plan_adapting_a_subset_of_a_clean_plan_is_clean_without_its_own_run()
     assert "implied by the clean step" in one.note
 
 
+def test_a_key_given_its_lora_config_default_does_not_make_a_step_of_its_own():
+    """LORA006's fix spells out `lora_dropout=0.0`, LoraConfig's default: the same config as
+    leaving it out, so a clean step without it stands for it; a dropout that is not the
+    default is a different step."""
+    checker = StepChecker(_zoo("Trains").full.module, _zoo("Trains").shrunk)
+    assert checker.check({"target_modules": ["proj", "head"], "r": 4}).note == ""
+    same = checker.check({"target_modules": ["head"], "r": 4, "lora_dropout": 0.0, "bias": "none"})
+    assert same.ok and "implied by the clean step" in same.note
+    other = checker.check({"target_modules": ["head"], "r": 4, "lora_dropout": 0.1})
+    assert other.ok and other.note == ""  # stepped on its own
+
 def test_a_step_unclean_in_backward_implies_only_plans_avoiding_what_it_did_not_reach():
     checker = _zoo("DetachedProjection")
     both = checker.check({"target_modules": ["proj", "head"], "r": 4})

@@ -31,10 +31,11 @@ step says so.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -374,7 +375,26 @@ def _adapted_set(adapted: nn.Module) -> tuple:
 
 
 def _behaviour_key(kwargs: Mapping[str, Any]) -> str:
-    return repr(sorted((k, repr(v)) for k, v in kwargs.items() if k not in _SELECTION_KEYS))
+    """What of ``LoraConfig(**kwargs)`` besides the selection can change a step. A key given
+    its ``LoraConfig`` default makes the same config as leaving it out (LORA006's fix spells
+    out ``lora_dropout=0.0``, the default), so such keys are left out too."""
+    defaults = _lora_defaults()
+    return repr(sorted((k, repr(v)) for k, v in kwargs.items()
+                       if k not in _SELECTION_KEYS and not (k in defaults and _same_value(v, defaults[k]))))
+
+
+@functools.cache
+def _lora_defaults() -> dict[str, Any]:
+    from peft import LoraConfig
+
+    return {f.name: f.default if f.default is not MISSING else f.default_factory()
+            for f in fields(LoraConfig) if f.default is not MISSING or f.default_factory is not MISSING}
+
+
+def _same_value(value: Any, default: Any) -> bool:
+    """Equal and of the same kind (``0.0`` is ``0``; ``False`` is not ``0``)."""
+    return type(value) in (int, float) and type(default) in (int, float) and value == default or (
+        type(value) is type(default) and value == default)
 
 
 def _peft_path(path: str) -> str:
