@@ -27,6 +27,7 @@ from .targets import target_identity
 if TYPE_CHECKING:
     from .cache import ResultCache
     from .facts import Facts
+    from .facts.ahead import start as start_worker
     from .findings import Finding
     from .lora.plan import Plan
     from .quantize import QuantizationRequest
@@ -306,6 +307,7 @@ def _lint_one(target: str, options: _Options, on_built: Callable | None = None) 
     from .build import build
     from .checkpoint import checkpoint_source
     from .facts import Facts
+    from .facts.ahead import start as start_worker
     from .findings import merge_findings
     from .graph import ModuleGraph
     from .lora.plan import Plan
@@ -349,15 +351,24 @@ def _lint_one(target: str, options: _Options, on_built: Callable | None = None) 
     facts = Facts(graph, built, config=config, plan=options.plan,
                   quantization_request=options.quantization,
                   checkpoint_source=checkpoint_source(spec, hub=options.check_checkpoint, offline=options.offline))
-    result.quantization = facts.quantization  # asked for, or shipped in the config: reported even unselected
-    result.checkpoint = facts.checkpoint
-    if options.plan is not None or any(r.code.startswith("LORA") for r in rules):
-        _plans(facts, result, debug=options.debug)
-    findings = _run([r for r in rules if not r.after_suppression], facts, result, debug=options.debug)
-    ran = set(options.codes) - {e["code"] for e in result.rule_errors}  # a crashed rule's pragmas cannot be judged
-    ignores = options.config.ignores_for(options.identity)
-    kept, facts.suppressions = suppress(merge_findings(findings), graph, ignores, ran)
-    kept += _run([r for r in rules if r.after_suppression], facts, result, debug=options.debug)
+    with_plans = options.plan is not None or any(r.code.startswith("LORA") for r in rules)
+    facts.worker = start_worker(facts, plans=with_plans)  # the costliest oracles, ahead on the second core
+    try:
+        if facts.worker is None or "quantization" not in facts.worker.names:
+            result.quantization = facts.quantization  # here, before PEFT runs, as it always ran
+        result.checkpoint = facts.checkpoint
+        if with_plans:
+            _plans(facts, result, debug=options.debug)
+        findings = _run([r for r in rules if not r.after_suppression], facts, result, debug=options.debug)
+        ran = set(options.codes) - {e["code"] for e in result.rule_errors}  # a crashed rule's pragmas cannot be judged
+        ignores = options.config.ignores_for(options.identity)
+        kept, facts.suppressions = suppress(merge_findings(findings), graph, ignores, ran)
+        kept += _run([r for r in rules if r.after_suppression], facts, result, debug=options.debug)
+        result.quantization = facts.quantization  # asked for, or shipped in the config: reported even unselected
+    finally:
+        if facts.worker is not None:
+            facts.worker.close()
+            facts.timings["worker"] = facts.worker.cpu_seconds  # the child's CPU, beside this process's phases
     result.timings.update(facts.timings)
     cfg = options.config
     if cfg.severity:

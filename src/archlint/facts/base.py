@@ -15,9 +15,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..fork import MISSING
+
 if TYPE_CHECKING:
     from ..build import BuiltModel
     from ..checkpoint import CheckpointSource
+    from ..fork import Worker
     from ..graph import ModuleGraph
     from ..lora.plan import Plan
     from ..quantize import QuantizationRequest
@@ -42,6 +45,7 @@ class Facts:
         self.checkpoint_source = checkpoint_source  # the checkpoint whose headers are read, or None
         self.suppressions: Suppressions | None = None  # set by the engine once suppressions are applied
         self.timings: dict[str, float] = {}  # seconds per phase, each phase's own time (--debug)
+        self.worker: Worker | None = None  # computing facts ahead on the second core (facts/ahead.py)
         self._nested: list[float] = []  # per open phase: time spent in phases opened inside it
 
     @contextmanager
@@ -58,6 +62,11 @@ class Facts:
             self.timings[phase] = self.timings.get(phase, 0.0) + elapsed - inner
             if self._nested:
                 self._nested[-1] += elapsed
+
+    def ahead(self, name: str) -> Any:
+        """The value the worker computed ahead for job ``name``, waiting for it;
+        :data:`archlint.fork.MISSING` without a worker or when it did not deliver one."""
+        return MISSING if self.worker is None else self.worker.result(name)
 
     def config_values(self, *keys: str) -> list[tuple[str, Any]]:
         """``(dotted.key, value)`` for each key set in the config or any sub-config."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..checkpoint import CheckpointAgreement, agreement
 from ..errors import one_line
+from ..fork import MISSING
 from ..quantize import QuantizationPreview, preview, wanted
 from .base import Facts, fact
 
@@ -20,6 +21,9 @@ def quantization(facts: Facts) -> QuantizationPreview | None:
     """The quantization preview, when a method is asked for or the config ships quantized."""
     if not wanted(facts.quantization_request, facts.config):
         return None
+    ahead = facts.ahead("quantization")  # computed by the worker (facts/ahead.py)
+    if ahead is not MISSING:
+        return ahead
     try:
         return preview(facts.built.module, facts.config, facts.quantization_request, tower_of=facts.graph.tower_of,
                        plan=facts.plan)

@@ -37,6 +37,8 @@ def training_steps(facts: Facts) -> StepChecker:
     shrunk = StepModel(copy.module, copy.description, copy.original_path) if faithful else None
     checker = StepChecker(facts.built.module, shrunk, supplied=(base.missing,) if base.missing else (),
                           idle_stacks=_idle_stacks(facts, base))
+    if facts.worker is not None:
+        checker.ahead = lambda: facts.ahead("steps")  # the worker's steps (facts/ahead.py)
     if base.status == "failed":
         checker.unusable = f"the model's own training forward fails ({base.error}); forward and backward not checked"
     elif base.status == "missing-input" and base.details.get("with_input") != "ok":

@@ -120,6 +120,9 @@ class StepChecker:
         self._reach: dict[tuple, list[tuple[frozenset[str], frozenset[str]] | None]] = {}
         self.seconds = 0.0
         self.unusable = ""  # why no forward can judge the adapters (the base model's own forward fails)
+        #: the steps a forked worker ran ahead (:meth:`run_ahead`), asked for when first needed;
+        #: returns ``archlint.fork.MISSING`` when the worker delivered none
+        self.ahead: Callable[[], Any] | None = None
 
     def check(self, lora_kwargs: Mapping[str, Any], *, adapted: tuple[nn.Module, nn.Module] | None = None) -> StepCheck:
         """Inject ``LoraConfig(**lora_kwargs)``, run forward and backward; never raises.
@@ -155,8 +158,30 @@ class StepChecker:
             self._steps[key] = StepCheck(("inject", "forward"), model=step_model.label,
                                          note=_NO_ADAPTER_RUNS)
         if key not in self._steps:
-            self._steps[key] = self._implied(key) or self._implied_by_reach(key) or self._step(key, step_model, adapted)
+            self._steps[key] = (self._implied(key) or self._implied_by_reach(key) or self._stepped_ahead(key, step_model)
+                                or self._step(key, step_model, adapted))
         return self._steps[key]
+
+    def run_ahead(self, kwargs: Mapping[str, Any]) -> dict[tuple, tuple[StepCheck, list]]:
+        """In a forked worker (:mod:`archlint.facts.ahead`): check ``LoraConfig(**kwargs)`` on
+        the shrunk copy; the step that really ran, by key, with its per-length reach (empty
+        when PEFT did not inject it there)."""
+        with _quiet(), _fake_tensor_log_off(), unused_bitsandbytes_hidden():
+            adapted, _, _ = _inject(self.shrunk.module, dict(kwargs))
+            if adapted is not None:
+                self._check(dict(kwargs), (self.shrunk.module, adapted))
+        return {key: (self._steps[key], reach) for key, reach in self._reach.items()}
+
+    def _stepped_ahead(self, key: tuple, step_model: StepModel) -> StepCheck | None:
+        """The worker's step for ``key``, where the worker stepped what this checker would:
+        the shrunk copy with no supplied input."""
+        if self.ahead is None or step_model is not self.shrunk or self.supplied:
+            return None
+        found = self.ahead()
+        if not isinstance(found, dict) or key not in found:
+            return None
+        step, self._reach[key] = found[key]
+        return step
 
     def _all_idle(self, adapted: tuple) -> bool:
         """Whether every adapted module (and every owner of an adapted parameter) is in a
