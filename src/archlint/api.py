@@ -27,7 +27,6 @@ from .targets import target_identity
 if TYPE_CHECKING:
     from .cache import ResultCache
     from .facts import Facts
-    from .facts.ahead import start as start_worker
     from .findings import Finding
     from .lora.plan import Plan
     from .quantize import QuantizationRequest

@@ -158,8 +158,8 @@ class StepChecker:
             self._steps[key] = StepCheck(("inject", "forward"), model=step_model.label,
                                          note=_NO_ADAPTER_RUNS)
         if key not in self._steps:
-            self._steps[key] = (self._implied(key) or self._implied_by_reach(key) or self._stepped_ahead(key, step_model)
-                                or self._step(key, step_model, adapted))
+            self._steps[key] = (self._implied(key) or self._implied_by_reach(key)
+                                or self._stepped_ahead(key, step_model) or self._step(key, step_model, adapted))
         return self._steps[key]
 
     def run_ahead(self, kwargs: Mapping[str, Any]) -> dict[tuple, tuple[StepCheck, list]]:
