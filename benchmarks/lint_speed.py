@@ -3,15 +3,17 @@
 * **floor** per model: ``import torch, transformers``, read the config, build the model on
   the meta device -- what any tool that looks at the model must pay, nothing else;
 * **cold lint**: ``archlint CONFIG --format json --no-cache`` (every rule, the LoRA
-  recipes through PEFT, the verified fixes, the training-step checks);
+  recipes through PEFT, the verified fixes, the training-step checks), with its worker on
+  the second core (:mod:`archlint.fork`) and without it (``ARCHLINT_WORKER=0``): the CPU
+  time of a process counts its worker's too;
 * **cache hit**: the same command once its result is stored (a private cache directory),
   with ``python -X importtime`` evidence of what it imported;
 * **several targets**: the three models in one process vs one process each;
 * **depth**: a Llama of the 8B width at 8 and at 128 layers (repeated blocks are analysed
   once, so the cost should be nearly flat);
 * **block traces + training-step checks** on Gemma-4 E2B: their CPU seconds inside uncached
-  ``--debug`` runs (phases ``probe`` and ``steps``) against the rest of the same run's CPU
-  time, i.e. what they add to the lint without them (the goal: at most 50%).
+  ``--debug`` runs without the worker (phases ``probe`` and ``steps``) against the rest of
+  the same run's CPU time, i.e. what they add to the lint without them (the goal: at most 50%).
 
 Every run is a fresh subprocess with ``HF_HUB_OFFLINE=1``; runs are interleaved (floor,
 lint, floor, lint, ...) so machine noise hits all alike; medians are reported. Extra
@@ -46,7 +48,7 @@ DEPTH_BASE = "meta-llama__Llama-3.1-8B"
 DEPTHS = (8, 128)
 #: The phases of --debug; each is its own time (a fact a rule reads is charged to the fact's phase).
 STAGES = ("resolve", "build", "graph", "structure", "quantization", "rules", "probe", "forward", "plans", "verify",
-          "steps")
+          "steps", "worker")
 _DEBUG_LINE = re.compile(r"^archlint: debug: (?P<target>.*): (?P<times>\w+ [\d.]+s(?:, \w+ [\d.]+s)*)$")
 _HEAVY = re.compile(r"\|\s+(torch|transformers|peft)(\.|$)")
 
@@ -91,10 +93,12 @@ def archlint_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "archlint"]
 
 
-def run(cmd: list[str], cache: Path) -> tuple[Sample, str, str, int]:
-    """Run ``cmd`` with ``cache`` as the user cache directory: its wall and CPU time
-    (``os.wait4``: that child alone), stdout, stderr and exit code."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1", "XDG_CACHE_HOME": str(cache)}
+def run(cmd: list[str], cache: Path, *, worker: bool = True) -> tuple[Sample, str, str, int]:
+    """Run ``cmd`` with ``cache`` as the user cache directory (``worker``: archlint may fork
+    its worker): its wall and CPU time (``os.wait4``: that child, and the worker it reaped),
+    stdout, stderr and exit code."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1", "XDG_CACHE_HOME": str(cache),
+           "ARCHLINT_WORKER": "1" if worker else "0"}
     env.pop("ARCHLINT_CACHE_DIR", None)
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed archlint has its bytecode compiled
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -118,8 +122,8 @@ def med(samples: list[Sample]) -> Sample:
     return Sample(statistics.median(s.wall for s in samples), statistics.median(s.cpu for s in samples))
 
 
-def lint(targets: list[str], cache: Path, *extra: str) -> tuple[Sample, dict]:
-    wall, out, err, code = run([*archlint_command(), *targets, "--format", "json", *extra], cache)
+def lint(targets: list[str], cache: Path, *extra: str, worker: bool = True) -> tuple[Sample, dict]:
+    wall, out, err, code = run([*archlint_command(), *targets, "--format", "json", *extra], cache, worker=worker)
     if code not in (0, 1):
         sys.exit(f"archlint failed on {targets} (exit {code}):\n{err}")
     report = json.loads(out)
@@ -136,11 +140,12 @@ def floor(config_dir: Path, cache: Path) -> Sample:
     return wall
 
 
-def debug_timings(target: str, cache: Path) -> tuple[dict[str, float], Sample]:
+def debug_timings(target: str, cache: Path, *, worker: bool = True) -> tuple[dict[str, float], Sample]:
     """archlint's own per-stage CPU seconds from one uncached ``--debug`` run, and that
-    run's wall and CPU time."""
+    run's wall and CPU time. With the worker, a phase waiting for it costs this process
+    little CPU, and ``worker`` is the worker's own CPU seconds."""
     sample, _, err, code = run([sys.executable, "-c", DEBUG_DRIVER, target, "--format", "json", "--debug",
-                                "--no-cache"], cache)
+                                "--no-cache"], cache, worker=worker)
     for line in err.splitlines():
         if m := _DEBUG_LINE.match(line.strip()):
             times = {k: float(v.rstrip("s")) for k, v in (part.split(" ") for part in m["times"].split(", "))}
@@ -194,6 +199,7 @@ def report(runs: int, work: Path) -> None:
     depth = depth_configs(work)
     floors: dict[str, list[Sample]] = {m: [] for m in MODELS}
     colds: dict[str, list[Sample]] = {m: [] for m in MODELS}
+    serial: dict[str, list[Sample]] = {m: [] for m in MODELS}  # cold lints without the worker
     hits: dict[str, list[Sample]] = {m: [] for m in MODELS}
     together: list[Sample] = []
     deep: dict[int, list[Sample]] = {n: [] for n in DEPTHS}
@@ -205,6 +211,7 @@ def report(runs: int, work: Path) -> None:
         for model, folder in configs.items():
             floors[model].append(floor(folder, empty))
             colds[model].append(lint([str(folder)], empty, "--no-cache")[0])
+            serial[model].append(lint([str(folder)], empty, "--no-cache", worker=False)[0])
             sample, hit = lint([str(folder)], warm)
             if json.dumps(hit, sort_keys=True) != cold_json[model]:
                 sys.exit(f"the cached report of {model} differs from the stored one")
@@ -222,13 +229,15 @@ def report(runs: int, work: Path) -> None:
     print("wall: elapsed seconds; cpu: user+system seconds of the process (steadier on a busy machine)")
     print()
     header = (f"{'model':<26} {'floor wall':>10} {'cpu':>6} {'cold lint wall':>14} {'cpu':>6} "
-              f"{'x floor wall':>12} {'cpu':>6} {'cache hit wall':>14} {'cpu':>6}")
+              f"{'x floor wall':>12} {'cpu':>6} {'no worker wall':>14} {'cpu':>6} {'x floor wall':>12} {'cpu':>6} "
+              f"{'cache hit wall':>14} {'cpu':>6}")
     print(header)
     print("-" * len(header))
     for model in MODELS:
-        f, c, h = med(floors[model]), med(colds[model]), med(hits[model])
+        f, c, s, h = med(floors[model]), med(colds[model]), med(serial[model]), med(hits[model])
         print(f"{model:<26} {f.wall:>10.2f} {f.cpu:>6.2f} {c.wall:>14.2f} {c.cpu:>6.2f} "
-              f"{c.wall / f.wall:>12.2f} {c.cpu / f.cpu:>6.2f} {h.wall:>14.3f} {h.cpu:>6.3f}"
+              f"{c.wall / f.wall:>12.2f} {c.cpu / f.cpu:>6.2f} {s.wall:>14.2f} {s.cpu:>6.2f} "
+              f"{s.wall / f.wall:>12.2f} {s.cpu / f.cpu:>6.2f} {h.wall:>14.3f} {h.cpu:>6.3f}"
               f"{'  NOT served from the cache' if h.cpu > f.cpu / 2 else ''}")
 
     print()
@@ -256,12 +265,12 @@ def report(runs: int, work: Path) -> None:
     debug_runs = {m: [debug_timings(str(configs[m]), empty) for _ in range(runs if m == TRACED_MODEL else 1)]
                   for m in MODELS}
     print()
-    traced = debug_runs[TRACED_MODEL]
+    traced = [debug_timings(str(configs[TRACED_MODEL]), empty, worker=False) for _ in range(runs)]
     checks = statistics.median(sum(t.get(s, 0.0) for s in TRACES_AND_STEPS) for t, _ in traced)
     lint_cpu = statistics.median(sample.cpu for _, sample in traced)
     forward = statistics.median(t.get("forward", 0.0) for t, _ in traced)
-    print(f"block traces + training-step checks, {TRACED_MODEL} ({len(traced)} uncached --debug run(s), "
-          f"cpu seconds of the same process):")
+    print(f"block traces + training-step checks, {TRACED_MODEL} ({len(traced)} uncached --debug run(s) without "
+          f"the worker, cpu seconds of the same process):")
     print(f"  traces (probe) {statistics.median(t.get('probe', 0.0) for t, _ in traced):.2f} s + "
           f"training steps {statistics.median(t.get('steps', 0.0) for t, _ in traced):.2f} s = {checks:.2f} s "
           f"of a {lint_cpu:.2f} s lint: they add {checks / (lint_cpu - checks):.0%} to the lint without them "
@@ -270,7 +279,8 @@ def report(runs: int, work: Path) -> None:
           f"{(checks + forward) / (lint_cpu - checks - forward):.0%}")
 
     print()
-    print("archlint --debug stage timings (uncached runs, cpu seconds of each phase, median)")
+    print("archlint --debug stage timings (uncached runs with the worker, cpu seconds of each phase, median;")
+    print("a phase that waits for the worker costs little cpu here; worker: the worker's own cpu seconds)")
     header = f"{'model':<28}" + "".join(f"{s:>{max(9, len(s) + 1)}}" for s in STAGES)
     print(header)
     print("-" * len(header))

@@ -131,3 +131,19 @@ def test_facts_never_read_rules_and_lora_never_reads_facts():
         modules = [m for m in MODULES if m == start or m.startswith(start + ".")]
         reached = set().union(*(_reach(m, module_level_only=False) for m in modules))
         assert not [m for m in reached if m.startswith(forbidden)], start
+
+
+#: What a rule's source reads when it reads a fact the lint's worker computes ahead.
+_READS_AHEAD = {"plans": ("ctx.plans", "outcome_of", "verified_fix", "training_steps", "peft_roles"),
+                "quantization": ("ctx.quantization",)}
+
+
+def test_every_rule_says_which_facts_computed_ahead_it_reads():
+    """The rules run in the order of `Rule.reads_ahead` (the worker's facts as late as
+    possible): a built-in rule says exactly what its source reads."""
+    from archlint.rules import builtin_rules
+
+    for rule in builtin_rules():
+        source = MODULES[rule.__module__].read_text(encoding="utf-8")
+        reads = {fact for fact, marks in _READS_AHEAD.items() if any(mark in source for mark in marks)}
+        assert set(rule.reads_ahead) == reads, rule.code

@@ -356,9 +356,16 @@ def _lint_one(target: str, options: _Options, on_built: Callable | None = None) 
         if facts.worker is None or "quantization" not in facts.worker.names:
             result.quantization = facts.quantization  # here, before PEFT runs, as it always ran
         result.checkpoint = facts.checkpoint
+        # what the worker computes ahead is read as late as possible (Rule.reads_ahead)
+        before = [r for r in rules if not r.after_suppression]
+        findings = _run([r for r in before if not r.reads_ahead], facts, result, debug=options.debug)
         if with_plans:
             _plans(facts, result, debug=options.debug)
-        findings = _run([r for r in rules if not r.after_suppression], facts, result, debug=options.debug)
+        findings += _run([r for r in before if r.reads_ahead == {"plans"}], facts, result, debug=options.debug)
+        findings += _run([r for r in before if r.reads_ahead and r.reads_ahead != {"plans"}], facts, result,
+                         debug=options.debug)
+        order = {r.code: i for i, r in enumerate(rules)}
+        result.rule_errors.sort(key=lambda e: order.get(e["code"], -1))  # in the rules' order, whenever each ran
         ran = set(options.codes) - {e["code"] for e in result.rule_errors}  # a crashed rule's pragmas cannot be judged
         ignores = options.config.ignores_for(options.identity)
         kept, facts.suppressions = suppress(merge_findings(findings), graph, ignores, ran)

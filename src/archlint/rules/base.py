@@ -60,6 +60,12 @@ class Rule:
     #: True for a rule about suppressions themselves: it runs once they have been applied
     #: (``ctx.suppressions`` is set) and its findings are not suppressed.
     after_suppression: ClassVar[bool] = False
+    #: The facts the lint's worker computes ahead (:mod:`archlint.facts.ahead`) that the rule
+    #: reads: ``"plans"`` (``ctx.plans``, a verified fix, the training steps), ``"quantization"``.
+    #: Rules reading neither run first, then the plan rules, then the quantization rules, so that
+    #: the lint waits for the worker as late as it can. An ordering hint only: a rule that reads
+    #: one without saying so gets it all the same, a little sooner.
+    reads_ahead: ClassVar[frozenset[str]] = frozenset()
 
     def check(self, ctx: LintContext) -> Iterable[Finding]:
         raise NotImplementedError

@@ -53,6 +53,7 @@ class CustomRouter(Rule):
     code = "GATE003"
     name = "custom-router"
     severity = Severity.WARNING
+    reads_ahead = frozenset({"plans"})
     confidence = Confidence.MEDIUM
     tools = ("bitsandbytes", "deepspeed", "peft")
 

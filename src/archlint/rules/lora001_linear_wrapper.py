@@ -49,6 +49,7 @@ class LinearWrapper(Rule):
     code = "LORA001"
     name = "linear-wrapper"
     severity = Severity.ERROR
+    reads_ahead = frozenset({"plans"})
     severity_note = "info when neither the plan nor a common recipe reaches it: only a target naming it raises"
     tools = ("peft", "trl", "export")
 

@@ -39,6 +39,7 @@ class BareWeightProjection(Rule):
     code = "LORA002"
     name = "bare-weight-projection"
     severity = Severity.WARNING
+    reads_ahead = frozenset({"plans"})
     severity_note = "info when no common recipe or plan reaches the module"
     confidence = Confidence.MEDIUM  # read from the source of forward
     tools = ("peft", "bitsandbytes")

@@ -52,6 +52,7 @@ class LinearSubclassForward(Rule):
     code = "LORA003"
     name = "linear-subclass-forward"
     severity = Severity.WARNING
+    reads_ahead = frozenset({"plans"})
     severity_note = "info when no evaluated plan or common recipe adapts the module and 4-bit quantization keeps it"
     confidence = Confidence.MEDIUM  # read from the probed forward
     tools = ("peft", "bitsandbytes")

@@ -43,6 +43,7 @@ class TargetNameCollision(Rule):
     code = "LORA004"
     name = "target-name-collision"
     severity = Severity.ERROR
+    reads_ahead = frozenset({"plans"})
     severity_note = ("warning when a plan reaches a name PEFT cannot wrap that no common recipe lists; info when "
                      "all are adaptable, or when without a plan no common recipe lists the name")
     tools = ("peft", "vllm", "sglang")

@@ -53,6 +53,7 @@ class FusedProjection(Rule):
     code = "LORA005"
     name = "fused-projection"
     severity = Severity.WARNING
+    reads_ahead = frozenset({"plans"})
     confidence = Confidence.MEDIUM  # a name or a size; probes (#3) confirm the split
     severity_note = "info, at low confidence, when the block cannot be traced and only its name or size says fused"
     tools = ("peft", "vllm", "sglang")

@@ -44,6 +44,7 @@ class StackedExpertParameters(Rule):
     code = "LORA006"
     name = "stacked-expert-parameters"
     severity = Severity.ERROR
+    reads_ahead = frozenset({"plans"})
     severity_note = "info when PEFT re-routes targets to the experts or the plan reaches them all"
     tools = ("peft", "bitsandbytes")
 

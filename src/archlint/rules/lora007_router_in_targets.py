@@ -43,6 +43,7 @@ class RouterInTargets(Rule):
     code = "LORA007"
     name = "router-in-targets"
     severity = Severity.WARNING
+    reads_ahead = frozenset({"plans"})
     severity_note = "info, at low confidence, when the block cannot be traced and only its shape suggests a router"
     tools = ("peft",)
 

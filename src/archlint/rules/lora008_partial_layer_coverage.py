@@ -49,6 +49,7 @@ class PartialLayerCoverage(Rule):
     code = "LORA008"
     name = "partial-layer-coverage"
     severity = Severity.WARNING
+    reads_ahead = frozenset({"plans"})
     severity_note = "info when the blocks it misses reuse another layer's K/V"
     tools = ("peft",)
 

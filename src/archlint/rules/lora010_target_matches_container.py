@@ -42,6 +42,7 @@ class TargetMatchesContainer(Rule):
     code = "LORA010"
     name = "target-matches-container"
     severity = Severity.ERROR
+    reads_ahead = frozenset({"plans"})
     tools = ("peft",)
 
     VALID = (Example("fixtures/zoo/plans.py:MoeDecoder", plan={"target_modules": ["q_proj", "o_proj"]}),)

@@ -37,6 +37,7 @@ class TargetMatchesNothing(Rule):
     code = "LORA011"
     name = "target-matches-nothing"
     severity = Severity.WARNING
+    reads_ahead = frozenset({"plans"})
     tools = ("peft",)
 
     VALID = (Example("fixtures/zoo/plans.py:MoeDecoder", plan={"target_modules": ["q_proj", "o_proj"]}),)

@@ -43,6 +43,7 @@ class UnquantizedWeights(Rule):
     code = "QUANT001"
     name = "unquantized-weights"
     severity = Severity.WARNING
+    reads_ahead = frozenset({"quantization"})
     tools = ("bitsandbytes", "transformers")
 
     VALID = (Example("fixtures/configs/meta-llama__Llama-3.1-8B", quantization="bnb-4bit"),)

@@ -40,6 +40,7 @@ class SkipListDropsDefaults(Rule):
     code = "QUANT002"
     name = "skip-list-drops-defaults"
     severity = Severity.WARNING
+    reads_ahead = frozenset({"quantization"})
     tools = ("bitsandbytes", "transformers")
 
     VALID = (Example("fixtures/configs/google__gemma-4-E2B-it",

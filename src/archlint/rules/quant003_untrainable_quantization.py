@@ -38,6 +38,7 @@ class UntrainableQuantization(Rule):
     code = "QUANT003"
     name = "untrainable-quantization"
     severity = Severity.ERROR
+    reads_ahead = frozenset({"plans", "quantization"})
     tools = ("peft", "transformers")
 
     _PLAN = {"target_parameters": ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]}
