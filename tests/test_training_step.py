@@ -144,6 +144,34 @@ def test_llama4_moe_layers_survive_the_shrink():
     assert checker.shrunk.label == "shrunk copy (model.layers 48→2)"
 
 
+def test_a_structure_placed_by_a_layer_number_moves_with_the_shrink():
+    """DeepSeek-V3's MoE layers start at `first_k_dense_replace=3`: the copy keeps layers 0
+    and 60 and says its MoE layers start at 1, each layer with the structure of the layer it
+    stands for (the copy used to keep the prefix 0-3 for it)."""
+    checker = _checker(config("deepseek-ai__DeepSeek-V3"))
+    copy = checker.shrunk.module
+    assert checker.shrunk.label == "shrunk copy (model.layers 61→2)"
+    assert copy.config.first_k_dense_replace == 1
+    assert [type(layer.mlp).__name__ for layer in copy.model.layers] == ["DeepseekV3MLP", "DeepseekV3MoE"]
+    assert checker.shrunk.original_path("model.layers.1.mlp.gate") == "model.layers.60.mlp.gate"
+    assert checker.check({"target_modules": "all-linear"}).checked == STAGES
+
+
+def test_a_rewrite_of_a_number_that_does_not_place_the_structures_is_dropped():
+    """Every whole-number key equal to a structure's first layer is tried, one at a time;
+    only a rewrite after which each layer of the copy has the structure of the layer it
+    stands for is kept: moving `topk_group` instead leaves the copy's two layers dense."""
+    from archlint.graph import ModuleGraph
+    from archlint.shrink import _attempt, _plans
+
+    model = _checker(config("deepseek-ai__DeepSeek-V3")).full.module
+    graph = ModuleGraph(model)
+    plans = _plans(graph, model.config, keep="first")
+    assert plans == {(): (61, (0, 60))}
+    assert _attempt(graph, model, plans, {(): {"topk_group": 1}}) is None
+    assert _attempt(graph, model, plans, {(): {"first_k_dense_replace": 1}}) is not None
+
+
 def test_a_plan_adapting_a_subset_of_a_clean_plan_is_clean_without_its_own_run():
     checker = _zoo("Trains")
     both = checker.check({"target_modules": ["proj", "head"], "r": 4})

@@ -12,11 +12,14 @@ config that owns the list is rewritten accordingly: ``num_hidden_layers``, every
 per-layer list, list of layer numbers and per-layer dict whose name says ``layer``
 (``layer_types``, ``cross_attention_layers``, ``per_layer_config``), and
 ``num_kv_shared_layers``, which counts the last layers.
-Gemma-4 E2B's 35 text layers (own/shared K/V × sliding/full) become 4.
+Gemma-4 E2B's 35 text layers (own/shared K/V × sliding/full) become 4. Where the config places
+a structure by a layer number (DeepSeek-V3's ``first_k_dense_replace=3``), that number is moved
+to where the structure starts in the copy, and DeepSeek-V3's 61 layers become 2, not a prefix of 5.
 
 The copy is kept only if it has exactly the module classes of the model and, for each
-shrunk list, exactly its set of block structures; anything else returns ``None`` and
-the caller uses the model itself.
+shrunk list, exactly its set of block structures (with a moved layer number: each layer the
+structure of the layer it stands for); anything else returns ``None`` and the caller uses the
+model itself.
 """
 
 from __future__ import annotations
@@ -65,32 +68,36 @@ def shrunk_copy(built: BuiltModel, graph: ModuleGraph) -> ShrunkModel | None:
         # All configs at once; a config whose parts index another's layers (Molmo2's
         # adapter `vision_feature_layer`) rejects that, so then one config at a time,
         # the longest stack first (it dominates the forward's cost).
-        attempts += [plans] if len(plans) > 1 else []
-        attempts += [{k: v} for k, v in sorted(plans.items(), key=lambda kv: -kv[1][0])]
+        attempts += [(plans, {})] if len(plans) > 1 else []
+        attempts += [({k: v}, {}) for k, v in sorted(plans.items(), key=lambda kv: -kv[1][0])]
+        if keep == "first":  # a structure placed by a layer number in the config (DeepSeek's first_k_dense_replace)
+            attempts += [({k: v}, moved) for k, v in plans.items()
+                         for moved in _moved_boundaries(graph, root.config, k, v)]
     tried = []
     for attempt in attempts:
         if attempt in tried:
             continue
         tried.append(attempt)
-        copy = _attempt(graph, root, attempt)
+        copy = _attempt(graph, root, *attempt)
         if copy is not None:
             return copy
     return None
 
 
-def _attempt(graph: ModuleGraph, root: nn.Module, plans) -> ShrunkModel | None:
+def _attempt(graph: ModuleGraph, root: nn.Module, plans, moved: dict | None = None) -> ShrunkModel | None:
     data = root.config.to_dict()
     for keypath, (count, keep) in plans.items():
         sub = data
         for key in keypath:
             sub = sub[key]
         _shrink_dict(sub, count, keep, _count_key(_sub_config(root.config, keypath)))
+        sub.update((moved or {}).get(keypath, {}))
     try:
         module = _build(type(root), type(root.config).from_dict(data), _dtype(root))
     except Exception:  # the rewritten config is not valid for this class: no copy
         return None
     lists = dict(_lists(graph, root.config, plans))
-    if not _faithful(graph, module, lists):
+    if not _faithful(graph, module, lists, in_order=bool(moved)):
         return None
     sizes = ", ".join(f"{p} {len(graph.info(p).children)}→{len(k)}" for p, k in lists.items())
     return ShrunkModel(module, f"shrunk copy ({sizes})", lists)
@@ -244,7 +251,10 @@ def _build(cls: type, config, dtype: torch.dtype) -> nn.Module:
     return module
 
 
-def _faithful(graph, module: nn.Module, lists: dict[str, tuple[int, ...]]) -> bool:
+def _faithful(graph, module: nn.Module, lists: dict[str, tuple[int, ...]], *, in_order: bool = False) -> bool:
+    """Whether the copy has exactly the model's module classes and, per shrunk list, its set
+    of block structures; ``in_order``: moreover each layer of the copy has the structure of
+    the model's layer it stands for (a copy whose config had a layer number moved)."""
     copy = ModuleGraph(module)
     if {i.qualname for i in copy} != {i.qualname for i in graph}:
         return False
@@ -255,4 +265,31 @@ def _faithful(graph, module: nn.Module, lists: dict[str, tuple[int, ...]]) -> bo
         have = {copy.info(c).structure_key for c in copy.info(path).children.values()}
         if want != have:
             return False
+        if in_order and [copy.info(copy.info(path).children[str(j)]).structure_key for j in range(len(keep))] != [
+                graph.info(graph.info(path).children[str(i)]).structure_key for i in keep]:
+            return False
     return True
+
+
+def _moved_boundaries(graph, config, keypath: tuple[str, ...], plan: tuple[int, tuple[int, ...]]):
+    """Config rewrites that move a layer number to where its structure starts in the copy, one
+    key at a time: a whole-number key (not a count, not a flag) of the owning config equal to
+    the first layer of a structure becomes the position of the copy's first layer of that
+    structure (DeepSeek-V3's ``first_k_dense_replace=3``, its first MoE layer, becomes 1 when
+    the copy keeps layers 0 and 60). The copy is kept only when each of its layers then has
+    the structure of the layer it stands for (:func:`_faithful` ``in_order``), which a key
+    that does not place structures cannot give."""
+    count, keep = plan
+    sub = _sub_config(config, keypath)
+    list_path = next((lp for lp, kp, n in _candidate_lists(graph, config) if kp == keypath and n == count), None)
+    if list_path is None:
+        return
+    kinds = [graph.info(graph.info(list_path).children[str(i)]).structure_key for i in range(count)]
+    starts = {kinds.index(k) for k in set(kinds)} - {0}
+    for key, value in sorted(sub.to_dict().items()):
+        if (isinstance(value, int) and not isinstance(value, bool) and value in starts
+                and key != _count_key(sub) and not _is_count(key, value, count)):
+            moved = next(j for j, i in enumerate(keep) if kinds[i] == kinds[value]) if any(
+                kinds[i] == kinds[value] for i in keep) else None
+            if moved is not None and moved != value:
+                yield {keypath: {key: moved}}
