@@ -62,6 +62,18 @@ def test_close_stops_a_child_still_working_at_once():
     worker.close()  # idempotent
 
 
+def test_a_child_silent_past_the_patience_is_stopped_and_its_values_missing(monkeypatch):
+    monkeypatch.setattr(fork, "PATIENCE", 0.5)
+    worker = fork_worker([("stuck", lambda: time.sleep(60)), ("after", lambda: 1)])
+    pid = worker.pid
+    start = time.monotonic()
+    assert worker.result("stuck") is MISSING
+    assert worker.result("after") is MISSING
+    assert time.monotonic() - start < 10
+    assert _reaped(pid)
+    worker.close()
+
+
 def test_the_child_ignores_ctrl_c_and_writes_nothing_to_the_terminal(capfd):
     def job():
         print("from the child")

@@ -13,11 +13,14 @@ failure (the job raised, its value does not pickle, the child died or ran past
 caller computes the value itself. The child:
 
 * ignores SIGINT (Ctrl-C reaches the whole process group; the parent stops it instead),
-  and is killed by SIGALRM after :data:`LIMIT` seconds (timers are not inherited);
+  and is killed by SIGALRM after :data:`LIMIT` seconds (timers are not inherited); the
+  parent stops it sooner, after :data:`PATIENCE` seconds without a value;
 * writes nothing to the user's terminal (file descriptors 0-2 and ``sys.stdout``/``sys.stderr``
   point at ``/dev/null``), and leaves with ``os._exit``: no atexit handler, no flush of the
   parent's buffers;
-* runs torch with one thread (the fork copied no thread pool; its work is fake tensors).
+* runs torch with one thread (the fork copied no thread pool; its work is fake tensors),
+  and neither logs nor warns (a lock of a logging handler or of stderr may have been held by
+  another thread of the parent, a spinner, at the moment of the fork).
 
 Forking is used only on Linux (macOS does not support fork without exec in processes that
 loaded system frameworks), in the main thread, with at least two CPUs to run on, and not
@@ -26,18 +29,25 @@ when ``ARCHLINT_WORKER=0``.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
+import select
 import signal
 import struct
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 #: Seconds after which the child is killed whatever it is doing.
 LIMIT = 300
+#: Seconds the parent waits for the child's next value before it stops the child and computes
+#: the value itself: the child's jobs take seconds (a fake step of a shrunk copy, a quantizer
+#: run on the meta model), so a child silent this long is stuck, not slow.
+PATIENCE = 60.0
 
 #: The value of a job the worker could not deliver.
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
@@ -123,6 +133,9 @@ class Worker:
     def _read(self, size: int) -> bytes:
         chunks, left = [], size
         while left:
+            if not select.select([self._fd], [], [], PATIENCE)[0]:
+                self.close()  # stuck: stopped, and everything not received is MISSING
+                return b""
             chunk = os.read(self._fd, min(left, 1 << 20))
             if not chunk:
                 return b""  # the child ended (or died) before sending all of it
@@ -138,7 +151,9 @@ def fork_worker(jobs: Sequence[tuple[str, Callable[[], Any]]]) -> Worker | None:
         return None
     read_fd, write_fd = os.pipe()
     try:
-        pid = os.fork()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # Python >= 3.12 on a process with threads
+            pid = os.fork()
     except OSError:
         os.close(read_fd)
         os.close(write_fd)
@@ -160,6 +175,8 @@ def _child(jobs: Sequence[tuple[str, Callable[[], Any]]], fd: int) -> None:
         for stream in (0, 1, 2):
             os.dup2(devnull, stream)
         sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 -- also where they were replaced
+        logging.disable(logging.CRITICAL)  # no handler lock another thread of the parent may have held
+        warnings.simplefilter("ignore")
         torch = sys.modules.get("torch")
         if torch is not None:
             torch.set_num_threads(1)
