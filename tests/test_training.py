@@ -4,6 +4,7 @@ the zoo, and the shrunk copy the forward runs on."""
 from __future__ import annotations
 
 import pytest
+import torch
 from packaging.version import Version
 from support import config, findings, fresh_facts, lint_cached
 
@@ -115,6 +116,21 @@ def test_the_training_forward_keeps_no_cache():
     assert outcome.status == "ok", outcome.error
 
 
+def test_the_training_forward_leaves_the_models_own_parameters_in_place():
+    """SwitchTransformers' router casts its classifier with `.to(dtype)` in every forward; the
+    fake forward of the model itself (it has no shrunk copy) replaced the user's meta weights
+    by fake tensors of a dead mode, and a probe of that router afterwards could not move it:
+    DIST002 and LORA007 read one layer's router as unknown (info) where every other layer's is
+    a router, depending on whether the probe ran before or after the forward."""
+    ctx = _context("switch_transformers")
+    before = {name: p for name, p in ctx.built.module.named_parameters()}
+    assert ctx.training_forward.model == "the model itself"
+    after = dict(ctx.built.module.named_parameters())
+    assert after.keys() == before.keys() and all(after[n] is p for n, p in before.items())  # the very same objects
+    assert all(type(p) is torch.nn.Parameter for p in before.values())
+    assert ctx.roles.is_router("encoder.block.1.layer.1.mlp.router.classifier") is True
+
+
 def test_a_finding_carries_no_time_measured_in_the_run():
     """A report must not change from one run to the next: how long the forward took is
     ``--debug``'s to show, not a finding's detail."""
@@ -143,12 +159,16 @@ def test_gemma4_shrinks_to_one_layer_per_structure_keeping_kv_sharing():
     assert copy.original_path("model.language_model.layers.3.self_attn") == "model.language_model.layers.34.self_attn"
 
 
-def test_a_shrink_that_breaks_the_config_falls_back_to_a_smaller_one():
-    """DeepSeek-V3 places its dense layers by index (first_k_dense_replace=3)."""
-    from archlint.shrink import shrunk_copy
+def test_a_shrink_that_breaks_the_config_falls_back_to_a_smaller_one(monkeypatch):
+    """DeepSeek-V3 places its dense layers by index (first_k_dense_replace=3): the copy moves
+    that number (0 and 60 kept); without the move, the first-layers copy is all dense and
+    the prefix up to the first MoE layer is kept instead."""
+    from archlint import shrink
 
-    copy = shrunk_copy(*_built_and_graph(config("deepseek-ai__DeepSeek-V3")))
-    assert copy.kept == {"model.layers": (0, 1, 2, 3, 60)}
+    built, graph = _built_and_graph(config("deepseek-ai__DeepSeek-V3"))
+    assert shrink.shrunk_copy(built, graph).kept == {"model.layers": (0, 60)}
+    monkeypatch.setattr(shrink, "_moved_boundaries", lambda *args: iter(()))
+    assert shrink.shrunk_copy(built, graph).kept == {"model.layers": (0, 1, 2, 3, 60)}
 
 
 def test_a_layer_count_under_another_name_is_shrunk():

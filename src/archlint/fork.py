@@ -18,9 +18,11 @@ caller computes the value itself. The child:
 * writes nothing to the user's terminal (file descriptors 0-2 and ``sys.stdout``/``sys.stderr``
   point at ``/dev/null``), and leaves with ``os._exit``: no atexit handler, no flush of the
   parent's buffers;
-* runs torch with one thread (the fork copied no thread pool; its work is fake tensors),
-  and neither logs nor warns (a lock of a logging handler or of stderr may have been held by
-  another thread of the parent, a spinner, at the moment of the fork).
+* runs torch with one thread (the fork copied no thread pool; its work is fake tensors), and
+  its logging handlers write to ``/dev/null`` without touching the stream they had (a lock of
+  stderr may have been held by another thread of the parent, a spinner, at the fork); what a
+  job captures of the libraries' logs and warnings (the quantization preview's notes) it
+  captures as in the parent.
 
 Forking is used only on Linux (macOS does not support fork without exec in processes that
 loaded system frameworks), in the main thread, with at least two CPUs to run on, and not
@@ -175,8 +177,7 @@ def _child(jobs: Sequence[tuple[str, Callable[[], Any]]], fd: int) -> None:
         for stream in (0, 1, 2):
             os.dup2(devnull, stream)
         sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 -- also where they were replaced
-        logging.disable(logging.CRITICAL)  # no handler lock another thread of the parent may have held
-        warnings.simplefilter("ignore")
+        _handlers_to(sys.stderr)
         torch = sys.modules.get("torch")
         if torch is not None:
             torch.set_num_threads(1)
@@ -189,6 +190,19 @@ def _child(jobs: Sequence[tuple[str, Callable[[], Any]]], fd: int) -> None:
         _send(fd, pickle.dumps((CPU, True, time.process_time() - start)))
     finally:
         os._exit(0)
+
+
+def _handlers_to(stream) -> None:
+    """Point every logging stream handler at ``stream`` without flushing its old stream,
+    whose lock another thread of the parent (a spinner writing to stderr) may have held at the
+    fork. Handlers' own locks are renewed by :mod:`logging` in the child; a handler the job
+    adds itself (transformers' messages that archlint reports as notes) works as usual."""
+    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(lg, logging.Logger))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if type(handler) is logging.StreamHandler:
+                handler.stream = stream
 
 
 def _send(fd: int, payload: bytes) -> None:

@@ -179,26 +179,36 @@ def collator_inputs(model: nn.Module, ids: torch.Tensor, supplied: tuple[str, ..
     return inputs
 
 
-def _plain_tensor_state(model: nn.Module) -> list[tuple[nn.Module, dict[str, torch.Tensor]]]:
-    """Each module's plain tensor attributes (not parameters or buffers).
+def _plain_tensor_state(model: nn.Module) -> list[tuple[nn.Module, dict[str, Any], list[dict[str, Any]]]]:
+    """Each module's plain tensor attributes and its parameter, buffer and submodule tables.
 
     A forward may cache tensors on its module as plain attributes (transformers' longrope
-    rotary embedding sets ``long_inv_freq`` in its first forward); made under the fake
-    mode, such a tensor belongs to a mode that ends with this forward, and a later fake
-    forward of the model or of a copy of it (the LoRA training step) would meet a fake
-    tensor of a dead mode (a segmentation fault in torch's fake-tensor conversion)."""
-    return [(m, {k: v for k, v in vars(m).items() if isinstance(v, torch.Tensor)}) for m in model.modules()]
+    rotary embedding sets ``long_inv_freq`` in its first forward), or replace its own
+    parameters (SwitchTransformers' router casts its classifier with ``.to(dtype)`` in every
+    forward); made under the fake mode, such a tensor belongs to a mode that ends with this
+    forward, and a later fake forward of the model or of a copy of it (the LoRA training
+    step) would meet a fake tensor of a dead mode (a segmentation fault in torch's
+    fake-tensor conversion), and a later probe of the module could not move it (a fake
+    parameter holds a weak reference, so ``_apply`` cannot swap it)."""
+    return [(m, {k: v for k, v in vars(m).items() if isinstance(v, torch.Tensor)},
+             [dict(m._parameters), dict(m._buffers), dict(m._modules)]) for m in model.modules()]
 
 
 def _restore_plain_tensor_state(model: nn.Module, state) -> None:
-    """Undo what the fake forward did to plain tensor attributes: the user's model is left as it was."""
-    for module, before in state:
+    """Undo what the fake forward did to plain tensor attributes and to the parameter, buffer
+    and submodule tables: the user's model is left as it was."""
+    del model  # the state holds every module the model had before the forward
+    for module, before, tables in state:
         for name, value in list(vars(module).items()):
             if isinstance(value, torch.Tensor) and before.get(name) is not value:
                 if name in before:
                     setattr(module, name, before[name])
                 else:
                     delattr(module, name)
+        for table, kept in zip((module._parameters, module._buffers, module._modules), tables, strict=True):
+            if table.keys() != kept.keys() or any(table[k] is not v for k, v in kept.items()):
+                table.clear()
+                table.update(kept)
 
 
 def _accepts(model: nn.Module, name: str) -> bool:
