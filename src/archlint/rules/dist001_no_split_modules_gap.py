@@ -20,9 +20,12 @@ class NoSplitModulesGap(Rule):
         on the meta model, when accelerate is installed.
 
     Why is this bad:
-        A name of a class that does not occur makes that code raise "Could not find the
-        transformer layer class ... in the model" (PEFT's `fsdp_auto_wrap_policy` raises
-        too): error. A missing list raises nothing: the policy wraps no block, so the whole
+        A name of a class that does not occur made that code raise "Could not find the
+        transformer layer class ... in the model" up to accelerate 1.15 (PEFT's
+        `fsdp_auto_wrap_policy` raises too): error. accelerate 1.16 skips such names, and the
+        policy wraps only the named classes that occur: a warning when that leaves a block
+        unwrapped. The severity is what the installed accelerate does. A missing list raises
+        nothing: the policy wraps no block, so the whole
         model is one FSDP unit whose parameters every rank gathers at once, and
         `device_map="auto"` may split a block across devices (warning). A block class the
         list misses is wrapped with its neighbours (warning).
