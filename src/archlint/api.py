@@ -353,17 +353,13 @@ def _lint_one(target: str, options: _Options, on_built: Callable | None = None) 
     with_plans = options.plan is not None or any(r.code.startswith("LORA") for r in rules)
     facts.worker = start_worker(facts, plans=with_plans)  # the costliest oracles, ahead on the second core
     try:
-        if facts.worker is None or "quantization" not in facts.worker.names:
-            result.quantization = facts.quantization  # here, before PEFT runs, as it always ran
         result.checkpoint = facts.checkpoint
         # what the worker computes ahead is read as late as possible (Rule.reads_ahead)
-        before = [r for r in rules if not r.after_suppression]
+        before = sorted((r for r in rules if not r.after_suppression), key=_ahead_rank)
         findings = _run([r for r in before if not r.reads_ahead], facts, result, debug=options.debug)
         if with_plans:
             _plans(facts, result, debug=options.debug)
-        findings += _run([r for r in before if r.reads_ahead == {"plans"}], facts, result, debug=options.debug)
-        findings += _run([r for r in before if r.reads_ahead and r.reads_ahead != {"plans"}], facts, result,
-                         debug=options.debug)
+        findings += _run([r for r in before if r.reads_ahead], facts, result, debug=options.debug)
         order = {r.code: i for i, r in enumerate(rules)}
         result.rule_errors.sort(key=lambda e: order.get(e["code"], -1))  # in the rules' order, whenever each ran
         ran = set(options.codes) - {e["code"] for e in result.rule_errors}  # a crashed rule's pragmas cannot be judged
@@ -382,6 +378,11 @@ def _lint_one(target: str, options: _Options, on_built: Callable | None = None) 
     result.findings = merge_findings(kept)
     result.class_anchors = class_anchors(graph, result.findings)
     return result
+
+
+def _ahead_rank(rule: type[Rule]) -> int:
+    """Rules reading no fact computed ahead first, then the plan rules, then the quantization rules."""
+    return 0 if not rule.reads_ahead else 2 if "quantization" in rule.reads_ahead else 1
 
 
 def _run(rules: Sequence[type[Rule]], facts: Facts, result: TargetResult, *, debug: bool) -> list[Finding]:

@@ -289,7 +289,6 @@ def _moved_boundaries(graph, config, keypath: tuple[str, ...], plan: tuple[int, 
     for key, value in sorted(sub.to_dict().items()):
         if (isinstance(value, int) and not isinstance(value, bool) and value in starts
                 and key != _count_key(sub) and not _is_count(key, value, count)):
-            moved = next(j for j, i in enumerate(keep) if kinds[i] == kinds[value]) if any(
-                kinds[i] == kinds[value] for i in keep) else None
+            moved = next((j for j, i in enumerate(keep) if kinds[i] == kinds[value]), None)
             if moved is not None and moved != value:
                 yield {keypath: {key: moved}}

@@ -161,7 +161,7 @@ def _forward(model: nn.Module, paths: dict[int, str], *, supplied: tuple[str, ..
             hook.remove()
         for module, training in modes:
             module.training = training
-        _restore_plain_tensor_state(model, state)
+        _restore_plain_tensor_state(state)
 
 
 def collator_inputs(model: nn.Module, ids: torch.Tensor, supplied: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -194,10 +194,10 @@ def _plain_tensor_state(model: nn.Module) -> list[tuple[nn.Module, dict[str, Any
              [dict(m._parameters), dict(m._buffers), dict(m._modules)]) for m in model.modules()]
 
 
-def _restore_plain_tensor_state(model: nn.Module, state) -> None:
+def _restore_plain_tensor_state(state) -> None:
     """Undo what the fake forward did to plain tensor attributes and to the parameter, buffer
-    and submodule tables: the user's model is left as it was."""
-    del model  # the state holds every module the model had before the forward
+    and submodule tables of every module the model had before it: the user's model is left
+    as it was."""
     for module, before, tables in state:
         for name, value in list(vars(module).items()):
             if isinstance(value, torch.Tensor) and before.get(name) is not value:

@@ -47,15 +47,18 @@ __all__ = ["MISSING", "start"]
 
 def start(facts: Facts, *, plans: bool) -> Worker | None:
     """Fork the worker for this lint (None when there is nothing to do ahead, or no second
-    core); ``plans``: whether the lint evaluates plans (a plan is given or a LoRA rule runs)."""
-    if not available():
+    core); ``plans``: whether the lint evaluates plans (a plan is given or a LoRA rule runs).
+    A quantization preview the worker does not compute is computed here, first."""
+    fork = available()
+    quantization_ahead = fork and _quantization_ahead(facts)
+    if not quantization_ahead:
+        _ = facts.quantization  # first, as in every lint: a quantizer that imports bitsandbytes does so before PEFT
+    if not fork:
         return None
     jobs = []
-    if not _quantization_ahead(facts):
-        _ = facts.quantization  # first, as in every lint: a quantizer that imports bitsandbytes does so before PEFT
     if plans and _prepare_steps(facts):
         jobs.append(("steps", lambda: _steps(facts)))
-    if _quantization_ahead(facts):
+    if quantization_ahead:
         jobs.append(("quantization", lambda: quantization(facts)))
     return fork_worker(jobs)
 

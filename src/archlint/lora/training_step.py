@@ -133,7 +133,7 @@ class StepChecker:
         tensors fake), so it is not to be used afterwards."""
         start = time.perf_counter()
         try:
-            with _quiet(), _fake_tensor_log_off(), unused_bitsandbytes_hidden():
+            with _step_quiet():
                 return self._check(dict(lora_kwargs), adapted)
         finally:
             self.seconds += time.perf_counter() - start
@@ -166,7 +166,7 @@ class StepChecker:
         """In a forked worker (:mod:`archlint.facts.ahead`): check ``LoraConfig(**kwargs)`` on
         the shrunk copy; the step that really ran, by key, with its per-length reach (empty
         when PEFT did not inject it there)."""
-        with _quiet(), _fake_tensor_log_off(), unused_bitsandbytes_hidden():
+        with _step_quiet():
             adapted, _, _ = _inject(self.shrunk.module, dict(kwargs))
             if adapted is not None:
                 self._check(dict(kwargs), (self.shrunk.module, adapted))
@@ -442,6 +442,14 @@ def _user_path(step_model: StepModel, path: str | None) -> str | None:
         return None
     return step_model.original_path(_peft_path(path))
 
+
+
+@contextlib.contextmanager
+def _step_quiet() -> Iterator[None]:
+    """What every PEFT injection and step runs under: the libraries' warnings and fake-tensor
+    logs kept off the user's output, bitsandbytes hidden from PEFT while nothing imported it."""
+    with _quiet(), _fake_tensor_log_off(), unused_bitsandbytes_hidden():
+        yield
 
 
 @contextlib.contextmanager
