@@ -52,6 +52,23 @@ def test_a_child_that_dies_delivers_nothing_more_and_is_reaped():
     assert _reaped(pid)
 
 
+def _burn():
+    start = time.process_time()
+    while time.process_time() - start < 0.05:
+        pass
+    return 1
+
+
+def test_a_child_done_with_its_jobs_reports_its_cpu_when_closed_at_once():
+    """The CPU frame follows the last job's: a lint that closes the worker right after taking
+    its last value (DeepSeek-V3's preview) still records the worker's CPU seconds."""
+    for _ in range(5):
+        worker = fork_worker([("burn", _burn)])
+        assert worker.result("burn") == 1
+        worker.close()
+        assert worker.cpu_seconds >= 0.05
+
+
 def test_close_stops_a_child_still_working_at_once():
     worker = fork_worker([("slow", lambda: time.sleep(60))])
     pid = worker.pid

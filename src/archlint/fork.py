@@ -57,6 +57,9 @@ MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 #: The name of the last frame the child sends: its own CPU seconds.
 CPU = "cpu"
 
+#: Seconds the parent waits, when it is done, for the CPU frame of a child that sent every job.
+_LAST_FRAME = 1.0
+
 _HEADER = struct.Struct("!Q")
 
 
@@ -80,6 +83,7 @@ class Worker:
         self.names = tuple(names)  # the jobs it runs, in order
         self._fd = fd
         self._values: dict[str, Any] = {}
+        self._received: set[str] = set()  # the jobs whose frame arrived, delivered or not
         self._ended = False
         self.cpu_seconds = 0.0  # the child's own, once it has sent everything
 
@@ -91,13 +95,16 @@ class Worker:
         return self._values.get(name, MISSING)
 
     def close(self) -> None:
-        """Stop the child if it still runs and reap it (idempotent). A child that has ended
-        is read to the end first, for its CPU seconds."""
+        """Stop the child if it still runs and reap it (idempotent). A child that has ended,
+        or has sent every job and is about to send its CPU seconds, is read to the end first."""
         if self.pid:
             try:
                 done, _ = os.waitpid(self.pid, os.WNOHANG)
             except ChildProcessError:
                 done = self.pid
+            if not done and set(self.names) <= self._received and not self._ended:
+                if select.select([self._fd], [], [], _LAST_FRAME)[0]:
+                    self._receive()  # the CPU frame follows the last job's at once
             if done:
                 while not self._ended:
                     self._receive()
@@ -129,7 +136,9 @@ class Worker:
         if name == CPU:
             self.cpu_seconds = value
             self._ended = True
-        elif delivered:
+            return
+        self._received.add(name)
+        if delivered:
             self._values[name] = value
 
     def _read(self, size: int) -> bytes:
